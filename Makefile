@@ -1,0 +1,52 @@
+# socklb. `make demo` and `make test` work on a fresh Debian machine as root:
+# they install what they need first.
+
+GO        ?= go
+BIN       := bin
+SOCKLB    := $(BIN)/socklb
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GO_BUILD  := CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)"
+APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl
+# Kernel e2e tests need root; CI=true turns their skips into failures.
+TEST_FLAGS ?= -count=1
+
+.PHONY: all deps generate check-generate build test test-unit test-kernel demo cleanup-demo bench clean
+
+all: build
+
+# Debian packages for compiling BPF and building sandboxes; installed only when missing.
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(GO) mod download
+
+# Regenerates the bpf2go output (committed, so `go build` needs no clang).
+generate: deps
+	$(GO) generate ./maps/
+
+# CI: the committed BPF objects must be what the sources compile to.
+check-generate: generate
+	git diff --exit-code -- maps/ || (echo "generated BPF objects are stale: run make generate and commit" >&2; exit 1)
+
+build:
+	@mkdir -p $(BIN)
+	$(GO_BUILD) -o $(SOCKLB) ./cmd/socklb
+
+test: deps build
+	$(GO) vet ./...
+	$(GO) test $(TEST_FLAGS) ./...
+
+test-unit:
+	$(GO) test $(TEST_FLAGS) ./pkg/... ./maps/...
+
+demo: deps build
+	./demo/standalone.sh $(SOCKLB)
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./maps/...
+
+clean:
+	rm -rf $(BIN)

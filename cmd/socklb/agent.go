@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/socklb/socklb/pkg/agent"
+	"github.com/socklb/socklb/pkg/datapath"
+	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/source"
+	"github.com/socklb/socklb/pkg/standalone"
+	"github.com/socklb/socklb/pkg/syncer"
+)
+
+type agentFlags struct {
+	node     nodeFlags
+	fromDir  string
+	nodeName string
+	logLevel string
+}
+
+func newAgentCommand() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: keep the BPF maps in sync with Services and EndpointSlices",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runAgent(ctx, f)
+		},
+	}
+	f.node.register(cmd)
+	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
+	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+func runAgent(ctx context.Context, f agentFlags) error {
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	nodeName, err := resolveNodeName(f.nodeName)
+	if err != nil {
+		return err
+	}
+	cgroup, err := f.node.cgroupDir()
+	if err != nil {
+		return err
+	}
+	log = log.With(zap.String("node", nodeName))
+
+	src, err := newSource(f, log)
+	if err != nil {
+		return err
+	}
+
+	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup}, log.Named("datapath"))
+	if err != nil {
+		return err
+	}
+	// Closing only drops the agent's handles: the pinned datapath keeps
+	// balancing while the agent is gone.
+	defer dp.Close()
+
+	s, err := syncer.New(dp.Maps, log.Named("syncer"))
+	if err != nil {
+		return err
+	}
+	cfg := agent.DefaultConfig()
+	cfg.Node = desired.NodeInfo{Name: nodeName}
+	log.Info("agent running", zap.String("pin_dir", f.node.pinDir), zap.String("cgroup", cgroup), zap.String("version", version))
+	err = agent.New(cfg, src, s, log.Named("agent")).Run(ctx)
+	log.Info("agent stopped; the datapath stays attached")
+	return err
+}
+
+func newSource(f agentFlags, log *zap.Logger) (source.Source, error) {
+	if f.fromDir == "" {
+		return nil, errors.New("choose where Services come from: --from-dir DIR")
+	}
+	st, err := os.Stat(f.fromDir)
+	if err != nil {
+		return nil, fmt.Errorf("read --from-dir: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("read --from-dir: %s is not a directory", f.fromDir)
+	}
+	return standalone.NewDirSource(f.fromDir, log.Named("source")), nil
+}
+
+func resolveNodeName(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if env := os.Getenv("NODE_NAME"); env != "" {
+		return env, nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("find the node name: %w", err)
+	}
+	return host, nil
+}

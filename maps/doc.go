@@ -1,0 +1,13 @@
+// Package maps is the one Go authority on socklb's BPF map layouts.
+//
+// The layouts are declared once, in C (bpf/lib/lb.h), and mirrored here by
+// bpf2go (-type). Every writer (the agent's syncer) and every reader (socklb
+// inspect, tests) goes through this package, so what is inspected is what the
+// datapath reads. Byte order is converted in one place, convert.go.
+//
+// Maps are pinned by name under a pin directory on a bpffs, by default
+// /sys/fs/bpf/socklb, and carry BTF, so `bpftool map dump pinned
+// /sys/fs/bpf/socklb/lb_services` prints named fields. bpftool shows address
+// and port fields as the raw network-order bytes; `socklb inspect` is the
+// readable view.
+package maps

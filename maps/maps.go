@@ -1,0 +1,166 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+)
+
+// Maps holds the load-balancing maps, whether just loaded with the programs or
+// opened from their pins by a reader such as socklb inspect.
+type Maps struct {
+	Services     *ebpf.Map
+	Backends     *ebpf.Map
+	RevNat       *ebpf.Map
+	ServiceNames *ebpf.Map
+	SockRevNat   *ebpf.Map
+	SockBackend  *ebpf.Map
+}
+
+// FromObjects takes the maps of a loaded collection.
+func FromObjects(m *SockLBMaps) *Maps {
+	return &Maps{
+		Services:     m.LbServices,
+		Backends:     m.LbBackends,
+		RevNat:       m.LbRevNat,
+		ServiceNames: m.LbServiceNames,
+		SockRevNat:   m.LbSockRevNat,
+		SockBackend:  m.LbSockBackend,
+	}
+}
+
+// OpenPinned opens the maps pinned under pinDir.
+func OpenPinned(pinDir string) (*Maps, error) {
+	m := &Maps{}
+	for _, pin := range []struct {
+		name string
+		dst  **ebpf.Map
+	}{
+		{ServicesMap, &m.Services},
+		{BackendsMap, &m.Backends},
+		{RevNatMap, &m.RevNat},
+		{ServiceNamesMap, &m.ServiceNames},
+		{SockRevNatMap, &m.SockRevNat},
+		{SockBackendMap, &m.SockBackend},
+	} {
+		path := filepath.Join(pinDir, pin.name)
+		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: false})
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("open pinned map %s: %w", path, err)
+		}
+		*pin.dst = em
+	}
+	return m, nil
+}
+
+// Close releases the file descriptors; pinned maps stay in the kernel.
+func (m *Maps) Close() error {
+	var errs []error
+	for _, em := range []*ebpf.Map{m.Services, m.Backends, m.RevNat, m.ServiceNames, m.SockRevNat, m.SockBackend} {
+		if em != nil {
+			errs = append(errs, em.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EntryError is the failure of one entry of a batch write.
+type EntryError struct {
+	Index int
+	Err   error
+}
+
+func (e EntryError) Error() string { return fmt.Sprintf("entry %d: %v", e.Index, e.Err) }
+
+// Update writes keys[i]=values[i] for every i in batches. A failing entry (a
+// full map, say) does not stop the others: its index and cause are returned.
+func Update[K, V any](m *ebpf.Map, keys []K, values []V) []EntryError {
+	var failed []EntryError
+	for start := 0; start < len(keys); {
+		n, err := m.BatchUpdate(keys[start:], values[start:], nil)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			// Kernels before 5.6: one syscall per entry.
+			for i := start; i < len(keys); i++ {
+				if err := m.Update(&keys[i], &values[i], ebpf.UpdateAny); err != nil {
+					failed = append(failed, EntryError{Index: i, Err: fmt.Errorf("update %s: %w", m, err)})
+				}
+			}
+			return failed
+		}
+		if err == nil {
+			break
+		}
+		// The kernel stops at the first failing entry and reports how many
+		// went in before it.
+		failed = append(failed, EntryError{Index: start + n, Err: fmt.Errorf("update %s: %w", m, err)})
+		start += n + 1
+	}
+	return failed
+}
+
+// Delete removes keys in batches; keys already absent are not an error.
+func Delete[K any](m *ebpf.Map, keys []K) []EntryError {
+	var failed []EntryError
+	for start := 0; start < len(keys); {
+		n, err := m.BatchDelete(keys[start:], nil)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			for i := start; i < len(keys); i++ {
+				if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+					failed = append(failed, EntryError{Index: i, Err: fmt.Errorf("delete from %s: %w", m, err)})
+				}
+			}
+			return failed
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			failed = append(failed, EntryError{Index: start + n, Err: fmt.Errorf("delete from %s: %w", m, err)})
+		}
+		start += n + 1
+	}
+	return failed
+}
+
+// Dump reads every entry of m, in batches where the kernel supports it.
+func Dump[K, V any](m *ebpf.Map) ([]K, []V, error) {
+	var keys []K
+	var values []V
+	chunk := 4096
+	var cursor ebpf.MapBatchCursor
+	for {
+		kbuf := make([]K, chunk)
+		vbuf := make([]V, chunk)
+		n, err := m.BatchLookup(&cursor, kbuf, vbuf, nil)
+		keys = append(keys, kbuf[:n]...)
+		values = append(values, vbuf[:n]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, values, nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return dumpByIteration[K, V](m)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("dump %s: %w", m, err)
+		}
+	}
+}
+
+func dumpByIteration[K, V any](m *ebpf.Map) ([]K, []V, error) {
+	var keys []K
+	var values []V
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+		values = append(values, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("dump %s: %w", m, err)
+	}
+	return keys, values, nil
+}

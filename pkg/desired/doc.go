@@ -1,0 +1,17 @@
+// Package desired computes what the datapath should hold from Kubernetes
+// objects: for every virtual address:port a client may connect to, the
+// Service port it belongs to and the backends it translates to.
+//
+// Build is a pure function of Services, EndpointSlices and facts about the
+// node: it touches no kernel and does no I/O, so every rule about which
+// frontends exist and which endpoints serve them is covered by table tests.
+// The syncer diffs the State against the pinned maps and writes only the
+// difference; nothing here knows how the maps are laid out beyond the key
+// (Frontend) they share.
+//
+// The rules follow kube-proxy: only an endpoint's first address is used,
+// ready endpoints serve, serving-and-terminating endpoints serve only when no
+// ready endpoint exists, and a frontend without usable endpoints still exists
+// so that the datapath refuses connects to it instead of letting them leave
+// the node untranslated.
+package desired

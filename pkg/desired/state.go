@@ -1,0 +1,143 @@
+package desired
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+)
+
+// Protocol is a transport protocol; its values are the IPPROTO_ numbers so
+// that they can be written into map keys unchanged.
+type Protocol uint8
+
+const (
+	TCP Protocol = 6
+	UDP Protocol = 17
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case TCP:
+		return "TCP"
+	case UDP:
+		return "UDP"
+	}
+	return fmt.Sprintf("Protocol(%d)", uint8(p))
+}
+
+// Frontend is one virtual address:port a client connects to. Addr is
+// unmapped: an IPv4 address is 4 bytes, never an IPv4-mapped IPv6 one, so
+// that equal frontends compare equal.
+type Frontend struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto Protocol
+}
+
+// String reads like "10.96.0.10:80/TCP" or "[fd00::10]:80/UDP".
+func (f Frontend) String() string {
+	return netip.AddrPortFrom(f.Addr, f.Port).String() + "/" + f.Proto.String()
+}
+
+// compare orders frontends by family (IPv4 first), address, port, protocol.
+func (f Frontend) compare(o Frontend) int {
+	if c := f.Addr.Compare(o.Addr); c != 0 { // Compare puts IPv4 before IPv6
+		return c
+	}
+	if f.Port != o.Port {
+		return int(f.Port) - int(o.Port)
+	}
+	return int(f.Proto) - int(o.Proto)
+}
+
+// FrontendKind says how a frontend is reached, which decides the datapath
+// flags of its service entry.
+type FrontendKind uint8
+
+const (
+	ClusterIP FrontendKind = iota + 1
+	// NodePort, ExternalIP and LoadBalancer follow; zero stays invalid so a
+	// forgotten Kind is visible.
+)
+
+func (k FrontendKind) String() string {
+	switch k {
+	case ClusterIP:
+		return "ClusterIP"
+	}
+	return fmt.Sprintf("FrontendKind(%d)", uint8(k))
+}
+
+// Backend is one endpoint address a frontend translates to. It is
+// comparable, so the syncer can use it as a map key when it assigns ids.
+type Backend struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto Protocol
+}
+
+// String reads like "10.244.0.2:8080/TCP".
+func (b Backend) String() string {
+	return netip.AddrPortFrom(b.Addr, b.Port).String() + "/" + b.Proto.String()
+}
+
+func (b Backend) compare(o Backend) int {
+	if c := b.Addr.Compare(o.Addr); c != 0 {
+		return c
+	}
+	if b.Port != o.Port {
+		return int(b.Port) - int(o.Port)
+	}
+	return int(b.Proto) - int(o.Proto)
+}
+
+// ServicePortName names the Service port a frontend belongs to.
+type ServicePortName struct {
+	Namespace, Name string
+	Port            string // the Service port's name, "" when unnamed
+}
+
+// String reads like "default/nginx:http", or "default/nginx" for an unnamed port.
+func (n ServicePortName) String() string {
+	if n.Port == "" {
+		return n.Namespace + "/" + n.Name
+	}
+	return n.Namespace + "/" + n.Name + ":" + n.Port
+}
+
+// Service is what one frontend translates to.
+type Service struct {
+	Frontend Frontend
+	Name     ServicePortName
+	Kind     FrontendKind
+	// Active holds the ready endpoints, sorted by address, then port.
+	Active []Backend
+	// Terminating holds endpoints that are serving and terminating but not
+	// ready, sorted. The datapath uses them only when Active is empty, so
+	// that connections keep working while a rollout drains the last pods.
+	Terminating []Backend
+}
+
+// State is the whole desired state, keyed exactly like the datapath's
+// frontends.
+type State struct {
+	Services map[Frontend]*Service
+}
+
+// Sorted returns the services ordered by frontend (family, address, port,
+// protocol), for output that does not change from run to run.
+func (s *State) Sorted() []*Service {
+	out := make([]*Service, 0, len(s.Services))
+	for _, svc := range s.Services {
+		out = append(out, svc)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Frontend.compare(out[j].Frontend) < 0 })
+	return out
+}
+
+// NodeInfo is what the builder knows about the node it runs on. Topology
+// aware routing and local traffic policies will read it.
+type NodeInfo struct {
+	Name string
+	Zone string
+}

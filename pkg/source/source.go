@@ -1,0 +1,36 @@
+// Package source defines where the agent's Kubernetes objects come from: a
+// directory of YAML in standalone mode (package standalone) or the API
+// server through client-go informers in a cluster. Both hand the same
+// Snapshot to the desired-state builder, so nothing downstream knows which
+// one runs.
+package source
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Snapshot is every object the desired state is built from.
+type Snapshot struct {
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	// Node is the node the agent runs on; nil when the source has none
+	// (standalone mode reads no Node objects).
+	Node *corev1.Node
+}
+
+// Source is a producer of Snapshots.
+type Source interface {
+	// Run watches until ctx is done, calling changed() after objects
+	// changed. changed must not block: the caller coalesces bursts of calls
+	// into one sync.
+	Run(ctx context.Context, changed func()) error
+	// HasSynced reports whether the first complete view was read. Leftovers
+	// in the datapath are pruned only after that, so that a restart does not
+	// drop Services the source simply has not listed yet.
+	HasSynced() bool
+	// Snapshot returns the current objects; the caller must not modify them.
+	Snapshot() Snapshot
+}

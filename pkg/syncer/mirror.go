@@ -1,0 +1,164 @@
+package syncer
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/desired"
+)
+
+// frontendEntries is what the services map holds for one frontend.
+type frontendEntries struct {
+	master  maps.ServiceValue
+	written bool              // the master entry is in the map, not only its slots
+	slots   map[uint16]uint32 // slot number -> backend id
+}
+
+// mirror is socklb's copy of the map contents, kept exactly in step with
+// every successful write.
+type mirror struct {
+	frontends  map[desired.Frontend]*frontendEntries
+	strays     []maps.ServiceKey // services entries that belong to no frontend socklb manages
+	backends   map[uint32]maps.Backend
+	backendIDs map[desired.Backend]uint32
+	revNat     map[uint32]maps.RevNat
+	names      map[uint32]maps.ServiceName
+}
+
+func newMirror() *mirror {
+	return &mirror{
+		frontends:  map[desired.Frontend]*frontendEntries{},
+		backends:   map[uint32]maps.Backend{},
+		backendIDs: map[desired.Backend]uint32{},
+		revNat:     map[uint32]maps.RevNat{},
+		names:      map[uint32]maps.ServiceName{},
+	}
+}
+
+// loadMirror reads the maps. This is how service and backend ids survive an
+// agent restart.
+func loadMirror(m *maps.Maps) (*mirror, error) {
+	mr := newMirror()
+
+	bkeys, bvals, err := maps.Dump[uint32, maps.Backend](m.Backends)
+	if err != nil {
+		return nil, fmt.Errorf("restore backends: %w", err)
+	}
+	for i, id := range bkeys {
+		mr.setBackend(id, bvals[i])
+	}
+
+	skeys, svals, err := maps.Dump[maps.ServiceKey, maps.ServiceValue](m.Services)
+	if err != nil {
+		return nil, fmt.Errorf("restore services: %w", err)
+	}
+	slotsOf := map[desired.Frontend]map[uint16]uint32{}
+	var slotKeys []maps.ServiceKey
+	for i, k := range skeys {
+		fe, ok := frontendOfKey(k)
+		if !ok {
+			mr.strays = append(mr.strays, k)
+			continue
+		}
+		if k.Slot == 0 {
+			mr.frontends[fe] = &frontendEntries{master: svals[i], written: true, slots: map[uint16]uint32{}}
+			continue
+		}
+		if slotsOf[fe] == nil {
+			slotsOf[fe] = map[uint16]uint32{}
+		}
+		slotsOf[fe][k.Slot] = svals[i].BackendId
+		slotKeys = append(slotKeys, k)
+	}
+	for _, k := range slotKeys {
+		fe, _ := frontendOfKey(k)
+		if e, ok := mr.frontends[fe]; ok {
+			e.slots[k.Slot] = slotsOf[fe][k.Slot]
+		} else {
+			// Slots left behind by a master that is gone: no reader reaches them.
+			mr.strays = append(mr.strays, k)
+		}
+	}
+
+	rkeys, rvals, err := maps.Dump[uint32, maps.RevNat](m.RevNat)
+	if err != nil {
+		return nil, fmt.Errorf("restore rev_nat: %w", err)
+	}
+	for i, id := range rkeys {
+		mr.revNat[id] = rvals[i]
+	}
+	nkeys, nvals, err := maps.Dump[uint32, maps.ServiceName](m.ServiceNames)
+	if err != nil {
+		return nil, fmt.Errorf("restore service names: %w", err)
+	}
+	for i, id := range nkeys {
+		mr.names[id] = nvals[i]
+	}
+	return mr, nil
+}
+
+func frontendOfKey(k maps.ServiceKey) (desired.Frontend, bool) {
+	if k.Scope != maps.ScopeDefault {
+		return desired.Frontend{}, false
+	}
+	ap := k.AddrPort()
+	return desired.Frontend{Addr: ap.Addr(), Port: ap.Port(), Proto: desired.Protocol(k.Proto)}, true
+}
+
+func backendOfValue(v maps.Backend) desired.Backend {
+	ap := v.AddrPort()
+	return desired.Backend{Addr: ap.Addr(), Port: ap.Port(), Proto: desired.Protocol(v.Proto)}
+}
+
+func (mr *mirror) setBackend(id uint32, v maps.Backend) {
+	mr.backends[id] = v
+	b := backendOfValue(v)
+	// Two ids for one address can only come from outside socklb; keep the
+	// lowest, the other is pruned as unreferenced.
+	if old, ok := mr.backendIDs[b]; !ok || id < old {
+		mr.backendIDs[b] = id
+	}
+}
+
+func (mr *mirror) deleteBackend(id uint32) {
+	v, ok := mr.backends[id]
+	if !ok {
+		return
+	}
+	delete(mr.backends, id)
+	b := backendOfValue(v)
+	if mr.backendIDs[b] == id {
+		delete(mr.backendIDs, b)
+	}
+}
+
+// idAllocator hands out ids that are not in use, moving forward so that a
+// freed id is not reused soon (a socket may still remember it).
+type idAllocator struct {
+	next  uint32
+	inUse func(uint32) bool
+}
+
+func newIDAllocator(used []uint32, inUse func(uint32) bool) *idAllocator {
+	var highest uint32
+	for _, id := range used {
+		highest = max(highest, id)
+	}
+	return &idAllocator{next: highest + 1, inUse: inUse}
+}
+
+func (a *idAllocator) allocate() (uint32, error) {
+	for range 1 << 20 {
+		id := a.next
+		if a.next == math.MaxUint32 {
+			a.next = 1
+		} else {
+			a.next++
+		}
+		if id != 0 && !a.inUse(id) {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("allocate an id: none free")
+}

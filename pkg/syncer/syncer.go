@@ -1,0 +1,571 @@
+package syncer
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cilium/ebpf"
+	"go.uber.org/zap"
+
+	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/desired"
+)
+
+// Syncer owns the writes to the load-balancing maps.
+type Syncer struct {
+	maps       *maps.Maps
+	log        *zap.Logger
+	mirror     *mirror
+	serviceIDs *idAllocator
+	backendIDs *idAllocator
+}
+
+// Stats counts the map writes of one Sync.
+type Stats struct {
+	Upserts int
+	Deletes int
+}
+
+// New restores the mirror from the maps. Nothing is written until Sync.
+func New(m *maps.Maps, log *zap.Logger) (*Syncer, error) {
+	mr, err := loadMirror(m)
+	if err != nil {
+		return nil, err
+	}
+	s := &Syncer{maps: m, log: log, mirror: mr}
+
+	var serviceIDs, backendIDs []uint32
+	for _, e := range mr.frontends {
+		serviceIDs = append(serviceIDs, e.master.ServiceId)
+	}
+	for id := range mr.revNat {
+		serviceIDs = append(serviceIDs, id)
+	}
+	for id := range mr.backends {
+		backendIDs = append(backendIDs, id)
+	}
+	s.serviceIDs = newIDAllocator(serviceIDs, s.serviceIDInUse)
+	s.backendIDs = newIDAllocator(backendIDs, func(id uint32) bool { _, ok := s.mirror.backends[id]; return ok })
+	log.Info("map state restored",
+		zap.Int("frontends", len(mr.frontends)),
+		zap.Int("backends", len(mr.backends)),
+		zap.Int("stray_entries", len(mr.strays)))
+	return s, nil
+}
+
+func (s *Syncer) serviceIDInUse(id uint32) bool {
+	if _, ok := s.mirror.revNat[id]; ok {
+		return true
+	}
+	if _, ok := s.mirror.names[id]; ok {
+		return true
+	}
+	for _, e := range s.mirror.frontends {
+		if e.master.ServiceId == id {
+			return true
+		}
+	}
+	return false
+}
+
+// frontendPlan is what one desired frontend needs written.
+type frontendPlan struct {
+	svc    *desired.Service
+	entry  *frontendEntries
+	id     uint32
+	layout []uint32 // backend ids for slots 1..len
+	master maps.ServiceValue
+	failed bool
+}
+
+// Sync makes the maps hold state, writing only what differs from the mirror.
+// It should be called only once the objects behind state are completely known:
+// every frontend and backend not in state is removed. A failure touches only
+// the frontends it concerns; each is returned as an error naming the Service,
+// and everything else is applied.
+func (s *Syncer) Sync(state *desired.State) (Stats, error) {
+	var st Stats
+	var errs []error
+	mr := s.mirror
+	services := state.Sorted()
+
+	// 1. Backends: every one a frontend needs, before any slot names it.
+	usable := s.writeBackends(services, &st, &errs)
+
+	// 2. Per frontend: id, rev-NAT, name, slot layout.
+	plans := make([]*frontendPlan, 0, len(services))
+	var rkeys []uint32
+	var rvals []maps.RevNat
+	var rplans []*frontendPlan
+	var nkeys []uint32
+	var nvals []maps.ServiceName
+	var nplans []*frontendPlan
+	for _, svc := range services {
+		p := &frontendPlan{svc: svc, entry: mr.frontends[svc.Frontend]}
+		if p.entry != nil {
+			p.id = p.entry.master.ServiceId
+		} else {
+			id, err := s.serviceIDs.allocate()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("program %s (%s): %w", svc.Name, svc.Frontend, err))
+				continue
+			}
+			p.id = id
+		}
+		active := backendIDs(svc, svc.Active, usable, &errs)
+		terminating := backendIDs(svc, svc.Terminating, usable, &errs)
+		var oldActive, oldTerminating []uint32
+		if p.entry != nil {
+			oldActive, oldTerminating = p.entry.regions()
+		}
+		p.layout = append(stableLayout(oldActive, active), stableLayout(oldTerminating, terminating)...)
+		p.master = maps.ServiceValue{
+			ServiceId:   p.id,
+			Count:       uint16(len(active)),
+			Terminating: uint16(len(terminating)),
+			Flags:       kindFlags(svc.Kind),
+		}
+		plans = append(plans, p)
+	}
+	s.reserveRoom(plans, &errs)
+	for _, p := range plans {
+		if p.failed {
+			continue
+		}
+		fe := p.svc.Frontend
+		if rev := maps.NewRevNat(fe.Addr, fe.Port, uint8(fe.Proto)); mr.revNat[p.id] != rev {
+			rkeys, rvals, rplans = append(rkeys, p.id), append(rvals, rev), append(rplans, p)
+		}
+		if name := maps.NewServiceName(p.svc.Name.String()); mr.names[p.id] != name {
+			nkeys, nvals, nplans = append(nkeys, p.id), append(nvals, name), append(nplans, p)
+		}
+	}
+
+	// 3. Rev-NAT and names, so a translated socket can always be shown its VIP.
+	upsert(s.maps.RevNat, rkeys, rvals, rplans, "write rev_nat", &st, &errs, func(i int) { mr.revNat[rkeys[i]] = rvals[i] })
+	upsert(s.maps.ServiceNames, nkeys, nvals, nplans, "write service name", &st, &errs, func(i int) { mr.names[nkeys[i]] = nvals[i] })
+
+	// 4. Backend slots, before the master entry that makes them reachable.
+	var skeys []maps.ServiceKey
+	var svals []maps.ServiceValue
+	var splans []*frontendPlan
+	for _, p := range plans {
+		if p.failed {
+			continue
+		}
+		if p.entry == nil {
+			// Remembered before the master exists so that a retry keeps the id.
+			p.entry = &frontendEntries{master: maps.ServiceValue{ServiceId: p.id}, slots: map[uint16]uint32{}}
+			mr.frontends[p.svc.Frontend] = p.entry
+		}
+		for i, bid := range p.layout {
+			slot := uint16(i + 1)
+			if cur, ok := p.entry.slots[slot]; ok && cur == bid {
+				continue
+			}
+			skeys = append(skeys, serviceKey(p.svc.Frontend, slot))
+			svals = append(svals, maps.ServiceValue{BackendId: bid, ServiceId: p.id})
+			splans = append(splans, p)
+		}
+	}
+	upsert(s.maps.Services, skeys, svals, splans, "write backend slot", &st, &errs, func(i int) {
+		splans[i].entry.slots[skeys[i].Slot] = svals[i].BackendId
+	})
+
+	// 5. Master entries: the moment the new backend set becomes visible.
+	var mkeys []maps.ServiceKey
+	var mvals []maps.ServiceValue
+	var mplans []*frontendPlan
+	for _, p := range plans {
+		if p.failed || (p.entry.written && p.entry.master == p.master) {
+			continue
+		}
+		mkeys = append(mkeys, serviceKey(p.svc.Frontend, 0))
+		mvals = append(mvals, p.master)
+		mplans = append(mplans, p)
+	}
+	upsert(s.maps.Services, mkeys, mvals, mplans, "write master entry", &st, &errs, func(i int) {
+		mplans[i].entry.master = mvals[i]
+		mplans[i].entry.written = true
+	})
+
+	// 6. Removals, in the reverse order: master, slots, rev-NAT, backends.
+	var slotDeletes []maps.ServiceKey
+	for _, p := range plans {
+		if p.failed || !p.entry.written || p.entry.master != p.master {
+			continue
+		}
+		for slot := range p.entry.slots {
+			if int(slot) > len(p.layout) {
+				slotDeletes = append(slotDeletes, serviceKey(p.svc.Frontend, slot))
+			}
+		}
+	}
+	s.removeFrontends(state, &slotDeletes, &st, &errs)
+	slotDeletes = append(slotDeletes, mr.strays...)
+	failed := deleteKeys(s.maps.Services, slotDeletes, "delete backend slot", &st, &errs)
+	for i, k := range slotDeletes {
+		if failed[i] {
+			continue
+		}
+		if fe, ok := frontendOfKey(k); ok {
+			if e := mr.frontends[fe]; e != nil {
+				delete(e.slots, k.Slot)
+				if !e.written && len(e.slots) == 0 {
+					delete(mr.frontends, fe)
+				}
+			}
+		}
+	}
+	mr.strays = nil
+	for i, k := range slotDeletes {
+		if failed[i] {
+			if _, ok := frontendOfKey(k); !ok {
+				mr.strays = append(mr.strays, k)
+			}
+		}
+	}
+	s.deleteOrphanRevNat(&st, &errs)
+	s.deleteUnreferencedBackends(&st, &errs)
+
+	return st, errors.Join(errs...)
+}
+
+// writeBackends writes every backend the services use and returns the ids of
+// those the maps hold afterwards.
+func (s *Syncer) writeBackends(services []*desired.Service, st *Stats, errs *[]error) map[desired.Backend]uint32 {
+	mr := s.mirror
+	wantState := map[desired.Backend]uint8{}
+	for _, svc := range services {
+		for _, b := range svc.Terminating {
+			if _, ok := wantState[b]; !ok {
+				wantState[b] = maps.BackendTerminating
+			}
+		}
+		for _, b := range svc.Active {
+			wantState[b] = maps.BackendActive
+		}
+	}
+	wanted := make([]desired.Backend, 0, len(wantState))
+	for b := range wantState {
+		wanted = append(wanted, b)
+	}
+	sort.Slice(wanted, func(i, j int) bool { return backendLess(wanted[i], wanted[j]) })
+
+	var keys []uint32
+	var vals []maps.Backend
+	var owners []desired.Backend
+	room := int(s.maps.Backends.MaxEntries()) - len(mr.backends)
+	for _, b := range wanted {
+		id, ok := mr.backendIDs[b]
+		if !ok {
+			if room <= 0 {
+				*errs = append(*errs, fmt.Errorf("add backend %s: the backends map is full (%d entries)", b, s.maps.Backends.MaxEntries()))
+				continue
+			}
+			room--
+			var err error
+			if id, err = s.backendIDs.allocate(); err != nil {
+				*errs = append(*errs, fmt.Errorf("add backend %s: %w", b, err))
+				continue
+			}
+		}
+		v := maps.NewBackend(b.Addr, b.Port, uint8(b.Proto), wantState[b])
+		if cur, ok := mr.backends[id]; ok && cur == v {
+			continue
+		}
+		keys, vals, owners = append(keys, id), append(vals, v), append(owners, b)
+	}
+	failed := map[int]bool{}
+	for _, f := range maps.Update(s.maps.Backends, keys, vals) {
+		failed[f.Index] = true
+		*errs = append(*errs, fmt.Errorf("write backend %s: %w", owners[f.Index], f.Err))
+	}
+	for i, id := range keys {
+		if !failed[i] {
+			mr.setBackend(id, vals[i])
+			st.Upserts++
+		}
+	}
+
+	usable := make(map[desired.Backend]uint32, len(wanted))
+	for _, b := range wanted {
+		if id, ok := mr.backendIDs[b]; ok {
+			usable[b] = id
+		}
+	}
+	return usable
+}
+
+// reserveRoom fails, with an error naming the Service, every frontend whose
+// new entries do not fit in the maps, so that the ones that fit are written
+// whole instead of every frontend getting a part. Frontends already in the
+// maps go first, then new ones in order. Entries removed by this sync free
+// their room only for the next one.
+func (s *Syncer) reserveRoom(plans []*frontendPlan, errs *[]error) {
+	mr := s.mirror
+	servicesRoom := int(s.maps.Services.MaxEntries()) - len(mr.strays)
+	for _, e := range mr.frontends {
+		servicesRoom -= len(e.slots)
+		if e.written {
+			servicesRoom--
+		}
+	}
+	revNatRoom := int(min(s.maps.RevNat.MaxEntries(), s.maps.ServiceNames.MaxEntries())) - max(len(mr.revNat), len(mr.names))
+	ordered := make([]*frontendPlan, 0, len(plans))
+	for _, p := range plans {
+		if p.entry != nil {
+			ordered = append(ordered, p)
+		}
+	}
+	for _, p := range plans {
+		if p.entry == nil {
+			ordered = append(ordered, p)
+		}
+	}
+	for _, p := range ordered {
+		need := 0
+		if p.entry == nil || !p.entry.written {
+			need++
+		}
+		for i := range p.layout {
+			if p.entry == nil {
+				need++
+			} else if _, ok := p.entry.slots[uint16(i+1)]; !ok {
+				need++
+			}
+		}
+		_, hasRevNat := mr.revNat[p.id]
+		switch {
+		case need > servicesRoom:
+			*errs = append(*errs, fmt.Errorf("program %s (%s): the services map is full (%d entries): no room for %d more",
+				p.svc.Name, p.svc.Frontend, s.maps.Services.MaxEntries(), need))
+			p.failed = true
+		case !hasRevNat && revNatRoom <= 0:
+			*errs = append(*errs, fmt.Errorf("program %s (%s): the rev_nat map is full (%d entries)",
+				p.svc.Name, p.svc.Frontend, s.maps.RevNat.MaxEntries()))
+			p.failed = true
+		default:
+			servicesRoom -= need
+			if !hasRevNat {
+				revNatRoom--
+			}
+		}
+	}
+}
+
+// upsert writes one batch; entries that fail mark their frontend failed, and
+// apply records every entry that went in.
+func upsert[K, V any](m *ebpf.Map, keys []K, vals []V, owners []*frontendPlan, doing string, st *Stats, errs *[]error, apply func(i int)) {
+	failed := map[int]bool{}
+	for _, f := range maps.Update(m, keys, vals) {
+		failed[f.Index] = true
+		p := owners[f.Index]
+		if !p.failed {
+			*errs = append(*errs, fmt.Errorf("program %s (%s): %s: %w", p.svc.Name, p.svc.Frontend, doing, f.Err))
+		}
+		p.failed = true
+	}
+	for i := range owners {
+		if !failed[i] {
+			apply(i)
+			st.Upserts++
+		}
+	}
+}
+
+func deleteKeys[K any](m *ebpf.Map, keys []K, doing string, st *Stats, errs *[]error) map[int]bool {
+	failed := map[int]bool{}
+	for _, f := range maps.Delete(m, keys) {
+		failed[f.Index] = true
+		*errs = append(*errs, fmt.Errorf("%s %v: %w", doing, keys[f.Index], f.Err))
+	}
+	st.Deletes += len(keys) - len(failed)
+	return failed
+}
+
+// removeFrontends deletes the master entries of frontends no longer wanted
+// and queues their slots for deletion.
+func (s *Syncer) removeFrontends(state *desired.State, slotDeletes *[]maps.ServiceKey, st *Stats, errs *[]error) {
+	mr := s.mirror
+	var gone []desired.Frontend
+	for fe, e := range mr.frontends {
+		if _, ok := state.Services[fe]; !ok && e.written {
+			gone = append(gone, fe)
+		}
+		if _, ok := state.Services[fe]; !ok && !e.written {
+			for slot := range e.slots {
+				*slotDeletes = append(*slotDeletes, serviceKey(fe, slot))
+			}
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool { return frontendLess(gone[i], gone[j]) })
+	keys := make([]maps.ServiceKey, len(gone))
+	for i, fe := range gone {
+		keys[i] = serviceKey(fe, 0)
+	}
+	failed := deleteKeys(s.maps.Services, keys, "delete master entry", st, errs)
+	for i, fe := range gone {
+		if failed[i] {
+			continue
+		}
+		e := mr.frontends[fe]
+		e.written = false
+		for slot := range e.slots {
+			*slotDeletes = append(*slotDeletes, serviceKey(fe, slot))
+		}
+		if len(e.slots) == 0 {
+			delete(mr.frontends, fe)
+		}
+	}
+}
+
+// deleteOrphanRevNat removes the rev-NAT entries and names of ids no frontend
+// has any more.
+func (s *Syncer) deleteOrphanRevNat(st *Stats, errs *[]error) {
+	mr := s.mirror
+	live := map[uint32]bool{}
+	for _, e := range mr.frontends {
+		live[e.master.ServiceId] = true
+	}
+	var rkeys, nkeys []uint32
+	for id := range mr.revNat {
+		if !live[id] {
+			rkeys = append(rkeys, id)
+		}
+	}
+	for id := range mr.names {
+		if !live[id] {
+			nkeys = append(nkeys, id)
+		}
+	}
+	failed := deleteKeys(s.maps.RevNat, rkeys, "delete rev_nat", st, errs)
+	for i, id := range rkeys {
+		if !failed[i] {
+			delete(mr.revNat, id)
+		}
+	}
+	failed = deleteKeys(s.maps.ServiceNames, nkeys, "delete service name", st, errs)
+	for i, id := range nkeys {
+		if !failed[i] {
+			delete(mr.names, id)
+		}
+	}
+}
+
+func (s *Syncer) deleteUnreferencedBackends(st *Stats, errs *[]error) {
+	mr := s.mirror
+	referenced := map[uint32]bool{}
+	for _, e := range mr.frontends {
+		for _, id := range e.slots {
+			referenced[id] = true
+		}
+	}
+	var keys []uint32
+	for id := range mr.backends {
+		if !referenced[id] {
+			keys = append(keys, id)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	failed := deleteKeys(s.maps.Backends, keys, "delete backend", st, errs)
+	for i, id := range keys {
+		if !failed[i] {
+			mr.deleteBackend(id)
+		}
+	}
+}
+
+// backendIDs maps a frontend's backends to ids, leaving out (with an error
+// naming the Service) any whose backend entry could not be written.
+func backendIDs(svc *desired.Service, backends []desired.Backend, usable map[desired.Backend]uint32, errs *[]error) []uint32 {
+	ids := make([]uint32, 0, len(backends))
+	for _, b := range backends {
+		id, ok := usable[b]
+		if !ok {
+			*errs = append(*errs, fmt.Errorf("program %s (%s): backend %s left out: its backend entry could not be written", svc.Name, svc.Frontend, b))
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// regions splits the slots into the active and terminating backend ids the
+// master entry currently exposes.
+func (e *frontendEntries) regions() (active, terminating []uint32) {
+	n := int(e.master.Count)
+	t := int(e.master.Terminating)
+	for slot := 1; slot <= n+t; slot++ {
+		id := e.slots[uint16(slot)]
+		if slot <= n {
+			active = append(active, id)
+		} else {
+			terminating = append(terminating, id)
+		}
+	}
+	return active, terminating
+}
+
+// stableLayout orders want so that backends keep the slot they had in old
+// where they can: a removal then rewrites one slot instead of shifting all,
+// and UDP sockets pinned to an unaffected backend keep it.
+func stableLayout(old, want []uint32) []uint32 {
+	wanted := make(map[uint32]bool, len(want))
+	for _, id := range want {
+		wanted[id] = true
+	}
+	layout := make([]uint32, len(want))
+	placed := make(map[uint32]bool, len(want))
+	for i := 0; i < len(old) && i < len(layout); i++ {
+		if wanted[old[i]] && !placed[old[i]] {
+			layout[i] = old[i]
+			placed[old[i]] = true
+		}
+	}
+	next := 0
+	for i := range layout {
+		if layout[i] != 0 {
+			continue
+		}
+		for placed[want[next]] {
+			next++
+		}
+		layout[i] = want[next]
+		placed[want[next]] = true
+	}
+	return layout
+}
+
+func serviceKey(fe desired.Frontend, slot uint16) maps.ServiceKey {
+	return maps.NewServiceKey(fe.Addr, fe.Port, uint8(fe.Proto), maps.ScopeDefault, slot)
+}
+
+func kindFlags(k desired.FrontendKind) uint16 {
+	switch k {
+	case desired.ClusterIP:
+		return maps.FlagClusterIP
+	}
+	return 0
+}
+
+func backendLess(a, b desired.Backend) bool {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c < 0
+	}
+	if a.Port != b.Port {
+		return a.Port < b.Port
+	}
+	return a.Proto < b.Proto
+}
+
+func frontendLess(a, b desired.Frontend) bool {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c < 0
+	}
+	if a.Port != b.Port {
+		return a.Port < b.Port
+	}
+	return a.Proto < b.Proto
+}

@@ -1,0 +1,135 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Package paths of the test commands, for Binaries.
+const (
+	NameSrvPkg   = "./tests/cmd/namesrv"
+	SockProbePkg = "./tests/cmd/sockprobe"
+)
+
+var (
+	binMu    sync.Mutex
+	binDir   string
+	binRoot  string
+	binCache = map[string]binResult{}
+)
+
+type binResult struct {
+	path string
+	err  error
+}
+
+// Binaries builds the named main packages of this repository (paths relative
+// to the module root, e.g. "./cmd/socklb", NameSrvPkg, SockProbePkg) and
+// returns their paths, keyed by the names as given. Each package is built
+// once per test binary run (CGO_ENABLED=0) into a temporary directory that
+// RemoveBinaries deletes. A failed build skips the test, or fails it under
+// CI=true.
+func Binaries(t testing.TB, pkgs ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, pkg := range pkgs {
+		p, err := buildBinary(pkg)
+		if err != nil {
+			if InCI() {
+				t.Fatalf("sandbox: build %s: %v", pkg, err)
+			}
+			t.Skipf("sandbox: build %s: %v", pkg, err)
+		}
+		out[pkg] = p
+	}
+	return out
+}
+
+// RemoveBinaries deletes the directory Binaries built into; call it from
+// TestMain after m.Run.
+func RemoveBinaries() {
+	binMu.Lock()
+	defer binMu.Unlock()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+		binDir = ""
+		binCache = map[string]binResult{}
+	}
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// RepoRoot returns the root of this module: the directory of `go env GOMOD`.
+func RepoRoot() (string, error) {
+	binMu.Lock()
+	defer binMu.Unlock()
+	return repoRootLocked()
+}
+
+func repoRootLocked() (string, error) {
+	if binRoot != "" {
+		return binRoot, nil
+	}
+	out, err := exec.Command(goTool(), "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside a Go module (GOMOD=%q)", mod)
+	}
+	binRoot = filepath.Dir(mod)
+	return binRoot, nil
+}
+
+func buildBinary(pkg string) (string, error) {
+	binMu.Lock()
+	defer binMu.Unlock()
+	if r, ok := binCache[pkg]; ok {
+		return r.path, r.err
+	}
+	p, err := buildLocked(pkg)
+	binCache[pkg] = binResult{p, err}
+	return p, err
+}
+
+func buildLocked(pkg string) (string, error) {
+	root, err := repoRootLocked()
+	if err != nil {
+		return "", err
+	}
+	if binDir == "" {
+		d, err := os.MkdirTemp("", "socklb-test-bin-")
+		if err != nil {
+			return "", err
+		}
+		binDir = d
+	}
+	// One directory per package keeps the command's own name as the binary
+	// name while two packages with the same base name can't collide.
+	sub := strings.NewReplacer("/", "_", ".", "_").Replace(strings.TrimPrefix(pkg, "./"))
+	dir := filepath.Join(binDir, sub)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, path.Base(pkg))
+	cmd := exec.Command(goTool(), "build", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}

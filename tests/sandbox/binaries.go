@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Package paths of the test commands, for Binaries.
@@ -17,6 +19,9 @@ const (
 	NameSrvPkg   = "./tests/cmd/namesrv"
 	SockProbePkg = "./tests/cmd/sockprobe"
 )
+
+// buildTimeout bounds one go build.
+const buildTimeout = 5 * time.Minute
 
 var (
 	binMu    sync.Mutex
@@ -125,7 +130,9 @@ func buildLocked(pkg string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, path.Base(pkg))
-	cmd := exec.Command(goTool(), "build", "-o", out, pkg)
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goTool(), "build", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

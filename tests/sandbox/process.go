@@ -155,7 +155,13 @@ func (b *outBuffer) changed() <-chan struct{} {
 // h == nil means the node), cloned directly into the sandbox cgroup when
 // inCgroup is true (so every socket it creates belongs to that cgroup).
 // Stdout and stderr are captured. The process is killed by pid (SIGTERM,
-// then SIGKILL) in t.Cleanup and when the sandbox is cleaned up.
+// then SIGKILL) in t.Cleanup and when the sandbox is cleaned up; it also
+// gets SIGKILL if the test binary dies (Pdeathsig).
+//
+// The process is in the cgroup from its first instruction, but Start returns
+// as soon as nsenter is forked: it may not have joined the netns or exec'd
+// argv yet. Wait for output that argv prints once it is up (WaitOutput),
+// as StartNameServer does with "ready".
 func (s *Sandbox) Start(t testing.TB, h *Host, inCgroup bool, argv ...string) *Process {
 	t.Helper()
 	p, err := s.start(h, inCgroup, argv)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,6 +74,12 @@ func hostPort(a netip.Addr, port int) string {
 	return netip.AddrPortFrom(a, uint16(port)).String()
 }
 
+// hostColon is "IP:" or "[IPv6]:", the start of an address:port string.
+func hostColon(a netip.Addr) string {
+	s := hostPort(a, 0)
+	return s[:len(s)-1]
+}
+
 func TestPodToPod(t *testing.T) {
 	t.Parallel()
 	s := New(t)
@@ -90,7 +97,7 @@ func TestPodToPod(t *testing.T) {
 		t.Run(fam.name, func(t *testing.T) {
 			tcpAddr, udpAddr := hostPort(fam.dst, 8080), hostPort(fam.dst, 5353)
 			for _, r := range s.Probe(t, a, true, "tcp", "--addr", tcpAddr, "--count", "3") {
-				if !r.OK || r.Backend != "b" || r.Peer != tcpAddr || !strings.HasPrefix(r.Local, hostPort(fam.src, 0)[:len(hostPort(fam.src, 0))-1]) {
+				if !r.OK || r.Backend != "b" || r.Peer != tcpAddr || !strings.HasPrefix(r.Local, hostColon(fam.src)) {
 					t.Errorf("tcp: %+v", r)
 				}
 			}
@@ -105,12 +112,10 @@ func TestPodToPod(t *testing.T) {
 				}
 			}
 			// The backend saw pod a's address.
-			want := "tcp peer=" + hostPort(fam.src, 0)
-			want = want[:len(want)-1]
-			if err := srv.WaitStderr(want, 5*time.Second); err != nil {
+			if err := srv.WaitStderr("tcp peer="+hostColon(fam.src), 5*time.Second); err != nil {
 				t.Errorf("namesrv --log-peers: %v", err)
 			}
-			if err := srv.WaitStderr("udp peer="+want[len("tcp peer="):], 5*time.Second); err != nil {
+			if err := srv.WaitStderr("udp peer="+hostColon(fam.src), 5*time.Second); err != nil {
 				t.Errorf("namesrv --log-peers: %v", err)
 			}
 		})
@@ -145,6 +150,45 @@ func TestPodToPod(t *testing.T) {
 		})
 		if err != nil {
 			t.Error(err)
+		}
+	})
+
+	t.Run("udp-reply-source", func(t *testing.T) {
+		// b gets a second address per family. Its routes would pick the
+		// first one as the source of a reply; namesrv must answer from the
+		// address the datagram was sent to.
+		extra4, extra6 := netip.MustParseAddr("10.244.200.3"), netip.MustParseAddr("fd00:10:244:200::3")
+		bh, err := handleAt(b.Netns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bh.Close()
+		nh, err := handleAt(s.Node.Netns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nh.Close()
+		eth, err := bh.LinkByName(b.Link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nl, err := nh.LinkByName(b.NodeLink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range []netip.Addr{extra4, extra6} {
+			if err := bh.AddrAdd(eth, nlAddr(netip.PrefixFrom(x, x.BitLen()))); err != nil {
+				t.Fatal(err)
+			}
+			if err := nh.RouteAdd(&netlink.Route{LinkIndex: nl.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(x, x.BitLen()))}); err != nil {
+				t.Fatal(err)
+			}
+			dst := hostPort(x, 5353)
+			for _, r := range s.Probe(t, a, true, "udp", "--addr", dst, "--count", "2") {
+				if !r.OK || r.Backend != "b" || r.From != dst {
+					t.Errorf("udp to %s: %+v", dst, r)
+				}
+			}
 		}
 	})
 
@@ -202,8 +246,15 @@ func TestCgroupMembership(t *testing.T) {
 		t.Fatalf("cgroup %s", s.Cgroup)
 	}
 	a := s.AddPod(t, "a")
-	in := s.Start(t, a, true, "sleep", "30")
-	out := s.Start(t, a, false, "sleep", "30")
+	in := s.Start(t, a, true, "sh", "-c", "echo started; exec sleep 30")
+	out := s.Start(t, a, false, "sh", "-c", "echo started; exec sleep 30")
+	// Start returns once nsenter is forked: wait until it has joined the
+	// netns and exec'd the command.
+	for _, p := range []*Process{in, out} {
+		if err := p.WaitOutput("started", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pids, err := cgroupPids(s.Cgroup)
 	if err != nil {
 		t.Fatal(err)

@@ -118,7 +118,9 @@ func main() {
 		start := time.Now()
 		deadline := start.Add(*duration)
 		for s.Attempts < *maxN && time.Now().Before(deadline) {
-			r := tcpOnce(addr, min(*timeout, max(time.Until(deadline), time.Millisecond)))
+			// Each attempt gets its whole timeout: the loop is bounded by
+			// duration+timeout, and no attempt fails just because the loop ends.
+			r := tcpOnce(addr, *timeout)
 			s.Attempts++
 			if r.OK {
 				s.Backends[r.Backend]++

@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socklb/socklb/pkg/inspect"
+	"github.com/socklb/socklb/tests/sandbox"
+)
+
+const socklbPkg = "./cmd/socklb"
+
+// node is one test's world: a sandbox with backend pods and a client pod, and
+// a standalone agent attached to the sandbox's own cgroup and bpffs.
+type node struct {
+	sb       *sandbox.Sandbox
+	socklb   string
+	dir      string // the agent's --from-dir
+	client   *sandbox.Host
+	agent    *sandbox.Process
+	agentLog []string
+}
+
+func newNode(t *testing.T) *node {
+	t.Helper()
+	sb := sandbox.New(t)
+	bins := sandbox.Binaries(t, socklbPkg, sandbox.NameSrvPkg, sandbox.SockProbePkg)
+	n := &node{sb: sb, socklb: bins[socklbPkg], dir: t.TempDir()}
+	n.client = sb.AddPod(t, "client")
+	return n
+}
+
+// addPods starts a name server in each new pod on TCP 8080, 9090 and UDP 5353.
+func (n *node) addPods(t *testing.T, names ...string) []*sandbox.Host {
+	t.Helper()
+	var pods []*sandbox.Host
+	for _, name := range names {
+		h := n.sb.AddPod(t, name)
+		n.sb.StartNameServer(t, h, []int{8080, 9090}, []int{5353})
+		pods = append(pods, h)
+	}
+	return pods
+}
+
+// write puts a file into the agent's directory atomically, as a deploy tool would.
+func (n *node) write(t *testing.T, name, content string) {
+	t.Helper()
+	tmp := filepath.Join(n.dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(n.dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (n *node) startAgent(t *testing.T) {
+	t.Helper()
+	n.agent = n.sb.Start(t, n.sb.Node, false, n.socklb, "agent",
+		"--from-dir", n.dir, "--cgroup", n.sb.Cgroup, "--bpffs", n.sb.PinDir,
+		"--node-name", "test-node", "--log-level", "debug")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", n.agent.Stderr())
+		}
+	})
+}
+
+func (n *node) inspectServices(t *testing.T) ([]inspect.ServiceView, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := n.sb.Run(t, ctx, n.sb.Node, false, n.socklb, "inspect", "services", "-o", "json", "--bpffs", n.sb.PinDir)
+	if err != nil {
+		return nil, err
+	}
+	var views []inspect.ServiceView
+	if err := json.Unmarshal([]byte(out), &views); err != nil {
+		return nil, fmt.Errorf("decode inspect output: %w", err)
+	}
+	return views, nil
+}
+
+// waitFrontend waits until the maps show frontend with exactly the backend
+// addresses want (active ones, then terminating ones after a "|").
+func (n *node) waitFrontend(t *testing.T, frontend, proto string, want ...string) inspect.ServiceView {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		views, err := n.inspectServices(t)
+		if err == nil {
+			for _, v := range views {
+				if v.Frontend != frontend || v.Protocol != proto {
+					continue
+				}
+				got := backendSet(v)
+				if slices.Equal(got, want) {
+					return v
+				}
+				last = strings.Join(got, ",")
+			}
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("frontend %s/%s never showed backends %v (last seen: %s)", frontend, proto, want, last)
+	return inspect.ServiceView{}
+}
+
+func backendSet(v inspect.ServiceView) []string {
+	var active, terminating []string
+	for _, b := range v.Backends {
+		if b.State == "active" {
+			active = append(active, b.Address)
+		} else {
+			terminating = append(terminating, b.Address)
+		}
+	}
+	slices.Sort(active)
+	slices.Sort(terminating)
+	if len(terminating) > 0 {
+		return append(append(active, "|"), terminating...)
+	}
+	return active
+}
+
+func (n *node) probe(t *testing.T, args ...string) []sandbox.ProbeResult {
+	t.Helper()
+	return n.sb.Probe(t, n.client, true, args...)
+}
+
+// endpoint is one endpoint of a hand-written EndpointSlice.
+type endpoint struct {
+	addr        string
+	ready       bool
+	serving     bool
+	terminating bool
+}
+
+func ready(h *sandbox.Host) endpoint { return endpoint{addr: h.IPv4.String(), ready: true, serving: true} }
+func ready6(h *sandbox.Host) endpoint { return endpoint{addr: h.IPv6.String(), ready: true, serving: true} }
+func draining(h *sandbox.Host) endpoint {
+	return endpoint{addr: h.IPv4.String(), serving: true, terminating: true}
+}
+
+// servicePort is one port of a Service and where its endpoints listen.
+type servicePort struct {
+	name       string
+	port       int
+	targetPort string // number or name
+	protocol   string
+	slicePort  int // the endpoint port the slice lists
+}
+
+func serviceYAML(name string, clusterIPs []string, ports ...servicePort) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default}\nspec:\n  clusterIP: %s\n  clusterIPs: [%s]\n  selector: {app: %s}\n  ports:\n",
+		name, clusterIPs[0], strings.Join(clusterIPs, ", "), name)
+	for _, p := range ports {
+		fmt.Fprintf(&b, "  - {name: %q, port: %d, targetPort: %s, protocol: %s}\n", p.name, p.port, p.targetPort, p.protocol)
+	}
+	return b.String()
+}
+
+func sliceYAML(service, sliceName, addressType string, ports []servicePort, eps ...endpoint) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: %s\n  namespace: default\n  labels: {kubernetes.io/service-name: %s}\naddressType: %s\nports:\n",
+		sliceName, service, addressType)
+	for _, p := range ports {
+		fmt.Fprintf(&b, "- {name: %q, port: %d, protocol: %s}\n", p.name, p.slicePort, p.protocol)
+	}
+	b.WriteString("endpoints:\n")
+	if len(eps) == 0 {
+		b.WriteString("[]\n")
+	}
+	for _, e := range eps {
+		fmt.Fprintf(&b, "- addresses: [%q]\n  conditions: {ready: %t, serving: %t, terminating: %t}\n", e.addr, e.ready, e.serving, e.terminating)
+	}
+	return b.String()
+}
+
+var httpPort = servicePort{name: "http", port: 80, targetPort: "8080", protocol: "TCP", slicePort: 8080}
+
+func addrs(port int, hs ...*sandbox.Host) []string {
+	var out []string
+	for _, h := range hs {
+		out = append(out, fmt.Sprintf("%s:%d", h.IPv4, port))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func names(hs ...*sandbox.Host) map[string]bool {
+	m := map[string]bool{}
+	for _, h := range hs {
+		m[h.Name] = true
+	}
+	return m
+}
+
+// requireAllOK fails on any failed probe and returns the backends seen.
+func requireAllOK(t *testing.T, rs []sandbox.ProbeResult) map[string]int {
+	t.Helper()
+	for _, r := range rs {
+		if !r.OK {
+			t.Fatalf("probe %d failed: %s (%s)", r.I, r.Err, r.Errno)
+		}
+	}
+	return sandbox.Backends(rs)
+}

@@ -168,6 +168,9 @@ func New(t testing.TB) *Sandbox {
 			t.Fatalf("sandbox: node addr %s: %v", a, err)
 		}
 	}
+	if err := WaitIPv6Ready(nh, "lo", []netip.Addr{nodeIPv6}, addrTimeout); err != nil {
+		t.Fatalf("sandbox: node: %v", err)
+	}
 	return s
 }
 
@@ -314,6 +317,16 @@ func (s *Sandbox) wirePod(h *Host) error {
 		return fmt.Errorf("addr %s: %w", gatewayLL, err)
 	}
 
+	// IPv6 addresses are tentative until addrconf's (asynchronous) DAD work
+	// has run, even with nodad: until then they neither receive nor serve
+	// as a source. Wait, so the pod is fully usable when AddPod returns.
+	if err := WaitIPv6Ready(ph, h.Link, []netip.Addr{h.IPv6}, addrTimeout); err != nil {
+		return err
+	}
+	if err := WaitIPv6Ready(nh, h.NodeLink, []netip.Addr{gatewayLL}, addrTimeout); err != nil {
+		return err
+	}
+
 	ethIdx, nodeIdx := eth.Attrs().Index, nl.Attrs().Index
 	podRoutes := []*netlink.Route{
 		// The node's IPv4 address is directly on the link...
@@ -337,6 +350,49 @@ func (s *Sandbox) wirePod(h *Host) error {
 		}
 	}
 	return nil
+}
+
+// addrTimeout bounds the wait for IPv6 addresses to become usable.
+const addrTimeout = 10 * time.Second
+
+// WaitIPv6Ready waits until every address in addrs is configured on the link
+// named link (in the namespace of h) and no longer tentative. A new IPv6
+// address, even one added with IFA_F_NODAD, is tentative until the kernel's
+// asynchronous DAD work has run: packets to it are dropped and it is not
+// used as a source. Call it after adding IPv6 addresses of your own.
+func WaitIPv6Ready(h *netlink.Handle, link string, addrs []netip.Addr, timeout time.Duration) error {
+	l, err := h.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for sleep := time.Millisecond; ; sleep = min(2*sleep, 50*time.Millisecond) {
+		list, err := h.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("addresses of %s: %w", link, err)
+		}
+		pending := []netip.Addr{}
+		for _, want := range addrs {
+			ready := false
+			for _, a := range list {
+				got, ok := netip.AddrFromSlice(a.IP)
+				if ok && got.Unmap() == want && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
+					ready = true
+					break
+				}
+			}
+			if !ready {
+				pending = append(pending, want)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("IPv6 addresses %v on %s still tentative or missing after %v", pending, link, timeout)
+		}
+		time.Sleep(sleep)
+	}
 }
 
 // unmount unmounts a mount point the sandbox made, lazily if it is busy.

@@ -183,6 +183,11 @@ func TestPodToPod(t *testing.T) {
 			if err := nh.RouteAdd(&netlink.Route{LinkIndex: nl.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(x, x.BitLen()))}); err != nil {
 				t.Fatal(err)
 			}
+			if x.Is6() {
+				if err := WaitIPv6Ready(bh, b.Link, []netip.Addr{x}, 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
 			dst := hostPort(x, 5353)
 			for _, r := range s.Probe(t, a, true, "udp", "--addr", dst, "--count", "2") {
 				if !r.OK || r.Backend != "b" || r.From != dst {

@@ -28,7 +28,7 @@ type node struct {
 	agentLog []string
 }
 
-func newNode(t *testing.T) *node {
+func newNode(t testing.TB) *node {
 	t.Helper()
 	sb := sandbox.New(t)
 	bins := sandbox.Binaries(t, socklbPkg, sandbox.NameSrvPkg, sandbox.SockProbePkg)
@@ -38,7 +38,7 @@ func newNode(t *testing.T) *node {
 }
 
 // addPods starts a name server in each new pod on TCP 8080, 9090 and UDP 5353.
-func (n *node) addPods(t *testing.T, names ...string) []*sandbox.Host {
+func (n *node) addPods(t testing.TB, names ...string) []*sandbox.Host {
 	t.Helper()
 	var pods []*sandbox.Host
 	for _, name := range names {
@@ -50,7 +50,7 @@ func (n *node) addPods(t *testing.T, names ...string) []*sandbox.Host {
 }
 
 // write puts a file into the agent's directory atomically, as a deploy tool would.
-func (n *node) write(t *testing.T, name, content string) {
+func (n *node) write(t testing.TB, name, content string) {
 	t.Helper()
 	tmp := filepath.Join(n.dir, "."+name+".tmp")
 	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
@@ -61,7 +61,7 @@ func (n *node) write(t *testing.T, name, content string) {
 	}
 }
 
-func (n *node) startAgent(t *testing.T) {
+func (n *node) startAgent(t testing.TB) {
 	t.Helper()
 	n.agent = n.sb.Start(t, n.sb.Node, false, n.socklb, "agent",
 		"--from-dir", n.dir, "--cgroup", n.sb.Cgroup, "--bpffs", n.sb.PinDir,
@@ -73,7 +73,7 @@ func (n *node) startAgent(t *testing.T) {
 	})
 }
 
-func (n *node) inspectServices(t *testing.T) ([]inspect.ServiceView, error) {
+func (n *node) inspectServices(t testing.TB) ([]inspect.ServiceView, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -90,7 +90,7 @@ func (n *node) inspectServices(t *testing.T) ([]inspect.ServiceView, error) {
 
 // waitFrontend waits until the maps show frontend with exactly the backend
 // addresses want (active ones, then terminating ones after a "|").
-func (n *node) waitFrontend(t *testing.T, frontend, proto string, want ...string) inspect.ServiceView {
+func (n *node) waitFrontend(t testing.TB, frontend, proto string, want ...string) inspect.ServiceView {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var last string
@@ -133,7 +133,7 @@ func backendSet(v inspect.ServiceView) []string {
 	return active
 }
 
-func (n *node) probe(t *testing.T, args ...string) []sandbox.ProbeResult {
+func (n *node) probe(t testing.TB, args ...string) []sandbox.ProbeResult {
 	t.Helper()
 	return n.sb.Probe(t, n.client, true, args...)
 }
@@ -208,7 +208,7 @@ func names(hs ...*sandbox.Host) map[string]bool {
 }
 
 // requireAllOK fails on any failed probe and returns the backends seen.
-func requireAllOK(t *testing.T, rs []sandbox.ProbeResult) map[string]int {
+func requireAllOK(t testing.TB, rs []sandbox.ProbeResult) map[string]int {
 	t.Helper()
 	for _, r := range rs {
 		if !r.OK {

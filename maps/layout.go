@@ -7,14 +7,14 @@ import (
 
 // Readable names for the bpf2go mirrors of the C structs in bpf/lib/lb.h.
 type (
-	ServiceKey          = SockLBLbServiceKey       // struct lb_service_key
-	ServiceValue        = SockLBLbServiceValue     // struct lb_service_value
-	Backend             = SockLBLbBackend          // struct lb_backend
-	RevNat              = SockLBLbRevNatValue      // struct lb_rev_nat_value
-	ServiceName         = SockLBLbServiceName      // struct lb_service_name
-	SockKey             = SockLBLbSockKey          // struct lb_sock_key
-	SockRevNat          = SockLBLbSockRevNatValue  // struct lb_sock_rev_nat_value
-	SockBackend         = SockLBLbSockBackendValue // struct lb_sock_backend_value
+	ServiceKey   = SockLBLbServiceKey       // struct lb_service_key
+	ServiceValue = SockLBLbServiceValue     // struct lb_service_value
+	Backend      = SockLBLbBackend          // struct lb_backend
+	RevNat       = SockLBLbRevNatValue      // struct lb_rev_nat_value
+	ServiceName  = SockLBLbServiceName      // struct lb_service_name
+	SockKey      = SockLBLbSockKey          // struct lb_sock_key
+	SockRevNat   = SockLBLbSockRevNatValue  // struct lb_sock_rev_nat_value
+	SockBackend  = SockLBLbSockBackendValue // struct lb_sock_backend_value
 )
 
 // Map names, which are also the pin file names under the pin directory.

@@ -192,8 +192,8 @@ func (b *builder) backends(svc serviceKey, family discoveryv1.AddressType, sp se
 			terminating = append(terminating, be)
 		}
 	}
-	slices.SortFunc(active, Backend.compare)
-	slices.SortFunc(terminating, Backend.compare)
+	slices.SortFunc(active, Backend.Compare)
+	slices.SortFunc(terminating, Backend.Compare)
 	return active, terminating
 }
 

@@ -39,8 +39,8 @@ func (f Frontend) String() string {
 	return netip.AddrPortFrom(f.Addr, f.Port).String() + "/" + f.Proto.String()
 }
 
-// compare orders frontends by family (IPv4 first), address, port, protocol.
-func (f Frontend) compare(o Frontend) int {
+// Compare orders frontends by family (IPv4 first), address, port, protocol.
+func (f Frontend) Compare(o Frontend) int {
 	if c := f.Addr.Compare(o.Addr); c != 0 { // Compare puts IPv4 before IPv6
 		return c
 	}
@@ -81,7 +81,8 @@ func (b Backend) String() string {
 	return netip.AddrPortFrom(b.Addr, b.Port).String() + "/" + b.Proto.String()
 }
 
-func (b Backend) compare(o Backend) int {
+// Compare orders backends by address, port, protocol.
+func (b Backend) Compare(o Backend) int {
 	if c := b.Addr.Compare(o.Addr); c != 0 {
 		return c
 	}
@@ -131,7 +132,7 @@ func (s *State) Sorted() []*Service {
 	for _, svc := range s.Services {
 		out = append(out, svc)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Frontend.compare(out[j].Frontend) < 0 })
+	sort.Slice(out, func(i, j int) bool { return out[i].Frontend.Compare(out[j].Frontend) < 0 })
 	return out
 }
 

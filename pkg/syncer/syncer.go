@@ -3,7 +3,7 @@ package syncer
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
@@ -251,7 +251,7 @@ func (s *Syncer) writeBackends(services []*desired.Service, st *Stats, errs *[]e
 	for b := range wantState {
 		wanted = append(wanted, b)
 	}
-	sort.Slice(wanted, func(i, j int) bool { return backendLess(wanted[i], wanted[j]) })
+	slices.SortFunc(wanted, desired.Backend.Compare)
 
 	var keys []uint32
 	var vals []maps.Backend
@@ -400,7 +400,7 @@ func (s *Syncer) removeFrontends(state *desired.State, slotDeletes *[]maps.Servi
 			}
 		}
 	}
-	sort.Slice(gone, func(i, j int) bool { return frontendLess(gone[i], gone[j]) })
+	slices.SortFunc(gone, desired.Frontend.Compare)
 	keys := make([]maps.ServiceKey, len(gone))
 	for i, fe := range gone {
 		keys[i] = serviceKey(fe, 0)
@@ -468,7 +468,7 @@ func (s *Syncer) deleteUnreferencedBackends(st *Stats, errs *[]error) {
 			keys = append(keys, id)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	slices.Sort(keys)
 	failed := deleteKeys(s.maps.Backends, keys, "delete backend", st, errs)
 	for i, id := range keys {
 		if !failed[i] {
@@ -548,24 +548,4 @@ func kindFlags(k desired.FrontendKind) uint16 {
 		return maps.FlagClusterIP
 	}
 	return 0
-}
-
-func backendLess(a, b desired.Backend) bool {
-	if c := a.Addr.Compare(b.Addr); c != 0 {
-		return c < 0
-	}
-	if a.Port != b.Port {
-		return a.Port < b.Port
-	}
-	return a.Proto < b.Proto
-}
-
-func frontendLess(a, b desired.Frontend) bool {
-	if c := a.Addr.Compare(b.Addr); c != 0 {
-		return c < 0
-	}
-	if a.Port != b.Port {
-		return a.Port < b.Port
-	}
-	return a.Proto < b.Proto
 }

@@ -205,8 +205,8 @@ func TestSyncSequences(t *testing.T) {
 					svc("b", tcp("10.96.0.11", 80), abc[1:], nil),
 					svc("a6", fe6, backends(desired.TCP, 8080, "fd00:10:244::2"), nil),
 				), map[string]frontendView{
-					"10.96.0.10:80/TCP":  {name: "default/a", active: []string{"10.244.0.2:8080", "10.244.0.3:8080"}},
-					"10.96.0.11:80/TCP":  {name: "default/b", active: []string{"10.244.0.3:8080", "10.244.0.4:8080"}},
+					"10.96.0.10:80/TCP": {name: "default/a", active: []string{"10.244.0.2:8080", "10.244.0.3:8080"}},
+					"10.96.0.11:80/TCP": {name: "default/b", active: []string{"10.244.0.3:8080", "10.244.0.4:8080"}},
 					"[fd00::10]:80/TCP": {name: "default/a6", active: []string{"[fd00:10:244::2]:8080"}},
 				}},
 				{"one frontend goes, the shared backend stays", state(svc("b", tcp("10.96.0.11", 80), abc[1:], nil)), map[string]frontendView{

@@ -146,8 +146,12 @@ type endpoint struct {
 	terminating bool
 }
 
-func ready(h *sandbox.Host) endpoint { return endpoint{addr: h.IPv4.String(), ready: true, serving: true} }
-func ready6(h *sandbox.Host) endpoint { return endpoint{addr: h.IPv6.String(), ready: true, serving: true} }
+func ready(h *sandbox.Host) endpoint {
+	return endpoint{addr: h.IPv4.String(), ready: true, serving: true}
+}
+func ready6(h *sandbox.Host) endpoint {
+	return endpoint{addr: h.IPv6.String(), ready: true, serving: true}
+}
 func draining(h *sandbox.Host) endpoint {
 	return endpoint{addr: h.IPv4.String(), serving: true, terminating: true}
 }

@@ -356,10 +356,13 @@ func (s *Sandbox) wirePod(h *Host) error {
 const addrTimeout = 10 * time.Second
 
 // WaitIPv6Ready waits until every address in addrs is configured on the link
-// named link (in the namespace of h) and no longer tentative. A new IPv6
-// address, even one added with IFA_F_NODAD, is tentative until the kernel's
-// asynchronous DAD work has run: packets to it are dropped and it is not
-// used as a source. Call it after adding IPv6 addresses of your own.
+// named link (in the namespace of h), not tentative, and has its local route
+// in the "local" table. The kernel installs that route from its addrconf
+// work queue, asynchronously, even for IFA_F_NODAD addresses (which are
+// never marked tentative), and that work waits for the rtnl lock, which a
+// namespace being torn down elsewhere can hold for a long time. Until then,
+// packets to the address are dropped (Ip6InAddrErrors). Call it after adding
+// IPv6 addresses of your own; AddPod and New already do.
 func WaitIPv6Ready(h *netlink.Handle, link string, addrs []netip.Addr, timeout time.Duration) error {
 	l, err := h.LinkByName(link)
 	if err != nil {
@@ -367,32 +370,54 @@ func WaitIPv6Ready(h *netlink.Handle, link string, addrs []netip.Addr, timeout t
 	}
 	deadline := time.Now().Add(timeout)
 	for sleep := time.Millisecond; ; sleep = min(2*sleep, 50*time.Millisecond) {
-		list, err := h.AddrList(l, netlink.FAMILY_V6)
+		pending, err := ipv6NotReady(h, l, addrs)
 		if err != nil {
-			return fmt.Errorf("addresses of %s: %w", link, err)
-		}
-		pending := []netip.Addr{}
-		for _, want := range addrs {
-			ready := false
-			for _, a := range list {
-				got, ok := netip.AddrFromSlice(a.IP)
-				if ok && got.Unmap() == want && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
-					ready = true
-					break
-				}
-			}
-			if !ready {
-				pending = append(pending, want)
-			}
+			return err
 		}
 		if len(pending) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("IPv6 addresses %v on %s still tentative or missing after %v", pending, link, timeout)
+			return fmt.Errorf("IPv6 addresses %v on %s not ready (missing, tentative or no local route) after %v", pending, link, timeout)
 		}
 		time.Sleep(sleep)
 	}
+}
+
+func ipv6NotReady(h *netlink.Handle, l netlink.Link, addrs []netip.Addr) ([]netip.Addr, error) {
+	list, err := h.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: %w", l.Attrs().Name, err)
+	}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("local routes: %w", err)
+	}
+	var pending []netip.Addr
+	for _, want := range addrs {
+		addrOK, routeOK := false, false
+		for _, a := range list {
+			got, ok := netip.AddrFromSlice(a.IP)
+			if ok && got == want && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
+				addrOK = true
+				break
+			}
+		}
+		for _, r := range routes {
+			if r.Type != unix.RTN_LOCAL || r.Dst == nil || r.LinkIndex != l.Attrs().Index {
+				continue
+			}
+			got, ok := netip.AddrFromSlice(r.Dst.IP)
+			if ones, _ := r.Dst.Mask.Size(); ok && got == want && ones == 128 {
+				routeOK = true
+				break
+			}
+		}
+		if !addrOK || !routeOK {
+			pending = append(pending, want)
+		}
+	}
+	return pending, nil
 }
 
 // unmount unmounts a mount point the sandbox made, lazily if it is busy.

@@ -74,7 +74,8 @@ echo "bpffs:  $BPFFS"
 
 step "Backends: each pod answers HTTP on :8080 with its own name"
 for pod in "${PODS[@]}"; do
-	ns "$pod" "$NAMESRV" --name "$pod" --tcp "[::]:8080" >"$WORK/$pod.log" 2>&1 &
+	# nsenter execs the server, so $! is the server itself, killed by PID at teardown.
+	nsenter --net=/run/netns/"$ID-$pod" "$NAMESRV" --name "$pod" --tcp "[::]:8080" >"$WORK/$pod.log" 2>&1 &
 	PIDS+=($!)
 done
 for pod in "${PODS[@]}"; do

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,8 +39,8 @@ type binResult struct {
 // Binaries builds the named main packages of this repository (paths relative
 // to the module root, e.g. "./cmd/socklb", NameSrvPkg, SockProbePkg) and
 // returns their paths, keyed by the names as given. Each package is built
-// once per test binary run (CGO_ENABLED=0) into a temporary directory that
-// RemoveBinaries deletes. A failed build skips the test, or fails it under
+// once per test binary run (CGO_ENABLED=0) into <tmp>/socklb-test-bin/<pid>,
+// which RemoveBinaries deletes (and a later run does, if this process died). A failed build skips the test, or fails it under
 // CI=true.
 func Binaries(t testing.TB, pkgs ...string) map[string]string {
 	t.Helper()
@@ -110,13 +111,39 @@ func buildBinary(pkg string) (string, error) {
 	return p, err
 }
 
+// makeBinDir creates <tmp>/socklb-test-bin/<pid>, first removing the
+// directories there of test processes that are gone (killed before they
+// could call RemoveBinaries, or never calling it).
+func makeBinDir() (string, error) {
+	parent := filepath.Join(os.TempDir(), "socklb-test-bin")
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+			os.RemoveAll(filepath.Join(parent, e.Name()))
+		}
+	}
+	d := filepath.Join(parent, strconv.Itoa(os.Getpid()))
+	os.RemoveAll(d) // a dead process's, with our reused pid
+	if err := os.Mkdir(d, 0o755); err != nil {
+		return "", err
+	}
+	return d, nil
+}
+
 func buildLocked(pkg string) (string, error) {
 	root, err := repoRootLocked()
 	if err != nil {
 		return "", err
 	}
 	if binDir == "" {
-		d, err := os.MkdirTemp("", "socklb-test-bin-")
+		d, err := makeBinDir()
 		if err != nil {
 			return "", err
 		}

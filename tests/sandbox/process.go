@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,6 +152,37 @@ func (b *outBuffer) changed() <-chan struct{} {
 	return b.ch
 }
 
+// spawnReqs feeds the spawner goroutine.
+var (
+	spawnOnce sync.Once
+	spawnReqs chan spawnReq
+)
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+// spawn starts cmd from one goroutine locked to an OS thread that never
+// exits. Pdeathsig fires when the *thread* that forked a child ends, and Go
+// ends a thread whenever a goroutine exits while locked to it (as the
+// namespace helpers here do on purpose): a child forked from an arbitrary
+// thread could be SIGKILLed at random (golang/go#27505).
+func spawn(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnReqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // for the life of the process
+			for r := range spawnReqs {
+				r.err <- r.cmd.Start()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	spawnReqs <- spawnReq{cmd, errc}
+	return <-errc
+}
+
 // Start runs argv in host h's network namespace (through nsenter --net;
 // h == nil means the node), cloned directly into the sandbox cgroup when
 // inCgroup is true (so every socket it creates belongs to that cgroup).
@@ -200,7 +232,7 @@ func (s *Sandbox) start(h *Host, inCgroup bool, argv []string) (*Process, error)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		return nil, err
 	}
 	s.procs = append(s.procs, p)

@@ -10,20 +10,25 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/socklb/socklb/pkg/agent"
 	"github.com/socklb/socklb/pkg/datapath"
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/k8s"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/standalone"
 	"github.com/socklb/socklb/pkg/syncer"
 )
 
 type agentFlags struct {
-	node     nodeFlags
-	fromDir  string
-	nodeName string
-	logLevel string
+	node       nodeFlags
+	fromDir    string
+	kubeconfig string
+	nodeName   string
+	logLevel   string
 }
 
 func newAgentCommand() *cobra.Command {
@@ -40,6 +45,7 @@ func newAgentCommand() *cobra.Command {
 	}
 	f.node.register(cmd)
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -62,7 +68,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	}
 	log = log.With(zap.String("node", nodeName))
 
-	src, err := newSource(f, log)
+	src, err := newSource(f, nodeName, log)
 	if err != nil {
 		return err
 	}
@@ -87,18 +93,45 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	return err
 }
 
-func newSource(f agentFlags, log *zap.Logger) (source.Source, error) {
-	if f.fromDir == "" {
-		return nil, errors.New("choose where Services come from: --from-dir DIR")
+func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, error) {
+	if f.fromDir != "" && f.kubeconfig != "" {
+		return nil, errors.New("choose one source: --from-dir or --kubeconfig")
 	}
-	st, err := os.Stat(f.fromDir)
+	if f.fromDir != "" {
+		st, err := os.Stat(f.fromDir)
+		if err != nil {
+			return nil, fmt.Errorf("read --from-dir: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("read --from-dir: %s is not a directory", f.fromDir)
+		}
+		return standalone.NewDirSource(f.fromDir, log.Named("source")), nil
+	}
+	var cfg *rest.Config
+	var err error
+	if f.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("read --kubeconfig %s: %w", f.kubeconfig, err)
+		}
+	} else {
+		cfg, err = rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			return nil, errors.New("choose where Services come from: --from-dir DIR, --kubeconfig FILE, or run in a pod")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the in-cluster config: %w", err)
+		}
+	}
+	// Protobuf is cheaper to decode than JSON for thousands of objects.
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.UserAgent = "socklb/" + version
+	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("read --from-dir: %w", err)
+		return nil, fmt.Errorf("make an API client: %w", err)
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("read --from-dir: %s is not a directory", f.fromDir)
-	}
-	return standalone.NewDirSource(f.fromDir, log.Named("source")), nil
+	log.Info("cluster mode", zap.String("api_server", cfg.Host))
+	return k8s.NewSource(client, nodeName, log.Named("source"))
 }
 
 func resolveNodeName(flag string) (string, error) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/workqueue"
 
@@ -43,9 +45,12 @@ func DefaultConfig() Config {
 	}
 }
 
-// syncKey is the only item in the queue: every sync is a full diff, so the
-// queue's de-duplication is exactly the coalescing wanted.
-const syncKey = "sync"
+// The queue holds at most these two items, so its de-duplication is exactly
+// the coalescing wanted: any number of changes before a sync make one sync.
+const (
+	syncKey     = "sync"      // rebuild what changed
+	fullSyncKey = "full-sync" // rebuild and diff everything
+)
 
 // Agent connects a source to the syncer.
 type Agent struct {
@@ -56,6 +61,12 @@ type Agent struct {
 	queue   workqueue.TypedRateLimitingInterface[string]
 	limiter flowcontrol.RateLimiter
 
+	// desired is the desired state, updated one Service at a time between
+	// full syncs.
+	desired *desired.Incremental
+	// lastFailed makes the next sync full: after a failure the mirror is
+	// right but which frontends still differ is not tracked.
+	lastFailed bool
 	// lastProblems holds the object problems already logged, so a periodic
 	// sync does not repeat them.
 	lastProblems map[string]bool
@@ -101,7 +112,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.log.Info("source synced")
-	a.requestSync()
+	a.queue.Add(fullSyncKey)
 
 	for a.processOne(ctx) {
 	}
@@ -128,24 +139,57 @@ func (a *Agent) processOne(ctx context.Context) bool {
 	if err := a.limiter.Wait(ctx); err != nil {
 		return false
 	}
-	if err := a.syncOnce(); err != nil {
+	if err := a.syncOnce(key == fullSyncKey); err != nil {
 		a.log.Error("sync failed; retrying", zap.Error(err), zap.Int("retries", a.queue.NumRequeues(key)))
 		a.queue.AddRateLimited(key)
 		return true
 	}
 	a.queue.Forget(key)
-	a.queue.AddAfter(key, a.cfg.ResyncPeriod)
+	if key == fullSyncKey {
+		a.queue.AddAfter(fullSyncKey, a.cfg.ResyncPeriod)
+	}
 	return true
 }
 
-func (a *Agent) syncOnce() error {
+// syncOnce rebuilds and diffs only the Services the source reports changed
+// when it can; the first sync, every periodic resync and the sync after a
+// failure are full.
+func (a *Agent) syncOnce(full bool) error {
 	start := time.Now()
-	snap := a.source.Snapshot()
-	state, problems := desired.Build(snap.Services, snap.EndpointSlices, a.cfg.Node)
-	a.logProblems(problems)
-	stats, err := a.syncer.Sync(state)
+	inc, incremental := a.source.(source.Incremental)
+	full = full || !incremental || a.desired == nil || a.lastFailed
+	var refs []desired.ServiceRef
+	if incremental {
+		var all bool
+		refs, all = inc.TakeChanges()
+		full = full || all
+	}
+
+	var stats syncer.Stats
+	var err error
+	if full {
+		// Changes taken above are in the snapshot too.
+		snap := a.source.Snapshot()
+		a.desired = desired.NewIncremental(a.cfg.Node)
+		for ref, objs := range groupByService(snap) {
+			a.desired.Update(ref, objs.svc, objs.slices)
+		}
+		a.logProblems(a.desired.Errors())
+		stats, err = a.syncer.Sync(a.desired.State())
+	} else {
+		var changed []desired.Frontend
+		for _, ref := range refs {
+			svc, slices := inc.Objects(ref)
+			changed = append(changed, a.desired.Update(ref, svc, slices)...)
+			a.logServiceProblems(ref)
+		}
+		stats, err = a.syncer.SyncFrontends(a.desired.State(), changed)
+	}
+	a.lastFailed = err != nil
 	a.log.Debug("synced",
-		zap.Int("frontends", len(state.Services)),
+		zap.Bool("full", full),
+		zap.Int("services_changed", len(refs)),
+		zap.Int("frontends", len(a.desired.State().Services)),
 		zap.Int("upserts", stats.Upserts),
 		zap.Int("deletes", stats.Deletes),
 		zap.Duration("took", time.Since(start)))
@@ -158,20 +202,58 @@ func (a *Agent) syncOnce() error {
 	return nil
 }
 
+type serviceObjects struct {
+	svc    *corev1.Service
+	slices []*discoveryv1.EndpointSlice
+}
+
+// groupByService pairs each Service with its EndpointSlices. Slices of a
+// Service that does not exist are left out: they translate nothing.
+func groupByService(snap source.Snapshot) map[desired.ServiceRef]*serviceObjects {
+	out := make(map[desired.ServiceRef]*serviceObjects, len(snap.Services))
+	for _, svc := range snap.Services {
+		out[desired.ServiceRef{Namespace: svc.Namespace, Name: svc.Name}] = &serviceObjects{svc: svc}
+	}
+	for _, s := range snap.EndpointSlices {
+		ref, ok := desired.SliceServiceRef(s)
+		if !ok {
+			continue
+		}
+		if objs, ok := out[ref]; ok {
+			objs.slices = append(objs.slices, s)
+		}
+	}
+	return out
+}
+
+// logProblems logs the problems not logged before, so that a periodic sync
+// does not repeat them.
 func (a *Agent) logProblems(problems []error) {
 	now := make(map[string]bool, len(problems))
 	for _, p := range problems {
-		msg := p.Error()
-		now[msg] = true
-		if a.lastProblems[msg] {
-			continue
-		}
-		var oe *desired.ObjectError
-		if errors.As(p, &oe) {
-			a.log.Error("bad object", zap.String("object", oe.Object()), zap.Error(oe.Err))
-		} else {
-			a.log.Error("bad object", zap.Error(p))
+		now[p.Error()] = true
+		if !a.lastProblems[p.Error()] {
+			a.logProblem(p)
 		}
 	}
 	a.lastProblems = now
+}
+
+// logServiceProblems logs the new problems of one rebuilt Service.
+func (a *Agent) logServiceProblems(ref desired.ServiceRef) {
+	for _, p := range a.desired.ErrorsOf(ref) {
+		if !a.lastProblems[p.Error()] {
+			a.lastProblems[p.Error()] = true
+			a.logProblem(p)
+		}
+	}
+}
+
+func (a *Agent) logProblem(p error) {
+	var oe *desired.ObjectError
+	if errors.As(p, &oe) {
+		a.log.Error("bad object", zap.String("object", oe.Object()), zap.Error(oe.Err))
+	} else {
+		a.log.Error("bad object", zap.Error(p))
+	}
 }

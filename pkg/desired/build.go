@@ -36,62 +36,83 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 // node is not read yet: topology aware routing and local traffic policies
 // will read it, and callers already pass it so that those need no API change.
 func Build(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo) (*State, []error) {
-	b := &builder{
-		state:  &State{Services: map[Frontend]*Service{}},
-		owners: map[Frontend]*corev1.Service{},
-		slices: indexEndpointSlices(endpointSlices),
-		parsed: map[*discoveryv1.EndpointSlice]*parsedSlice{},
+	index := indexEndpointSlices(endpointSlices)
+	inc := NewIncremental(node)
+	for _, svc := range services {
+		if svc == nil {
+			continue
+		}
+		ref := ServiceRef{Namespace: svc.Namespace, Name: svc.Name}
+		inc.Update(ref, svc, index[ref])
 	}
-	// Visiting Services sorted by namespace/name decides deterministically
-	// which of two Services claiming one frontend keeps it.
-	sorted := slices.DeleteFunc(slices.Clone(services), func(s *corev1.Service) bool { return s == nil })
-	slices.SortFunc(sorted, func(a, b *corev1.Service) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-	})
-	for _, svc := range sorted {
-		b.addService(svc)
-	}
-	return b.state, b.errs
+	return inc.State(), inc.Errors()
 }
 
-type serviceKey struct{ namespace, name string }
+// ServiceRef names a Service.
+type ServiceRef struct{ Namespace, Name string }
 
-type builder struct {
-	state  *State
-	errs   []error
-	owners map[Frontend]*corev1.Service
-	slices map[serviceKey][]*discoveryv1.EndpointSlice
-	// parsed holds each EndpointSlice validated once, so that its errors are
-	// reported once however many frontends read it.
-	parsed map[*discoveryv1.EndpointSlice]*parsedSlice
+func (r ServiceRef) String() string { return r.Namespace + "/" + r.Name }
+
+func (r ServiceRef) compare(o ServiceRef) int {
+	return cmp.Or(cmp.Compare(r.Namespace, o.Namespace), cmp.Compare(r.Name, o.Name))
 }
 
-// indexEndpointSlices groups slices by the Service they belong to, each
-// group sorted by name so that errors come out in a stable order.
-func indexEndpointSlices(all []*discoveryv1.EndpointSlice) map[serviceKey][]*discoveryv1.EndpointSlice {
-	index := map[serviceKey][]*discoveryv1.EndpointSlice{}
+// SliceServiceRef is the Service an EndpointSlice belongs to, from its
+// kubernetes.io/service-name label; ok is false for a slice without one.
+func SliceServiceRef(s *discoveryv1.EndpointSlice) (ref ServiceRef, ok bool) {
+	name := s.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return ServiceRef{}, false
+	}
+	return ServiceRef{Namespace: s.Namespace, Name: name}, true
+}
+
+// indexEndpointSlices groups slices by the Service they belong to.
+func indexEndpointSlices(all []*discoveryv1.EndpointSlice) map[ServiceRef][]*discoveryv1.EndpointSlice {
+	index := map[ServiceRef][]*discoveryv1.EndpointSlice{}
 	for _, s := range all {
 		if s == nil {
 			continue
 		}
-		name := s.Labels[discoveryv1.LabelServiceName]
-		if name == "" {
-			continue
+		if ref, ok := SliceServiceRef(s); ok {
+			index[ref] = append(index[ref], s)
 		}
-		key := serviceKey{s.Namespace, name}
-		index[key] = append(index[key], s)
-	}
-	for _, group := range index {
-		slices.SortFunc(group, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	return index
 }
 
-func (b *builder) serviceError(svc *corev1.Service, err error) {
-	b.errs = append(b.errs, &ObjectError{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Err: err})
+// serviceBuild is what one Service asks for: a Service entry for each
+// frontend it would own, and its problems. Whether it does own each frontend
+// is decided across Services, by Incremental.
+type serviceBuild struct {
+	ref       ServiceRef
+	frontends []*Service
+	errs      []error
+	// parsed holds each EndpointSlice validated once, so that its errors are
+	// reported once however many frontends read it.
+	parsed map[*discoveryv1.EndpointSlice]*parsedSlice
+	slices []*discoveryv1.EndpointSlice
 }
 
-func (b *builder) sliceError(s *discoveryv1.EndpointSlice, err error) {
+// buildService is the pure function from one Service and its slices to the
+// frontends it asks for.
+func buildService(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) *serviceBuild {
+	b := &serviceBuild{
+		ref:    ServiceRef{Namespace: svc.Namespace, Name: svc.Name},
+		parsed: map[*discoveryv1.EndpointSlice]*parsedSlice{},
+		slices: slices.DeleteFunc(slices.Clone(endpointSlices), func(s *discoveryv1.EndpointSlice) bool { return s == nil }),
+	}
+	// Sorted by name so that errors come out in a stable order.
+	slices.SortFunc(b.slices, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
+	b.addService(svc)
+	return b
+}
+
+func (b *serviceBuild) serviceError(err error) {
+	b.errs = append(b.errs, &ObjectError{Kind: "Service", Namespace: b.ref.Namespace, Name: b.ref.Name, Err: err})
+}
+
+func (b *serviceBuild) sliceError(s *discoveryv1.EndpointSlice, err error) {
 	b.errs = append(b.errs, &ObjectError{Kind: "EndpointSlice", Namespace: s.Namespace, Name: s.Name, Err: err})
 }
 
@@ -101,7 +122,7 @@ type servicePort struct {
 	proto Protocol
 }
 
-func (b *builder) addService(svc *corev1.Service) {
+func (b *serviceBuild) addService(svc *corev1.Service) {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return // a DNS alias: nothing to translate
 	}
@@ -117,7 +138,7 @@ func (b *builder) addService(svc *corev1.Service) {
 	for _, s := range ipStrings {
 		addr, err := parseAddr(s)
 		if err != nil {
-			b.serviceError(svc, fmt.Errorf("parse clusterIP: %w", err))
+			b.serviceError(fmt.Errorf("parse clusterIP: %w", err))
 			continue
 		}
 		addrs = append(addrs, addr)
@@ -127,36 +148,33 @@ func (b *builder) addService(svc *corev1.Service) {
 	for _, p := range svc.Spec.Ports {
 		proto, err := parseProtocol(p.Protocol)
 		if err != nil {
-			b.serviceError(svc, fmt.Errorf("port %q (%d/%s): %w", p.Name, p.Port, p.Protocol, err))
+			b.serviceError(fmt.Errorf("port %q (%d/%s): %w", p.Name, p.Port, p.Protocol, err))
 			continue
 		}
 		if p.Port < 1 || p.Port > 65535 {
-			b.serviceError(svc, fmt.Errorf("port %q: number %d is outside 1-65535", p.Name, p.Port))
+			b.serviceError(fmt.Errorf("port %q: number %d is outside 1-65535", p.Name, p.Port))
 			continue
 		}
 		ports = append(ports, servicePort{name: p.Name, port: uint16(p.Port), proto: proto})
 	}
 
+	claimed := map[Frontend]bool{}
 	for _, addr := range addrs {
 		for _, p := range ports {
 			fe := Frontend{Addr: addr, Port: p.port, Proto: p.proto}
-			if owner, taken := b.owners[fe]; taken {
-				if owner == svc {
-					b.serviceError(svc, fmt.Errorf("claim frontend %s for port %q: another port of this Service has it", fe, p.name))
-				} else {
-					b.serviceError(svc, fmt.Errorf("claim frontend %s: Service %s/%s has it", fe, owner.Namespace, owner.Name))
-				}
+			if claimed[fe] {
+				b.serviceError(fmt.Errorf("claim frontend %s for port %q: another port of this Service has it", fe, p.name))
 				continue
 			}
-			b.owners[fe] = svc
-			active, terminating := b.backends(serviceKey{svc.Namespace, svc.Name}, addressTypeOf(addr), p)
-			b.state.Services[fe] = &Service{
+			claimed[fe] = true
+			active, terminating := b.backends(addressTypeOf(addr), p)
+			b.frontends = append(b.frontends, &Service{
 				Frontend:    fe,
 				Name:        ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.name},
 				Kind:        ClusterIP,
 				Active:      active,
 				Terminating: terminating,
-			}
+			})
 		}
 	}
 }
@@ -165,9 +183,9 @@ func (b *builder) addService(svc *corev1.Service) {
 // sorted Active and Terminating sets of one Service port. An endpoint listed
 // in several slices counts once, with its most usable condition, so that the
 // result does not depend on which slice was seen first.
-func (b *builder) backends(svc serviceKey, family discoveryv1.AddressType, sp servicePort) (active, terminating []Backend) {
+func (b *serviceBuild) backends(family discoveryv1.AddressType, sp servicePort) (active, terminating []Backend) {
 	best := map[Backend]usability{}
-	for _, slice := range b.slices[svc] {
+	for _, slice := range b.slices {
 		parsed := b.parse(slice)
 		if parsed.addressType != family {
 			continue
@@ -242,7 +260,7 @@ type parsedSlice struct {
 	endpoints   []sliceEndpoint // only those that serve in some way
 }
 
-func (b *builder) parse(s *discoveryv1.EndpointSlice) *parsedSlice {
+func (b *serviceBuild) parse(s *discoveryv1.EndpointSlice) *parsedSlice {
 	if p, ok := b.parsed[s]; ok {
 		return p
 	}

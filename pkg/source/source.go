@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/socklb/socklb/pkg/desired"
 )
 
 // Snapshot is every object the desired state is built from.
@@ -33,4 +35,20 @@ type Source interface {
 	HasSynced() bool
 	// Snapshot returns the current objects; the caller must not modify them.
 	Snapshot() Snapshot
+}
+
+// ServiceRef names a Service.
+type ServiceRef = desired.ServiceRef
+
+// Incremental is a Source that knows which Services changed, so that a sync
+// rebuilds and diffs only those instead of everything.
+type Incremental interface {
+	Source
+	// TakeChanges returns the Services whose Service object or
+	// EndpointSlices changed since the last call, and forgets them. all is
+	// true when something that concerns every Service changed (the Node).
+	TakeChanges() (changed []ServiceRef, all bool)
+	// Objects returns a Service (nil when it does not exist) and its
+	// EndpointSlices as they are now.
+	Objects(ref ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice)
 }

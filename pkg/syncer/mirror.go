@@ -24,15 +24,79 @@ type mirror struct {
 	backendIDs map[desired.Backend]uint32
 	revNat     map[uint32]maps.RevNat
 	names      map[uint32]maps.ServiceName
+	// backendRefs counts the slots naming each backend; a backend whose count
+	// drops to zero is queued in unreferenced and deleted at the end of a sync.
+	backendRefs  map[uint32]int
+	unreferenced map[uint32]bool
+	// frontendIDs holds the service ids of the frontends, for allocation.
+	frontendIDs map[uint32]bool
+	// serviceEntries counts the services map entries of the frontends
+	// (masters written and slots), so that room is known without a scan.
+	serviceEntries int
 }
 
 func newMirror() *mirror {
 	return &mirror{
-		frontends:  map[desired.Frontend]*frontendEntries{},
-		backends:   map[uint32]maps.Backend{},
-		backendIDs: map[desired.Backend]uint32{},
-		revNat:     map[uint32]maps.RevNat{},
-		names:      map[uint32]maps.ServiceName{},
+		frontends:    map[desired.Frontend]*frontendEntries{},
+		backends:     map[uint32]maps.Backend{},
+		backendIDs:   map[desired.Backend]uint32{},
+		revNat:       map[uint32]maps.RevNat{},
+		names:        map[uint32]maps.ServiceName{},
+		backendRefs:  map[uint32]int{},
+		unreferenced: map[uint32]bool{},
+		frontendIDs:  map[uint32]bool{},
+	}
+}
+
+func (mr *mirror) addFrontend(fe desired.Frontend, id uint32) *frontendEntries {
+	e := &frontendEntries{master: maps.ServiceValue{ServiceId: id}, slots: map[uint16]uint32{}}
+	mr.frontends[fe] = e
+	mr.frontendIDs[id] = true
+	return e
+}
+
+func (mr *mirror) removeFrontend(fe desired.Frontend) {
+	if e, ok := mr.frontends[fe]; ok {
+		delete(mr.frontendIDs, e.master.ServiceId)
+		delete(mr.frontends, fe)
+	}
+}
+
+func (mr *mirror) setWritten(e *frontendEntries, written bool) {
+	if e.written != written {
+		if written {
+			mr.serviceEntries++
+		} else {
+			mr.serviceEntries--
+		}
+	}
+	e.written = written
+}
+
+func (mr *mirror) setSlot(e *frontendEntries, slot uint16, backendID uint32) {
+	if old, ok := e.slots[slot]; ok {
+		mr.unref(old)
+	} else {
+		mr.serviceEntries++
+	}
+	e.slots[slot] = backendID
+	mr.backendRefs[backendID]++
+	delete(mr.unreferenced, backendID)
+}
+
+func (mr *mirror) deleteSlot(e *frontendEntries, slot uint16) {
+	if old, ok := e.slots[slot]; ok {
+		delete(e.slots, slot)
+		mr.serviceEntries--
+		mr.unref(old)
+	}
+}
+
+func (mr *mirror) unref(backendID uint32) {
+	mr.backendRefs[backendID]--
+	if mr.backendRefs[backendID] <= 0 {
+		delete(mr.backendRefs, backendID)
+		mr.unreferenced[backendID] = true
 	}
 }
 
@@ -47,6 +111,7 @@ func loadMirror(m *maps.Maps) (*mirror, error) {
 	}
 	for i, id := range bkeys {
 		mr.setBackend(id, bvals[i])
+		mr.unreferenced[id] = true // until a slot names it
 	}
 
 	skeys, svals, err := maps.Dump[maps.ServiceKey, maps.ServiceValue](m.Services)
@@ -62,7 +127,9 @@ func loadMirror(m *maps.Maps) (*mirror, error) {
 			continue
 		}
 		if k.Slot == 0 {
-			mr.frontends[fe] = &frontendEntries{master: svals[i], written: true, slots: map[uint16]uint32{}}
+			e := mr.addFrontend(fe, svals[i].ServiceId)
+			e.master = svals[i]
+			mr.setWritten(e, true)
 			continue
 		}
 		if slotsOf[fe] == nil {
@@ -74,7 +141,7 @@ func loadMirror(m *maps.Maps) (*mirror, error) {
 	for _, k := range slotKeys {
 		fe, _ := frontendOfKey(k)
 		if e, ok := mr.frontends[fe]; ok {
-			e.slots[k.Slot] = slotsOf[fe][k.Slot]
+			mr.setSlot(e, k.Slot, slotsOf[fe][k.Slot])
 		} else {
 			// Slots left behind by a master that is gone: no reader reaches them.
 			mr.strays = append(mr.strays, k)

@@ -55,18 +55,9 @@ func New(m *maps.Maps, log *zap.Logger) (*Syncer, error) {
 }
 
 func (s *Syncer) serviceIDInUse(id uint32) bool {
-	if _, ok := s.mirror.revNat[id]; ok {
-		return true
-	}
-	if _, ok := s.mirror.names[id]; ok {
-		return true
-	}
-	for _, e := range s.mirror.frontends {
-		if e.master.ServiceId == id {
-			return true
-		}
-	}
-	return false
+	_, rev := s.mirror.revNat[id]
+	_, name := s.mirror.names[id]
+	return rev || name || s.mirror.frontendIDs[id]
 }
 
 // frontendPlan is what one desired frontend needs written.
@@ -85,22 +76,50 @@ type frontendPlan struct {
 // the frontends it concerns; each is returned as an error naming the Service,
 // and everything else is applied.
 func (s *Syncer) Sync(state *desired.State) (Stats, error) {
+	return s.sync(state, nil)
+}
+
+// SyncFrontends is Sync limited to the frontends that changed since the last
+// sync (removed ones included), so that one Service's change among thousands
+// costs what that Service costs. state is still the whole desired state.
+func (s *Syncer) SyncFrontends(state *desired.State, changed []desired.Frontend) (Stats, error) {
+	if changed == nil {
+		changed = []desired.Frontend{}
+	}
+	return s.sync(state, changed)
+}
+
+// sync diffs every frontend when changed is nil, only those listed otherwise.
+func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, error) {
 	var st Stats
 	var errs []error
 	mr := s.mirror
-	services := state.Sorted()
+
+	var services []*desired.Service
+	var gone []desired.Frontend
+	if changed == nil {
+		services = state.Sorted()
+		for fe := range mr.frontends {
+			if _, ok := state.Services[fe]; !ok {
+				gone = append(gone, fe)
+			}
+		}
+	} else {
+		for _, fe := range changed {
+			if svc, ok := state.Services[fe]; ok {
+				services = append(services, svc)
+			} else if _, ok := mr.frontends[fe]; ok {
+				gone = append(gone, fe)
+			}
+		}
+	}
+	slices.SortFunc(gone, desired.Frontend.Compare)
 
 	// 1. Backends: every one a frontend needs, before any slot names it.
 	usable := s.writeBackends(services, &st, &errs)
 
-	// 2. Per frontend: id, rev-NAT, name, slot layout.
+	// 2. Per frontend: id and slot layout.
 	plans := make([]*frontendPlan, 0, len(services))
-	var rkeys []uint32
-	var rvals []maps.RevNat
-	var rplans []*frontendPlan
-	var nkeys []uint32
-	var nvals []maps.ServiceName
-	var nplans []*frontendPlan
 	for _, svc := range services {
 		p := &frontendPlan{svc: svc, entry: mr.frontends[svc.Frontend]}
 		if p.entry != nil {
@@ -129,6 +148,12 @@ func (s *Syncer) Sync(state *desired.State) (Stats, error) {
 		plans = append(plans, p)
 	}
 	s.reserveRoom(plans, &errs)
+
+	// 3. Rev-NAT and names, so a translated socket can always be shown its VIP.
+	var rkeys, nkeys []uint32
+	var rvals []maps.RevNat
+	var nvals []maps.ServiceName
+	var rplans, nplans []*frontendPlan
 	for _, p := range plans {
 		if p.failed {
 			continue
@@ -141,8 +166,6 @@ func (s *Syncer) Sync(state *desired.State) (Stats, error) {
 			nkeys, nvals, nplans = append(nkeys, p.id), append(nvals, name), append(nplans, p)
 		}
 	}
-
-	// 3. Rev-NAT and names, so a translated socket can always be shown its VIP.
 	upsert(s.maps.RevNat, rkeys, rvals, rplans, "write rev_nat", &st, &errs, func(i int) { mr.revNat[rkeys[i]] = rvals[i] })
 	upsert(s.maps.ServiceNames, nkeys, nvals, nplans, "write service name", &st, &errs, func(i int) { mr.names[nkeys[i]] = nvals[i] })
 
@@ -156,8 +179,7 @@ func (s *Syncer) Sync(state *desired.State) (Stats, error) {
 		}
 		if p.entry == nil {
 			// Remembered before the master exists so that a retry keeps the id.
-			p.entry = &frontendEntries{master: maps.ServiceValue{ServiceId: p.id}, slots: map[uint16]uint32{}}
-			mr.frontends[p.svc.Frontend] = p.entry
+			p.entry = mr.addFrontend(p.svc.Frontend, p.id)
 		}
 		for i, bid := range p.layout {
 			slot := uint16(i + 1)
@@ -170,7 +192,7 @@ func (s *Syncer) Sync(state *desired.State) (Stats, error) {
 		}
 	}
 	upsert(s.maps.Services, skeys, svals, splans, "write backend slot", &st, &errs, func(i int) {
-		splans[i].entry.slots[skeys[i].Slot] = svals[i].BackendId
+		mr.setSlot(splans[i].entry, skeys[i].Slot, svals[i].BackendId)
 	})
 
 	// 5. Master entries: the moment the new backend set becomes visible.
@@ -187,7 +209,7 @@ func (s *Syncer) Sync(state *desired.State) (Stats, error) {
 	}
 	upsert(s.maps.Services, mkeys, mvals, mplans, "write master entry", &st, &errs, func(i int) {
 		mplans[i].entry.master = mvals[i]
-		mplans[i].entry.written = true
+		mr.setWritten(mplans[i].entry, true)
 	})
 
 	// 6. Removals, in the reverse order: master, slots, rev-NAT, backends.
@@ -202,31 +224,35 @@ func (s *Syncer) Sync(state *desired.State) (Stats, error) {
 			}
 		}
 	}
-	s.removeFrontends(state, &slotDeletes, &st, &errs)
-	slotDeletes = append(slotDeletes, mr.strays...)
+	freedIDs := s.removeFrontends(gone, &slotDeletes, &st, &errs)
+	var strays []maps.ServiceKey
+	if changed == nil {
+		strays = mr.strays
+		slotDeletes = append(slotDeletes, strays...)
+	}
 	failed := deleteKeys(s.maps.Services, slotDeletes, "delete backend slot", &st, &errs)
+	var keptStrays []maps.ServiceKey
 	for i, k := range slotDeletes {
+		fe, ours := frontendOfKey(k)
+		e := mr.frontends[fe]
+		if !ours || e == nil {
+			if failed[i] {
+				keptStrays = append(keptStrays, k)
+			}
+			continue
+		}
 		if failed[i] {
 			continue
 		}
-		if fe, ok := frontendOfKey(k); ok {
-			if e := mr.frontends[fe]; e != nil {
-				delete(e.slots, k.Slot)
-				if !e.written && len(e.slots) == 0 {
-					delete(mr.frontends, fe)
-				}
-			}
+		mr.deleteSlot(e, k.Slot)
+		if !e.written && len(e.slots) == 0 {
+			mr.removeFrontend(fe)
 		}
 	}
-	mr.strays = nil
-	for i, k := range slotDeletes {
-		if failed[i] {
-			if _, ok := frontendOfKey(k); !ok {
-				mr.strays = append(mr.strays, k)
-			}
-		}
+	if changed == nil {
+		mr.strays = keptStrays
 	}
-	s.deleteOrphanRevNat(&st, &errs)
+	s.deleteOrphanRevNat(changed == nil, freedIDs, &st, &errs)
 	s.deleteUnreferencedBackends(&st, &errs)
 
 	return st, errors.Join(errs...)
@@ -285,6 +311,9 @@ func (s *Syncer) writeBackends(services []*desired.Service, st *Stats, errs *[]e
 	for i, id := range keys {
 		if !failed[i] {
 			mr.setBackend(id, vals[i])
+			if mr.backendRefs[id] == 0 {
+				mr.unreferenced[id] = true // until a slot names it
+			}
 			st.Upserts++
 		}
 	}
@@ -305,13 +334,7 @@ func (s *Syncer) writeBackends(services []*desired.Service, st *Stats, errs *[]e
 // their room only for the next one.
 func (s *Syncer) reserveRoom(plans []*frontendPlan, errs *[]error) {
 	mr := s.mirror
-	servicesRoom := int(s.maps.Services.MaxEntries()) - len(mr.strays)
-	for _, e := range mr.frontends {
-		servicesRoom -= len(e.slots)
-		if e.written {
-			servicesRoom--
-		}
-	}
+	servicesRoom := int(s.maps.Services.MaxEntries()) - len(mr.strays) - mr.serviceEntries
 	revNatRoom := int(min(s.maps.RevNat.MaxEntries(), s.maps.ServiceNames.MaxEntries())) - max(len(mr.revNat), len(mr.names))
 	ordered := make([]*frontendPlan, 0, len(plans))
 	for _, p := range plans {
@@ -385,58 +408,67 @@ func deleteKeys[K any](m *ebpf.Map, keys []K, doing string, st *Stats, errs *[]e
 	return failed
 }
 
-// removeFrontends deletes the master entries of frontends no longer wanted
-// and queues their slots for deletion.
-func (s *Syncer) removeFrontends(state *desired.State, slotDeletes *[]maps.ServiceKey, st *Stats, errs *[]error) {
+// removeFrontends deletes the master entries of frontends no longer wanted,
+// queues their slots for deletion and returns their ids.
+func (s *Syncer) removeFrontends(gone []desired.Frontend, slotDeletes *[]maps.ServiceKey, st *Stats, errs *[]error) []uint32 {
 	mr := s.mirror
-	var gone []desired.Frontend
-	for fe, e := range mr.frontends {
-		if _, ok := state.Services[fe]; !ok && e.written {
-			gone = append(gone, fe)
-		}
-		if _, ok := state.Services[fe]; !ok && !e.written {
-			for slot := range e.slots {
-				*slotDeletes = append(*slotDeletes, serviceKey(fe, slot))
-			}
+	var masters []desired.Frontend
+	for _, fe := range gone {
+		if mr.frontends[fe].written {
+			masters = append(masters, fe)
 		}
 	}
-	slices.SortFunc(gone, desired.Frontend.Compare)
-	keys := make([]maps.ServiceKey, len(gone))
-	for i, fe := range gone {
+	keys := make([]maps.ServiceKey, len(masters))
+	for i, fe := range masters {
 		keys[i] = serviceKey(fe, 0)
 	}
 	failed := deleteKeys(s.maps.Services, keys, "delete master entry", st, errs)
-	for i, fe := range gone {
-		if failed[i] {
-			continue
+	var ids []uint32
+	for i, fe := range masters {
+		if !failed[i] {
+			mr.setWritten(mr.frontends[fe], false)
 		}
+	}
+	for _, fe := range gone {
 		e := mr.frontends[fe]
-		e.written = false
+		if e.written {
+			continue // its master could not be deleted: its slots stay reachable
+		}
+		ids = append(ids, e.master.ServiceId)
 		for slot := range e.slots {
 			*slotDeletes = append(*slotDeletes, serviceKey(fe, slot))
 		}
 		if len(e.slots) == 0 {
-			delete(mr.frontends, fe)
+			mr.removeFrontend(fe)
 		}
 	}
+	return ids
 }
 
 // deleteOrphanRevNat removes the rev-NAT entries and names of ids no frontend
-// has any more.
-func (s *Syncer) deleteOrphanRevNat(st *Stats, errs *[]error) {
+// has any more: among candidates, or among all ids in a full sync.
+func (s *Syncer) deleteOrphanRevNat(full bool, candidates []uint32, st *Stats, errs *[]error) {
 	mr := s.mirror
-	live := map[uint32]bool{}
-	for _, e := range mr.frontends {
-		live[e.master.ServiceId] = true
-	}
-	var rkeys, nkeys []uint32
-	for id := range mr.revNat {
-		if !live[id] {
-			rkeys = append(rkeys, id)
+	if full {
+		candidates = candidates[:0]
+		for id := range mr.revNat {
+			candidates = append(candidates, id)
+		}
+		for id := range mr.names {
+			if _, ok := mr.revNat[id]; !ok {
+				candidates = append(candidates, id)
+			}
 		}
 	}
-	for id := range mr.names {
-		if !live[id] {
+	var rkeys, nkeys []uint32
+	for _, id := range candidates {
+		if mr.frontendIDs[id] {
+			continue
+		}
+		if _, ok := mr.revNat[id]; ok {
+			rkeys = append(rkeys, id)
+		}
+		if _, ok := mr.names[id]; ok {
 			nkeys = append(nkeys, id)
 		}
 	}
@@ -454,18 +486,15 @@ func (s *Syncer) deleteOrphanRevNat(st *Stats, errs *[]error) {
 	}
 }
 
+// deleteUnreferencedBackends deletes the backends no slot names any more.
 func (s *Syncer) deleteUnreferencedBackends(st *Stats, errs *[]error) {
 	mr := s.mirror
-	referenced := map[uint32]bool{}
-	for _, e := range mr.frontends {
-		for _, id := range e.slots {
-			referenced[id] = true
-		}
-	}
 	var keys []uint32
-	for id := range mr.backends {
-		if !referenced[id] {
+	for id := range mr.unreferenced {
+		if _, ok := mr.backends[id]; ok && mr.backendRefs[id] == 0 {
 			keys = append(keys, id)
+		} else {
+			delete(mr.unreferenced, id)
 		}
 	}
 	slices.Sort(keys)
@@ -473,6 +502,7 @@ func (s *Syncer) deleteUnreferencedBackends(st *Stats, errs *[]error) {
 	for i, id := range keys {
 		if !failed[i] {
 			mr.deleteBackend(id)
+			delete(mr.unreferenced, id)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/socklb/socklb/maps"
@@ -17,7 +19,7 @@ import (
 
 // newTestMaps creates unpinned maps with the real layouts; maxEntries
 // overrides the size of the named maps.
-func newTestMaps(t *testing.T, maxEntries map[string]uint32) *maps.Maps {
+func newTestMaps(t testing.TB, maxEntries map[string]uint32) *maps.Maps {
 	t.Helper()
 	sandbox.Require(t)
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -215,40 +217,69 @@ func TestSyncSequences(t *testing.T) {
 			},
 		},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			m := newTestMaps(t, nil)
-			s, err := New(m, zaptest.NewLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, st := range tc.steps {
-				if _, err := s.Sync(st.state); err != nil {
-					t.Fatalf("%s: sync: %v", st.desc, err)
-				}
-				got := readMaps(t, m)
-				if !equalViews(got, st.want) {
-					t.Fatalf("%s: maps hold\n%v\nwant\n%v", st.desc, got, st.want)
-				}
-				// The same state again writes nothing.
-				if stats, err := s.Sync(st.state); err != nil || stats != (Stats{}) {
-					t.Fatalf("%s: second sync of the same state: %+v, %v; want no writes", st.desc, stats, err)
-				}
-			}
-			bkeys, _, _ := maps.Dump[uint32, maps.Backend](m.Backends)
-			used := map[uint32]bool{}
-			for _, e := range s.mirror.frontends {
-				for _, id := range e.slots {
-					used[id] = true
-				}
-			}
-			for _, id := range bkeys {
-				if !used[id] {
-					t.Errorf("backend %d is left in the map with no frontend using it", id)
-				}
-			}
-		})
+	modes := []struct {
+		name string
+		sync func(s *Syncer, prev, next *desired.State) (Stats, error)
+	}{
+		{"full", func(s *Syncer, _, next *desired.State) (Stats, error) { return s.Sync(next) }},
+		{"changed frontends only", func(s *Syncer, prev, next *desired.State) (Stats, error) {
+			return s.SyncFrontends(next, changedFrontends(prev, next))
+		}},
 	}
+	for _, mode := range modes {
+		for _, tc := range cases {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				m := newTestMaps(t, nil)
+				s, err := New(m, zaptest.NewLogger(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				prev := state()
+				for _, st := range tc.steps {
+					if _, err := mode.sync(s, prev, st.state); err != nil {
+						t.Fatalf("%s: sync: %v", st.desc, err)
+					}
+					prev = st.state
+					got := readMaps(t, m)
+					if !equalViews(got, st.want) {
+						t.Fatalf("%s: maps hold\n%v\nwant\n%v", st.desc, got, st.want)
+					}
+					// The same state again writes nothing.
+					if stats, err := s.Sync(st.state); err != nil || stats != (Stats{}) {
+						t.Fatalf("%s: second sync of the same state: %+v, %v; want no writes", st.desc, stats, err)
+					}
+				}
+				bkeys, _, _ := maps.Dump[uint32, maps.Backend](m.Backends)
+				used := map[uint32]bool{}
+				for _, e := range s.mirror.frontends {
+					for _, id := range e.slots {
+						used[id] = true
+					}
+				}
+				for _, id := range bkeys {
+					if !used[id] {
+						t.Errorf("backend %d is left in the map with no frontend using it", id)
+					}
+				}
+			})
+		}
+	}
+}
+
+// changedFrontends is what desired.Incremental reports between two states.
+func changedFrontends(prev, next *desired.State) []desired.Frontend {
+	var out []desired.Frontend
+	for fe, svc := range next.Services {
+		if old, ok := prev.Services[fe]; !ok || !old.Equal(svc) {
+			out = append(out, fe)
+		}
+	}
+	for fe := range prev.Services {
+		if _, ok := next.Services[fe]; !ok {
+			out = append(out, fe)
+		}
+	}
+	return out
 }
 
 func equalViews(a, b map[string]frontendView) bool {
@@ -382,6 +413,53 @@ func TestStableLayout(t *testing.T) {
 			if !slices.Equal(got, tc.layout) {
 				t.Errorf("stableLayout(%v, %v) = %v, want %v", tc.old, tc.want, got, tc.layout)
 			}
+		})
+	}
+}
+
+// BenchmarkSync compares a full diff with a diff of the one frontend that
+// changed, at 10,000 frontends of three backends each.
+func BenchmarkSync(b *testing.B) {
+	st := state()
+	var fes []desired.Frontend
+	for i := range 10000 {
+		fe := tcp(fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), 80)
+		fes = append(fes, fe)
+		st.Services[fe] = &desired.Service{Frontend: fe, Kind: desired.ClusterIP,
+			Name:   desired.ServicePortName{Namespace: "default", Name: fmt.Sprintf("svc-%d", i)},
+			Active: backends(desired.TCP, 8080, fmt.Sprintf("10.128.%d.%d", i/250, i%250+1), fmt.Sprintf("10.129.%d.%d", i/250, i%250+1), fmt.Sprintf("10.130.%d.%d", i/250, i%250+1))}
+	}
+	for _, mode := range []string{"full", "one-frontend"} {
+		b.Run(mode, func(b *testing.B) {
+			m := newTestMaps(b, nil)
+			s, err := New(m, zap.NewNop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Sync(st); err != nil {
+				b.Fatal(err)
+			}
+			target := st.Services[fes[5000]]
+			original := target.Active
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				// Alternate one backend so that every sync writes.
+				if i%2 == 0 {
+					target.Active = original[:2]
+				} else {
+					target.Active = original
+				}
+				var err error
+				if mode == "full" {
+					_, err = s.Sync(st)
+				} else {
+					_, err = s.SyncFrontends(st, []desired.Frontend{target.Frontend})
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			target.Active = original
 		})
 	}
 }

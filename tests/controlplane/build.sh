@@ -93,6 +93,7 @@ done
 # leaving a partial set of binaries that the next run would trust.
 staging_dir=$(mktemp -d "$version_cache_dir/bin.partial.XXXXXX")
 trap 'rm -rf "$staging_dir"' EXIT
+chmod 755 "$staging_dir"
 
 log "building ${BINARIES[*]} $KUBERNETES_VERSION into $bin_dir"
 log "a cold build takes about 12 minutes and 2.5 GiB of memory; a warm Go build cache about 20 s"

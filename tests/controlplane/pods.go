@@ -79,7 +79,37 @@ func EnsureNode(ctx context.Context, client kubernetes.Interface, name string) (
 	if err != nil {
 		return nil, fmt.Errorf("marking node %s ready: %w", name, err)
 	}
-	return updated, nil
+	return removeNotReadyTaint(ctx, client, updated)
+}
+
+// removeNotReadyTaint does what the node-lifecycle controller would do once
+// the node reports Ready: the TaintNodesByCondition admission plugin taints
+// every new Node not-ready, and that controller does not run here (it would
+// evict the pods of nodes that send no heartbeats).
+func removeNotReadyTaint(ctx context.Context, client kubernetes.Interface, node *corev1.Node) (*corev1.Node, error) {
+	for attempt := 0; ; attempt++ {
+		kept := make([]corev1.Taint, 0, len(node.Spec.Taints))
+		for _, taint := range node.Spec.Taints {
+			if taint.Key != corev1.TaintNodeNotReady {
+				kept = append(kept, taint)
+			}
+		}
+		if len(kept) == len(node.Spec.Taints) {
+			return node, nil
+		}
+		node = node.DeepCopy()
+		node.Spec.Taints = kept
+		updated, err := client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		if err == nil {
+			return updated, nil
+		}
+		if !apierrors.IsConflict(err) || attempt >= 5 {
+			return nil, fmt.Errorf("removing the not-ready taint from node %s: %w", node.Name, err)
+		}
+		if node, err = client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{}); err != nil {
+			return nil, fmt.Errorf("reading node %s: %w", node.Name, err)
+		}
+	}
 }
 
 // CreatePod creates a pod bound to spec.NodeName and then, in place of a

@@ -1,0 +1,128 @@
+package desired
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Incremental keeps the desired state of every Service and updates it one
+// Service at a time, so that a change costs what that Service costs, not what
+// the whole cluster does. Its result equals Build over the same objects.
+type Incremental struct {
+	node   NodeInfo
+	state  *State
+	builds map[ServiceRef]*serviceBuild
+	// claims lists, per frontend, the Services asking for it, sorted by
+	// namespace/name: the first owns it, the others are told so.
+	claims map[Frontend][]ServiceRef
+}
+
+// NewIncremental starts from no Services.
+func NewIncremental(node NodeInfo) *Incremental {
+	return &Incremental{
+		node:   node,
+		state:  &State{Services: map[Frontend]*Service{}},
+		builds: map[ServiceRef]*serviceBuild{},
+		claims: map[Frontend][]ServiceRef{},
+	}
+}
+
+// Update rebuilds Service ref from svc (nil when it was deleted) and the
+// EndpointSlices that belong to it, and returns the frontends whose entry in
+// State changed (added, changed or removed).
+func (x *Incremental) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) []Frontend {
+	touched := map[Frontend]bool{}
+	if old, ok := x.builds[ref]; ok {
+		for _, s := range old.frontends {
+			touched[s.Frontend] = true
+			x.claims[s.Frontend] = slices.DeleteFunc(x.claims[s.Frontend], func(r ServiceRef) bool { return r == ref })
+		}
+		delete(x.builds, ref)
+	}
+	if svc != nil {
+		b := buildService(svc, endpointSlices)
+		x.builds[ref] = b
+		for _, s := range b.frontends {
+			touched[s.Frontend] = true
+			claimants := append(x.claims[s.Frontend], ref)
+			slices.SortFunc(claimants, ServiceRef.compare)
+			x.claims[s.Frontend] = claimants
+		}
+	}
+
+	var changed []Frontend
+	for fe := range touched {
+		var want *Service
+		if claimants := x.claims[fe]; len(claimants) > 0 {
+			want = x.builds[claimants[0]].frontend(fe)
+		} else {
+			delete(x.claims, fe)
+		}
+		have := x.state.Services[fe]
+		if want == nil {
+			if have != nil {
+				delete(x.state.Services, fe)
+				changed = append(changed, fe)
+			}
+			continue
+		}
+		if have == nil || !have.Equal(want) {
+			x.state.Services[fe] = want
+			changed = append(changed, fe)
+		}
+	}
+	slices.SortFunc(changed, Frontend.Compare)
+	return changed
+}
+
+func (b *serviceBuild) frontend(fe Frontend) *Service {
+	for _, s := range b.frontends {
+		if s.Frontend == fe {
+			return s
+		}
+	}
+	return nil
+}
+
+// State is the current desired state. The caller must not modify it; it
+// changes with the next Update.
+func (x *Incremental) State() *State { return x.state }
+
+// Errors lists every problem of the current objects, ordered by Service.
+func (x *Incremental) Errors() []error {
+	refs := make([]ServiceRef, 0, len(x.builds))
+	for ref := range x.builds {
+		refs = append(refs, ref)
+	}
+	slices.SortFunc(refs, ServiceRef.compare)
+	var errs []error
+	for _, ref := range refs {
+		errs = append(errs, x.ErrorsOf(ref)...)
+	}
+	return errs
+}
+
+// ErrorsOf lists the problems of one Service.
+func (x *Incremental) ErrorsOf(ref ServiceRef) []error {
+	b, ok := x.builds[ref]
+	if !ok {
+		return nil
+	}
+	errs := slices.Clone(b.errs)
+	for _, s := range b.frontends {
+		if owner := x.claims[s.Frontend][0]; owner != ref {
+			errs = append(errs, &ObjectError{Kind: "Service", Namespace: ref.Namespace, Name: ref.Name,
+				Err: fmt.Errorf("claim frontend %s: Service %s has it", s.Frontend, owner)})
+		}
+	}
+	return errs
+}
+
+// Equal reports whether two entries translate the same way.
+func (s *Service) Equal(o *Service) bool {
+	return s.Frontend == o.Frontend && s.Name == o.Name && s.Kind == o.Kind &&
+		slices.Equal(s.Active, o.Active) && slices.Equal(s.Terminating, o.Terminating)
+}

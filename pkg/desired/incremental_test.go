@@ -1,0 +1,100 @@
+package desired
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Updating one Service at a time must give exactly what a full Build gives,
+// and report as changed exactly the frontends whose entry changed.
+func TestIncrementalMatchesBuild(t *testing.T) {
+	p8080 := intstr.FromInt32(8080)
+	svc := func(name, ip string, ports ...int32) *corev1.Service {
+		return makeTestService("default", name, func(s *corev1.Service) {
+			s.Spec.ClusterIP = ip
+			for _, p := range ports {
+				s.Spec.Ports = append(s.Spec.Ports, makeServicePort("", p, corev1.ProtocolTCP, p8080))
+			}
+		})
+	}
+	slice := func(name string, addrs ...string) *discoveryv1.EndpointSlice {
+		return makeTestEndpointSlice("default", name, 1, func(eps *discoveryv1.EndpointSlice) {
+			eps.Ports = []discoveryv1.EndpointPort{makeSlicePort("", 8080, corev1.ProtocolTCP)}
+			for _, a := range addrs {
+				eps.Endpoints = append(eps.Endpoints, readyEndpoint(a))
+			}
+		})
+	}
+	type step struct {
+		desc        string
+		service     string           // the Service updated in this step
+		svc         *corev1.Service  // nil: deleted
+		slices      []*discoveryv1.EndpointSlice
+		wantChanged []string
+	}
+	steps := []step{
+		{"web appears", "web", svc("web", "10.96.0.10", 80), []*discoveryv1.EndpointSlice{slice("web", "10.244.0.2")}, []string{"10.96.0.10:80/TCP"}},
+		{"api appears", "api", svc("api", "10.96.0.11", 80, 81), nil, []string{"10.96.0.11:80/TCP", "10.96.0.11:81/TCP"}},
+		{"web gets an endpoint", "web", svc("web", "10.96.0.10", 80), []*discoveryv1.EndpointSlice{slice("web", "10.244.0.2", "10.244.0.3")}, []string{"10.96.0.10:80/TCP"}},
+		{"the same again changes nothing", "web", svc("web", "10.96.0.10", 80), []*discoveryv1.EndpointSlice{slice("web", "10.244.0.2", "10.244.0.3")}, nil},
+		{"aaa claims web's frontend and wins by name", "aaa", svc("aaa", "10.96.0.10", 80), []*discoveryv1.EndpointSlice{slice("aaa", "10.244.0.9")}, []string{"10.96.0.10:80/TCP"}},
+		{"aaa goes, web gets its frontend back", "aaa", nil, nil, []string{"10.96.0.10:80/TCP"}},
+		{"api drops a port", "api", svc("api", "10.96.0.11", 80), nil, []string{"10.96.0.11:81/TCP"}},
+		{"web deleted", "web", nil, nil, []string{"10.96.0.10:80/TCP"}},
+	}
+	inc := NewIncremental(NodeInfo{})
+	services := map[string]*corev1.Service{}
+	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
+	for _, st := range steps {
+		changed := inc.Update(ServiceRef{Namespace: "default", Name: st.service}, st.svc, st.slices)
+		if st.svc == nil {
+			delete(services, st.service)
+			delete(slicesOf, st.service)
+		} else {
+			services[st.service] = st.svc
+			slicesOf[st.service] = st.slices
+		}
+		var allSvcs []*corev1.Service
+		var allSlices []*discoveryv1.EndpointSlice
+		for name, s := range services {
+			allSvcs = append(allSvcs, s)
+			allSlices = append(allSlices, slicesOf[name]...)
+		}
+		want, wantErrs := Build(allSvcs, allSlices, NodeInfo{})
+		if got, w := flows(t, inc.State()), flows(t, want); !slices.Equal(got, w) {
+			t.Fatalf("%s: incremental state\n\t%s\nfull build\n\t%s", st.desc, strings.Join(got, "\n\t"), strings.Join(w, "\n\t"))
+		}
+		if got, w := errorStrings(inc.Errors()), errorStrings(wantErrs); !slices.Equal(got, w) {
+			t.Fatalf("%s: incremental errors %v, full build %v", st.desc, got, w)
+		}
+		var gotChanged []string
+		for _, fe := range changed {
+			gotChanged = append(gotChanged, fe.String())
+		}
+		if !slices.Equal(gotChanged, st.wantChanged) {
+			t.Fatalf("%s: changed frontends %v, want %v", st.desc, gotChanged, st.wantChanged)
+		}
+	}
+}
+
+// BenchmarkIncrementalUpdate is the cost of one Service's change among n.
+func BenchmarkIncrementalUpdate(b *testing.B) {
+	svcs, endpointSlices := benchObjects(10000)
+	index := indexEndpointSlices(endpointSlices)
+	inc := NewIncremental(NodeInfo{})
+	for _, s := range svcs {
+		ref := ServiceRef{Namespace: s.Namespace, Name: s.Name}
+		inc.Update(ref, s, index[ref])
+	}
+	target := svcs[5000]
+	ref := ServiceRef{Namespace: target.Namespace, Name: target.Name}
+	b.ReportAllocs()
+	for b.Loop() {
+		inc.Update(ref, target, index[ref])
+	}
+}

@@ -1,0 +1,212 @@
+package k8s
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/source"
+)
+
+// Labels that make kube-proxy leave an object alone; socklb does the same.
+const (
+	// A Service handled by another proxy.
+	labelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+	// Endpoints of a headless Service.
+	labelHeadless = "service.kubernetes.io/headless"
+)
+
+// byServiceIndex indexes EndpointSlices by the Service they belong to.
+const byServiceIndex = "service"
+
+// Source watches the API server. It implements source.Incremental.
+type Source struct {
+	log       *zap.Logger
+	nodeName  string
+	factories []informers.SharedInformerFactory
+	services  cache.SharedIndexInformer
+	slices    cache.SharedIndexInformer
+	nodes     cache.SharedIndexInformer
+	svcLister corelisters.ServiceLister
+	epsLister discoverylisters.EndpointSliceLister
+	nodeList  corelisters.NodeLister
+	tracker   *ChangeTracker
+}
+
+var _ source.Incremental = (*Source)(nil)
+
+// NewSource sets up the informers; Run starts them.
+func NewSource(client kubernetes.Interface, nodeName string, log *zap.Logger) (*Source, error) {
+	notOurs, err := labels.Parse("!" + labelServiceProxyName + ",!" + labelHeadless)
+	if err != nil {
+		return nil, fmt.Errorf("build label selector: %w", err)
+	}
+	sliceSelector, err := labels.Parse(discoveryv1.LabelServiceName + ",!" + labelServiceProxyName + ",!" + labelHeadless)
+	if err != nil {
+		return nil, fmt.Errorf("build label selector: %w", err)
+	}
+	withLabels := func(sel labels.Selector) informers.SharedInformerOption {
+		return informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() })
+	}
+	// No periodic informer resync: the agent's own full resync covers drift
+	// in the maps, and the objects themselves come from the watch.
+	svcFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, withLabels(notOurs))
+	sliceFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, withLabels(sliceSelector))
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", nodeName).String()
+		}))
+
+	s := &Source{
+		log:       log,
+		nodeName:  nodeName,
+		factories: []informers.SharedInformerFactory{svcFactory, sliceFactory, nodeFactory},
+		services:  svcFactory.Core().V1().Services().Informer(),
+		slices:    sliceFactory.Discovery().V1().EndpointSlices().Informer(),
+		nodes:     nodeFactory.Core().V1().Nodes().Informer(),
+		svcLister: svcFactory.Core().V1().Services().Lister(),
+		epsLister: sliceFactory.Discovery().V1().EndpointSlices().Lister(),
+		nodeList:  nodeFactory.Core().V1().Nodes().Lister(),
+		tracker:   NewChangeTracker(),
+	}
+	if err := s.slices.AddIndexers(cache.Indexers{byServiceIndex: sliceServiceIndex}); err != nil {
+		return nil, fmt.Errorf("index EndpointSlices by Service: %w", err)
+	}
+	return s, nil
+}
+
+func sliceServiceIndex(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	if ref, ok := desired.SliceServiceRef(s); ok {
+		return []string{ref.String()}, nil
+	}
+	return nil, nil
+}
+
+// Run starts the informers and blocks until ctx is done. The informers retry
+// by themselves when the API server goes away; meanwhile the datapath keeps
+// the last state.
+func (s *Source) Run(ctx context.Context, changed func()) error {
+	if _, err := s.services.AddEventHandler(handlers(s.tracker.ServiceUpdate, changed)); err != nil {
+		return fmt.Errorf("watch Services: %w", err)
+	}
+	if _, err := s.slices.AddEventHandler(handlers(s.tracker.EndpointSliceUpdate, changed)); err != nil {
+		return fmt.Errorf("watch EndpointSlices: %w", err)
+	}
+	if _, err := s.nodes.AddEventHandler(handlers(func(previous, current *corev1.Node) bool {
+		if nodeEqual(previous, current) {
+			return false
+		}
+		s.tracker.MarkAll()
+		return true
+	}, changed)); err != nil {
+		return fmt.Errorf("watch Node %s: %w", s.nodeName, err)
+	}
+	for _, f := range s.factories {
+		f.Start(ctx.Done())
+	}
+	start := time.Now()
+	if !cache.WaitForCacheSync(ctx.Done(), s.services.HasSynced, s.slices.HasSynced, s.nodes.HasSynced) {
+		return ctx.Err()
+	}
+	s.log.Info("informers synced", zap.Duration("took", time.Since(start)))
+	changed()
+	<-ctx.Done()
+	for _, f := range s.factories {
+		f.Shutdown()
+	}
+	return nil
+}
+
+// handlers turns informer callbacks into (previous, current) records.
+func handlers[T any](update func(previous, current *T) bool, changed func()) cache.ResourceEventHandlerFuncs {
+	notify := func(previous, current *T) {
+		if update(previous, current) {
+			changed()
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if cur, ok := obj.(*T); ok {
+				notify(nil, cur)
+			}
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			prev, ok1 := oldObj.(*T)
+			cur, ok2 := newObj.(*T)
+			if ok1 && ok2 {
+				notify(prev, cur)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if prev, ok := obj.(*T); ok {
+				notify(prev, nil)
+			}
+		},
+	}
+}
+
+// nodeEqual compares what socklb reads of its Node: its labels (topology).
+func nodeEqual(a, b *corev1.Node) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return labels.Equals(a.Labels, b.Labels)
+}
+
+// HasSynced reports whether both informers listed everything once.
+func (s *Source) HasSynced() bool {
+	return s.services.HasSynced() && s.slices.HasSynced() && s.nodes.HasSynced()
+}
+
+// Snapshot lists every object from the informers' caches.
+func (s *Source) Snapshot() source.Snapshot {
+	svcs, _ := s.svcLister.List(labels.Everything())
+	slices, _ := s.epsLister.List(labels.Everything())
+	node, err := s.nodeList.Get(s.nodeName)
+	if err != nil && !apierrors.IsNotFound(err) {
+		s.log.Warn("read own Node", zap.Error(err))
+	}
+	return source.Snapshot{Services: svcs, EndpointSlices: slices, Node: node}
+}
+
+// TakeChanges returns the Services changed since the last call.
+func (s *Source) TakeChanges() ([]desired.ServiceRef, bool) {
+	return s.tracker.TakeChanges()
+}
+
+// Objects returns a Service and its slices from the caches.
+func (s *Source) Objects(ref desired.ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+	svc, err := s.svcLister.Services(ref.Namespace).Get(ref.Name)
+	if err != nil {
+		svc = nil
+	}
+	objs, _ := s.slices.GetIndexer().ByIndex(byServiceIndex, ref.String())
+	slices := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if eps, ok := o.(*discoveryv1.EndpointSlice); ok {
+			slices = append(slices, eps)
+		}
+	}
+	return svc, slices
+}

@@ -260,8 +260,10 @@ func SetPodReady(ctx context.Context, client kubernetes.Interface, namespace, na
 // DeletePod deletes a pod. force removes it from the API at once. Without
 // force it gets TerminatingGracePeriod and, with no kubelet to finish it,
 // stays Terminating: its endpoints turn terminating (serving as long as the
-// pod is Ready) until a forced delete or the namespace deletion removes it.
-// A pod that is already gone is not an error.
+// pod is Ready) until a forced delete removes it. Such a pod also blocks the
+// namespace controller, which never shortens a pending grace period; remove
+// namespaces with DeleteNamespace. A pod that is already gone is not an
+// error.
 func DeletePod(ctx context.Context, client kubernetes.Interface, namespace, name string, force bool) error {
 	gracePeriodSeconds := int64(TerminatingGracePeriod / time.Second)
 	if force {
@@ -272,4 +274,44 @@ func DeletePod(ctx context.Context, client kubernetes.Interface, namespace, name
 		return fmt.Errorf("deleting pod %s/%s (force=%t): %w", namespace, name, force, err)
 	}
 	return nil
+}
+
+// DeleteNamespace deletes a namespace and waits until it is gone,
+// force-deleting pods left Terminating by DeletePod, which the namespace
+// controller would otherwise wait for forever.
+func DeleteNamespace(ctx context.Context, client kubernetes.Interface, name string) error {
+	err := client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting namespace %s: %w", name, err)
+	}
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+	for {
+		pods, err := client.CoreV1().Pods(name).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("listing pods of deleted namespace %s: %w", name, err)
+		}
+		for _, pod := range pods.Items {
+			if pod.DeletionTimestamp != nil {
+				if err := DeletePod(ctx, client, name, pod.Name, true); err != nil {
+					return err
+				}
+			}
+		}
+		namespace, err := client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("checking whether namespace %s is gone: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for namespace %s to be deleted: %w (conditions: %v)", name, ctx.Err(), namespace.Status.Conditions)
+		case <-ticker.C:
+		}
+	}
 }

@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/socklb/socklb/pkg/inspect"
 	"github.com/socklb/socklb/tests/sandbox"
@@ -73,64 +70,11 @@ func (n *node) startAgent(t testing.TB) {
 	})
 }
 
-func (n *node) inspectServices(t testing.TB) ([]inspect.ServiceView, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := n.sb.Run(t, ctx, n.sb.Node, false, n.socklb, "inspect", "services", "-o", "json", "--bpffs", n.sb.PinDir)
-	if err != nil {
-		return nil, err
-	}
-	var views []inspect.ServiceView
-	if err := json.Unmarshal([]byte(out), &views); err != nil {
-		return nil, fmt.Errorf("decode inspect output: %w", err)
-	}
-	return views, nil
-}
-
 // waitFrontend waits until the maps show frontend with exactly the backend
 // addresses want (active ones, then terminating ones after a "|").
 func (n *node) waitFrontend(t testing.TB, frontend, proto string, want ...string) inspect.ServiceView {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		views, err := n.inspectServices(t)
-		if err == nil {
-			for _, v := range views {
-				if v.Frontend != frontend || v.Protocol != proto {
-					continue
-				}
-				got := backendSet(v)
-				if slices.Equal(got, want) {
-					return v
-				}
-				last = strings.Join(got, ",")
-			}
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("frontend %s/%s never showed backends %v (last seen: %s)", frontend, proto, want, last)
-	return inspect.ServiceView{}
-}
-
-func backendSet(v inspect.ServiceView) []string {
-	var active, terminating []string
-	for _, b := range v.Backends {
-		if b.State == "active" {
-			active = append(active, b.Address)
-		} else {
-			terminating = append(terminating, b.Address)
-		}
-	}
-	slices.Sort(active)
-	slices.Sort(terminating)
-	if len(terminating) > 0 {
-		return append(append(active, "|"), terminating...)
-	}
-	return active
+	return n.sb.WaitFrontend(t, n.socklb, frontend, proto, want...)
 }
 
 func (n *node) probe(t testing.TB, args ...string) []sandbox.ProbeResult {
@@ -211,13 +155,7 @@ func names(hs ...*sandbox.Host) map[string]bool {
 	return m
 }
 
-// requireAllOK fails on any failed probe and returns the backends seen.
 func requireAllOK(t testing.TB, rs []sandbox.ProbeResult) map[string]int {
 	t.Helper()
-	for _, r := range rs {
-		if !r.OK {
-			t.Fatalf("probe %d failed: %s (%s)", r.I, r.Err, r.Errno)
-		}
-	}
-	return sandbox.Backends(rs)
+	return sandbox.RequireAllOK(t, rs)
 }

@@ -273,9 +273,15 @@ spec:
 	}
 
 	// A change after the outage is applied: the agent reconnected.
+	changed := time.Now()
 	if err := controlplane.SetPodReady(t.Context(), w.client, w.ns, "web-a", false); err != nil {
 		t.Fatal(err)
 	}
+	for time.Since(changed) < 90*time.Second && !slices.Equal(w.sliceAddresses(t, "web"), addrs(8080, pods[1])) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the endpointslice controller published the change %s after it was made", time.Since(changed).Round(time.Millisecond))
 	w.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods[1])...)
+	t.Logf("socklb applied it %s after it was made", time.Since(changed).Round(time.Millisecond))
 }
 

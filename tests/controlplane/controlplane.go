@@ -280,6 +280,10 @@ func (cp *ControlPlane) start(ctx context.Context, etcdPath, controllerManagerPa
 		// ServiceAccount object in their namespace.
 		"--disable-admission-plugins=ServiceAccount",
 		"--profiling=false",
+		// Without it, SIGTERM waits for open watches (the controller-manager's,
+		// an agent's informers) until --request-timeout, 60 s, so every
+		// StopAPIServer would end in SIGKILL; measured 70 s against 1.2 s.
+		"--shutdown-watch-termination-grace-period=2s",
 	}, opts.ExtraAPIServerArgs...)
 	if err := cp.startAPIServer(ctx); err != nil {
 		return err
@@ -352,10 +356,11 @@ func (cp *ControlPlane) StopAPIServer() error {
 	if apiServer == nil {
 		return errors.New("stopping kube-apiserver: it was never started")
 	}
+	stoppingAt := time.Now()
 	if err := apiServer.stop(cp.stopTimeout); err != nil {
 		return fmt.Errorf("stopping kube-apiserver: %w", err)
 	}
-	cp.logger.Info("kube-apiserver stopped", zap.Int("pid", apiServer.pid()))
+	cp.logger.Info("kube-apiserver stopped", zap.Int("pid", apiServer.pid()), zap.Duration("took", time.Since(stoppingAt)))
 	return nil
 }
 
@@ -379,9 +384,11 @@ func (cp *ControlPlane) Stop() error {
 		if p == nil {
 			continue
 		}
+		stoppingAt := time.Now()
 		if err := p.stop(cp.stopTimeout); err != nil {
 			errs = append(errs, err)
 		}
+		cp.logger.Debug("component stopped", zap.String("component", p.name), zap.Int("pid", p.pid()), zap.Duration("took", time.Since(stoppingAt)))
 	}
 	if cp.healthClient != nil {
 		cp.healthClient.CloseIdleConnections()

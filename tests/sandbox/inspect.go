@@ -52,7 +52,9 @@ func BackendSet(v inspect.ServiceView) []string {
 // exactly the backends want (as BackendSet writes them) and returns it.
 func (s *Sandbox) WaitFrontend(t testing.TB, socklb, frontend, proto string, want ...string) inspect.ServiceView {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// Generous: after an API server outage client-go's informers back off
+	// for up to 30 s before they list again.
+	deadline := time.Now().Add(45 * time.Second)
 	last := "no such frontend"
 	for time.Now().Before(deadline) {
 		views, err := s.InspectServices(t, socklb)

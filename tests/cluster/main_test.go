@@ -77,7 +77,7 @@ type world struct {
 	peer   *sandbox.Host // the client pod, inside the test cgroup
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	if cpErr != nil {
 		if sandbox.InCI() {
@@ -88,10 +88,7 @@ func newWorld(t *testing.T) *world {
 	sb := sandbox.New(t)
 	bins := sandbox.Binaries(t, socklbPkg, sandbox.NameSrvPkg, sandbox.SockProbePkg)
 	w := &world{sb: sb, client: cp.Client, socklb: bins[socklbPkg]}
-	w.ns = strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	if len(w.ns) > 50 {
-		w.ns = w.ns[:50]
-	}
+	w.ns = namespaceFor(t.Name())
 	ctx := t.Context()
 	if _, err := w.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create namespace %s: %v", w.ns, err)
@@ -108,6 +105,17 @@ func newWorld(t *testing.T) *world {
 	w.peer = sb.AddPod(t, "client")
 	w.startAgent(t)
 	return w
+}
+
+// namespaceFor turns a test name into a valid namespace name.
+func namespaceFor(test string) string {
+	ns := []byte(strings.ToLower(test))
+	for i, c := range ns {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			ns[i] = '-'
+		}
+	}
+	return strings.Trim(string(ns[:min(len(ns), 50)]), "-")
 }
 
 // agentProcess is socklb agent in cluster mode. It runs in the machine's
@@ -132,7 +140,7 @@ func (a *agentProcess) Log() string {
 	return a.logs.String()
 }
 
-func (w *world) startAgent(t *testing.T) {
+func (w *world) startAgent(t testing.TB) {
 	t.Helper()
 	a := &agentProcess{done: make(chan struct{})}
 	a.cmd = exec.Command(w.socklb, "agent", "--kubeconfig", cp.KubeconfigPath, "--node-name", nodeName,
@@ -159,7 +167,7 @@ func (w *world) startAgent(t *testing.T) {
 
 // addPod makes a "pod": a network namespace with a name server on TCP 8080
 // and UDP 5353, registered as a Pod on the test node with a Ready status.
-func (w *world) addPod(t *testing.T, name string, labels map[string]string) *sandbox.Host {
+func (w *world) addPod(t testing.TB, name string, labels map[string]string) *sandbox.Host {
 	t.Helper()
 	h := w.sb.AddPod(t, name)
 	w.sb.StartNameServer(t, h, []int{8080}, []int{5353})

@@ -10,6 +10,7 @@
 //	sockprobe udp --addr VIP:PORT [--count N] [--timeout 2s] [--interval 0]
 //	sockprobe udp-connected --addr VIP:PORT [--count N] [--timeout 2s] [--interval 0]
 //	sockprobe tcp-loop --addr VIP:PORT [--duration 10s] [--max 100000] [--interval 5ms] [--timeout 2s]
+//	sockprobe watch --addr VIP:PORT [--duration 10s] [--max 100000] [--interval 1ms]: a line each time the answering backend changes
 //
 // tcp: N times socket/connect/send "GET / HTTP/1.0\r\n\r\n"/read to EOF,
 // getpeername() right after connect, close with SO_LINGER 0 (a reset: no
@@ -57,6 +58,12 @@ type Result struct {
 	DurUS   int64  `json:"dur_us"`
 }
 
+// Change is a line of watch: the backend answering from UnixNano on.
+type Change struct {
+	UnixNano int64  `json:"unix_nano"`
+	Backend  string `json:"backend"`
+}
+
 // Summary is tcp-loop's single line.
 type Summary struct {
 	Attempts   int            `json:"attempts"`
@@ -69,7 +76,7 @@ type Summary struct {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: sockprobe tcp|udp|udp-connected|tcp-loop --addr IP:PORT [flags]")
+	fmt.Fprintln(os.Stderr, "usage: sockprobe tcp|udp|udp-connected|tcp-loop|watch --addr IP:PORT [flags]")
 	os.Exit(2)
 }
 
@@ -83,8 +90,8 @@ func main() {
 	count := fs.Int("count", 1, "number of probes (tcp, udp, udp-connected)")
 	timeout := fs.Duration("timeout", 2*time.Second, "timeout of one probe")
 	interval := fs.Duration("interval", 0, "pause between probes")
-	duration := fs.Duration("duration", 10*time.Second, "tcp-loop: maximum run time")
-	maxN := fs.Int("max", 100000, "tcp-loop: maximum attempts")
+	duration := fs.Duration("duration", 10*time.Second, "tcp-loop and watch: maximum run time")
+	maxN := fs.Int("max", 100000, "tcp-loop and watch: maximum attempts")
 	fs.Parse(os.Args[2:])
 	if *addrS == "" {
 		usage()
@@ -113,6 +120,21 @@ func main() {
 		runUDP(enc, addr, *count, *timeout, *interval, false)
 	case "udp-connected":
 		runUDP(enc, addr, *count, *timeout, *interval, true)
+	case "watch":
+		// Prints a line each time the answering backend changes, stamped with
+		// the wall clock, so that another process can time a change it made.
+		deadline := time.Now().Add(*duration)
+		last := ""
+		for n := 0; n < *maxN && time.Now().Before(deadline); n++ {
+			r := tcpOnce(addr, *timeout)
+			if r.OK && r.Backend != last {
+				last = r.Backend
+				enc.Encode(Change{UnixNano: time.Now().UnixNano(), Backend: r.Backend})
+			}
+			if *interval > 0 {
+				time.Sleep(*interval)
+			}
+		}
 	case "tcp-loop":
 		s := Summary{Errnos: map[string]int{}, Backends: map[string]int{}}
 		start := time.Now()

@@ -10,7 +10,7 @@ APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl
 # Kernel e2e tests need root; CI=true turns their skips into failures.
 TEST_FLAGS ?= -count=1
 
-.PHONY: all deps generate check-generate build test test-unit test-kernel demo cleanup-demo bench clean
+.PHONY: all deps generate check-generate build test test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean
 
 all: build
 
@@ -46,6 +46,23 @@ demo: deps build
 	./demo/standalone.sh $(SOCKLB)
 
 # Figures, not assertions: compare the rows of one run, the machine is noisy.
+# The Kubernetes binaries the cluster tests run (cached under .cache/k8s).
+k8s-binaries: deps
+	./tests/controlplane/build.sh
+
+# Cluster mode against a real control plane: the harness's own test, then the
+# seed documents' kubectl flows.
+test-cluster: deps build k8s-binaries
+	$(GO) test $(TEST_FLAGS) -timeout 30m -tags 'cluster controlplane' ./tests/controlplane/ ./tests/cluster/
+
+demo-cluster: deps build k8s-binaries
+	./demo/cluster.sh $(SOCKLB)
+
+# Time from an EndpointSlice write to a client reaching the new backend, at
+# 100 and 10,000 Services (several minutes: it creates 10,000 Services).
+bench-propagation: deps build k8s-binaries
+	$(GO) test -tags cluster -run '^$$' -bench Propagation -benchtime 1x -timeout 60m ./tests/cluster/
+
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./tests/e2e/
 

@@ -79,9 +79,9 @@ kubectl get endpointslices -l kubernetes.io/service-name=nginx-service
 step "curl http://$VIP/ (the ClusterIP) from the client, 30 times: every pod answers"
 curl_vip 30 "http://$VIP/"
 
-step "kubectl delete pod nginx-c (scale to two): it is terminating, and gets no new connection"
+step "kubectl delete pod nginx-c (scale to two): it leaves the set and gets no new connection"
 kubectl delete pod nginx-c --wait=false
-for _ in $(seq 100); do "$SOCKLB" inspect services --bpffs "$PIN" | grep -q terminating && break; sleep 0.1; done
+wait_backends 2
 "$SOCKLB" inspect services --bpffs "$PIN"
 curl_vip 30 "http://$VIP/"
 

@@ -86,7 +86,24 @@ func NewSource(client kubernetes.Interface, nodeName string, log *zap.Logger) (*
 	if err := s.slices.AddIndexers(cache.Indexers{byServiceIndex: sliceServiceIndex}); err != nil {
 		return nil, fmt.Errorf("index EndpointSlices by Service: %w", err)
 	}
+	for _, inf := range []cache.SharedIndexInformer{s.services, s.slices, s.nodes} {
+		if err := inf.SetTransform(trimForCache); err != nil {
+			return nil, fmt.Errorf("set informer transform: %w", err)
+		}
+	}
 	return s, nil
+}
+
+// trimForCache drops what socklb never reads and what weighs most in the
+// caches at 10,000 Services: managed fields and kubectl's copy of the object.
+func trimForCache(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		if ann := m.GetAnnotations(); ann != nil {
+			delete(ann, corev1.LastAppliedConfigAnnotation)
+		}
+	}
+	return obj, nil
 }
 
 func sliceServiceIndex(obj any) ([]string, error) {

@@ -21,7 +21,7 @@ func Cgroup2Root() (string, error) {
 }
 
 func cgroup2RootFrom(lines *bufio.Scanner) (string, error) {
-	best := ""
+	best, first := "", ""
 	for lines.Scan() {
 		// "36 25 0:31 / /sys/fs/cgroup/unified rw,... shared:10 - cgroup2 cgroup2 rw"
 		fields := strings.Fields(lines.Text())
@@ -32,20 +32,25 @@ func cgroup2RootFrom(lines *bufio.Scanner) (string, error) {
 				break
 			}
 		}
-		if sep < 0 || sep+1 >= len(fields) || len(fields) < 5 || fields[sep+1] != "cgroup2" {
-			continue
-		}
-		// Only a mount of the hierarchy's root sees every cgroup.
-		if fields[3] != "/" {
+		if sep < 5 || sep+1 >= len(fields) || fields[sep+1] != "cgroup2" {
 			continue
 		}
 		mountPoint := unescapeMountPath(fields[4])
-		if best == "" || len(mountPoint) < len(best) {
+		if first == "" {
+			first = mountPoint
+		}
+		// A mount of the hierarchy's root sees every cgroup; prefer it.
+		if fields[3] == "/" && (best == "" || len(mountPoint) < len(best)) {
 			best = mountPoint
 		}
 	}
 	if err := lines.Err(); err != nil {
 		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	if best == "" {
+		// Only part of the hierarchy is visible (a container without a
+		// cgroup namespace): its mount is still where our cgroup lives.
+		best = first
 	}
 	if best == "" {
 		return "", fmt.Errorf("find the cgroup2 mount: no cgroup2 filesystem is mounted")

@@ -32,6 +32,11 @@ func TestCgroup2RootFromMountinfo(t *testing.T) {
 			want: "/sys/fs/cgroup",
 		},
 		{
+			name:      "only a sub-cgroup mounted",
+			mountinfo: "40 30 0:26 /kubepods /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+			want:      "/sys/fs/cgroup",
+		},
+		{
 			name:      "escaped path",
 			mountinfo: `30 23 0:26 / /mnt/my\040cgroup rw - cgroup2 cgroup2 rw` + "\n",
 			want:      "/mnt/my cgroup",

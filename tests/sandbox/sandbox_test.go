@@ -24,33 +24,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func TestParseCgroup2Root(t *testing.T) {
-	hybrid := `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-`
-	unified := `22 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw
-26 22 0:23 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
-`
-	nested := `50 1 0:40 /kubepods/pod1 /mnt/sub rw shared:9 master:3 - cgroup2 cgroup2 rw
-51 1 0:40 / /mnt/my\040cgroup rw - cgroup2 none rw
-`
-	for _, tc := range []struct {
-		name, in, want string
-		fail           bool
-	}{
-		{"hybrid", hybrid, "/sys/fs/cgroup/unified", false},
-		{"unified", unified, "/sys/fs/cgroup", false},
-		{"prefers root mount, unescapes", nested, "/mnt/my cgroup", false},
-		{"sub-mount only", "50 1 0:40 /x /mnt/sub rw - cgroup2 cgroup2 rw\n", "/mnt/sub", false},
-		{"none", "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw\n", "", true},
-	} {
-		got, err := parseCgroup2Root(strings.NewReader(tc.in))
-		if tc.fail != (err != nil) || got != tc.want {
-			t.Errorf("%s: got %q, %v; want %q (fail=%v)", tc.name, got, err, tc.want, tc.fail)
-		}
-	}
-}
 
 func TestProbeParsing(t *testing.T) {
 	out := `{"i":0,"ok":true,"backend":"pod-a","peer":"10.96.0.50:80","err":"","errno":"","dur_us":123}

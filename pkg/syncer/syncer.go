@@ -105,7 +105,12 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 			}
 		}
 	} else {
+		seen := make(map[desired.Frontend]bool, len(changed))
 		for _, fe := range changed {
+			if seen[fe] {
+				continue // one plan per frontend, or a new one would get two ids
+			}
+			seen[fe] = true
 			if svc, ok := state.Services[fe]; ok {
 				services = append(services, svc)
 			} else if _, ok := mr.frontends[fe]; ok {

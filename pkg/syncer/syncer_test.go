@@ -463,3 +463,25 @@ func BenchmarkSync(b *testing.B) {
 		})
 	}
 }
+
+// A frontend listed twice as changed is planned once: a new one gets one id.
+func TestSyncFrontendsListedTwice(t *testing.T) {
+	m := newTestMaps(t, nil)
+	s, err := New(m, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := tcp("10.96.0.10", 80)
+	st := state(svc("web", fe, backends(desired.TCP, 8080, "10.244.0.2"), nil))
+	if _, err := s.SyncFrontends(st, []desired.Frontend{fe, fe}); err != nil {
+		t.Fatal(err)
+	}
+	readMaps(t, m)
+	keys, _, err := maps.Dump[uint32, maps.RevNat](m.RevNat)
+	if err != nil || len(keys) != 1 {
+		t.Errorf("rev_nat holds %d entries (%v), want 1", len(keys), err)
+	}
+	if stats, err := s.Sync(st); err != nil || stats != (Stats{}) {
+		t.Errorf("a full sync afterwards wrote %+v, %v; want nothing", stats, err)
+	}
+}

@@ -70,8 +70,6 @@ type Agent struct {
 	// lastProblems holds the object problems already logged, so a periodic
 	// sync does not repeat them.
 	lastProblems map[string]bool
-	// OnSynced, when set, is called after each successful sync (tests, metrics).
-	OnSynced func(syncer.Stats)
 }
 
 // New makes an agent; Run starts it.
@@ -193,13 +191,7 @@ func (a *Agent) syncOnce(full bool) error {
 		zap.Int("upserts", stats.Upserts),
 		zap.Int("deletes", stats.Deletes),
 		zap.Duration("took", time.Since(start)))
-	if err != nil {
-		return err
-	}
-	if a.OnSynced != nil {
-		a.OnSynced(stats)
-	}
-	return nil
+	return err
 }
 
 type serviceObjects struct {

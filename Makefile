@@ -53,7 +53,7 @@ k8s-binaries: deps
 # Cluster mode against a real control plane: the harness's own test, then the
 # seed documents' kubectl flows.
 test-cluster: deps build k8s-binaries
-	$(GO) test $(TEST_FLAGS) -timeout 30m -tags 'cluster controlplane' ./tests/controlplane/ ./tests/cluster/
+	$(GO) test $(TEST_FLAGS) -p 1 -timeout 30m -tags 'cluster controlplane' ./tests/controlplane/ ./tests/cluster/
 
 demo-cluster: deps build k8s-binaries
 	./demo/cluster.sh $(SOCKLB)

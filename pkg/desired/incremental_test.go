@@ -32,8 +32,8 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 	}
 	type step struct {
 		desc        string
-		service     string           // the Service updated in this step
-		svc         *corev1.Service  // nil: deleted
+		service     string          // the Service updated in this step
+		svc         *corev1.Service // nil: deleted
 		slices      []*discoveryv1.EndpointSlice
 		wantChanged []string
 	}

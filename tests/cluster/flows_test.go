@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/socklb/socklb/tests/controlplane"
 	"github.com/socklb/socklb/tests/sandbox"
 )
@@ -284,4 +283,3 @@ spec:
 	w.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods[1])...)
 	t.Logf("socklb applied it %s after it was made", time.Since(changed).Round(time.Millisecond))
 }
-

@@ -158,7 +158,7 @@ func createService(ctx context.Context, client kubernetes.Interface, ns string, 
 	name := fmt.Sprintf("svc-%d", i)
 	_, err := client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("create Service %s: %w", name, err)

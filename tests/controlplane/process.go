@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -129,9 +131,12 @@ func (p *process) stop(gracePeriod time.Duration) error {
 }
 
 // freeLoopbackPorts holds all listeners open until every port is chosen so
-// the ports differ from each other. Another process may still take one
-// before the component binds it; startup then fails with a clear log line.
+// the ports differ from each other. The ports come from below the kernel's
+// ephemeral range (32768-60999 by default): a port taken from inside it could
+// be handed to some outgoing connection before the component binds it, which
+// happened to the controller-manager while another control plane was busy.
 func freeLoopbackPorts(count int) ([]int, error) {
+	const lowest, highest = 20000, 32000
 	listeners := make([]net.Listener, 0, count)
 	defer func() {
 		for _, listener := range listeners {
@@ -139,13 +144,17 @@ func freeLoopbackPorts(count int) ([]int, error) {
 		}
 	}()
 	ports := make([]int, 0, count)
-	for range count {
-		listener, err := net.Listen("tcp", "127.0.0.1:0")
+	for attempt := 0; len(ports) < count; attempt++ {
+		if attempt == 1000 {
+			return nil, fmt.Errorf("reserving %d free ports on 127.0.0.1 in %d-%d: too many in use", count, lowest, highest)
+		}
+		port := lowest + rand.IntN(highest-lowest)
+		listener, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, fmt.Errorf("reserving a free port on 127.0.0.1: %w", err)
+			continue // in use: try another
 		}
 		listeners = append(listeners, listener)
-		ports = append(ports, listener.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	return ports, nil
 }

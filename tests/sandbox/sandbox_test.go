@@ -24,7 +24,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-
 func TestProbeParsing(t *testing.T) {
 	out := `{"i":0,"ok":true,"backend":"pod-a","peer":"10.96.0.50:80","err":"","errno":"","dur_us":123}
 {"i":1,"ok":false,"backend":"","peer":"","err":"connect: network is unreachable","errno":"ENETUNREACH","dur_us":9}

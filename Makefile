@@ -36,6 +36,7 @@ build:
 	$(GO_BUILD) -o $(SOCKLB) ./cmd/socklb
 
 test: deps build
+	@unformatted=$$(gofmt -l cmd pkg maps tests); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 

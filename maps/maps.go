@@ -31,7 +31,8 @@ func FromObjects(m *SockLBMaps) *Maps {
 	}
 }
 
-// OpenPinned opens the maps pinned under pinDir.
+// OpenPinned opens the maps pinned under pinDir read-only: readers such as
+// socklb inspect can never change what the datapath uses.
 func OpenPinned(pinDir string) (*Maps, error) {
 	m := &Maps{}
 	for _, pin := range []struct {
@@ -46,7 +47,7 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{SockBackendMap, &m.SockBackend},
 	} {
 		path := filepath.Join(pinDir, pin.name)
-		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: false})
+		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("open pinned map %s: %w", path, err)

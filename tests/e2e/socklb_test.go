@@ -102,6 +102,28 @@ func TestIPv6(t *testing.T) {
 	}
 }
 
+// An IPv6 socket that connects to the IPv4-mapped form of an IPv4 ClusterIP
+// (as dual-stack runtimes do) reaches the IPv4 backends, and sees the VIP.
+func TestIPv4MappedFromIPv6Socket(t *testing.T) {
+	n := newNode(t)
+	pods := n.addPods(t, "pod-a", "pod-b")
+	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
+		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, ready(pods[0]), ready(pods[1])))
+	n.startAgent(t)
+	n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
+
+	mapped := "[::ffff:" + vip + "]:80"
+	rs := n.probe(t, "tcp", "--addr", mapped, "--count", "30")
+	if seen := requireAllOK(t, rs); len(seen) != 2 {
+		t.Errorf("30 connects from an IPv6 socket reached %v, want both backends", seen)
+	}
+	for _, r := range rs {
+		if r.Peer != mapped {
+			t.Fatalf("getpeername = %q, want %s", r.Peer, mapped)
+		}
+	}
+}
+
 // Two ports of one Service go to their own target ports; a named targetPort
 // is resolved through the slice's port name.
 func TestPorts(t *testing.T) {

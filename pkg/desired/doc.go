@@ -9,6 +9,10 @@
 // difference; nothing here knows how the maps are laid out beyond the key
 // (Frontend) they share.
 //
+// Incremental keeps the same result up to date one Service at a time, so that
+// a change among thousands of Services costs what that Service costs; Build
+// is defined on top of it, and a test checks that both agree.
+//
 // The rules follow kube-proxy: only an endpoint's first address is used,
 // ready endpoints serve, serving-and-terminating endpoints serve only when no
 // ready endpoint exists, and a frontend without usable endpoints still exists

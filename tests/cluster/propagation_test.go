@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/socklb/socklb/pkg/inspect"
+	"github.com/socklb/socklb/tests/probe"
 	"github.com/socklb/socklb/tests/sandbox"
 )
 
@@ -235,10 +236,7 @@ func (c *changeReader) waitFor(backend string, since int64, timeout time.Duratio
 			if line == "" {
 				continue
 			}
-			var ch struct {
-				UnixNano int64  `json:"unix_nano"`
-				Backend  string `json:"backend"`
-			}
+			var ch probe.Change
 			if err := json.Unmarshal([]byte(line), &ch); err != nil {
 				return 0, fmt.Errorf("parse watch line %q: %w", line, err)
 			}

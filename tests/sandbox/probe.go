@@ -7,33 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/socklb/socklb/tests/probe"
 )
 
 // ProbeResult is one line of sockprobe tcp, udp or udp-connected.
-type ProbeResult struct {
-	I       int    `json:"i"`
-	OK      bool   `json:"ok"`
-	Backend string `json:"backend"`
-	// Peer is getpeername() (tcp, udp-connected), From the source address
-	// recvfrom() reported (udp), Local getsockname().
-	Peer  string `json:"peer,omitempty"`
-	From  string `json:"from,omitempty"`
-	Local string `json:"local,omitempty"`
-	Err   string `json:"err"`
-	Errno string `json:"errno"` // "ECONNREFUSED", "ENETUNREACH", "ETIMEDOUT", ... or ""
-	DurUS int64  `json:"dur_us"`
-}
+type ProbeResult = probe.Result
 
 // LoopSummary is the single line of sockprobe tcp-loop.
-type LoopSummary struct {
-	Attempts   int            `json:"attempts"`
-	Failures   int            `json:"failures"`
-	FirstErr   string         `json:"first_err"`
-	FirstErrno string         `json:"first_errno"`
-	Errnos     map[string]int `json:"errnos"`   // failures by errno ("other" without one)
-	Backends   map[string]int `json:"backends"` // successes by backend name
-	DurMS      int64          `json:"dur_ms"`
-}
+type LoopSummary = probe.Summary
 
 // ProbeResults parses sockprobe's JSON lines.
 func ProbeResults(out string) ([]ProbeResult, error) {

@@ -43,37 +43,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socklb/socklb/tests/probe"
 )
 
-// Result is one probe line. Peer is set by tcp and udp-connected, From by udp.
-type Result struct {
-	I       int    `json:"i"`
-	OK      bool   `json:"ok"`
-	Backend string `json:"backend"`
-	Peer    string `json:"peer,omitempty"`
-	From    string `json:"from,omitempty"`
-	Local   string `json:"local,omitempty"`
-	Err     string `json:"err"`
-	Errno   string `json:"errno"`
-	DurUS   int64  `json:"dur_us"`
-}
-
-// Change is a line of watch: the backend answering from UnixNano on.
-type Change struct {
-	UnixNano int64  `json:"unix_nano"`
-	Backend  string `json:"backend"`
-}
-
-// Summary is tcp-loop's single line.
-type Summary struct {
-	Attempts   int            `json:"attempts"`
-	Failures   int            `json:"failures"`
-	FirstErr   string         `json:"first_err"`
-	FirstErrno string         `json:"first_errno"`
-	Errnos     map[string]int `json:"errnos"`
-	Backends   map[string]int `json:"backends"`
-	DurMS      int64          `json:"dur_ms"`
-}
+// The line formats, shared with the tests that read them.
+type (
+	Result  = probe.Result
+	Summary = probe.Summary
+	Change  = probe.Change
+)
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: sockprobe tcp|udp|udp-connected|tcp-loop|watch --addr IP:PORT [flags]")

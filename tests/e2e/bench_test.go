@@ -43,8 +43,7 @@ func connect4Stats(b *testing.B, pinDir string) ebpf.ProgramStats {
 func BenchmarkConnect4(b *testing.B) {
 	n := newNode(b)
 	pods := n.addPods(b, "pod-a", "pod-b", "pod-c")
-	n.write(b, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, ready(pods[0]), ready(pods[1]), ready(pods[2])))
+	n.writeWeb(b, ready(pods[0]), ready(pods[1]), ready(pods[2]))
 	n.startAgent(b)
 	n.waitFrontend(b, vip+":80", "TCP", addrs(8080, pods...)...)
 

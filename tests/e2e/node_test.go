@@ -138,6 +138,14 @@ func sliceYAML(service, sliceName, addressType string, ports []servicePort, eps 
 
 var httpPort = servicePort{name: "http", port: 80, targetPort: "8080", protocol: "TCP", slicePort: 8080}
 
+// writeWeb writes the Service most tests use, web at vip:80 -> 8080, with
+// one EndpointSlice holding eps.
+func (n *node) writeWeb(t testing.TB, eps ...endpoint) {
+	t.Helper()
+	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
+		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, eps...))
+}
+
 func addrs(port int, hs ...*sandbox.Host) []string {
 	var out []string
 	for _, h := range hs {

@@ -21,8 +21,7 @@ const vip = "10.96.0.50"
 func TestTCPReachesEveryBackend(t *testing.T) {
 	n := newNode(t)
 	pods := n.addPods(t, "pod-a", "pod-b", "pod-c")
-	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, ready(pods[0]), ready(pods[1]), ready(pods[2])))
+	n.writeWeb(t, ready(pods[0]), ready(pods[1]), ready(pods[2]))
 	n.startAgent(t)
 	n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
 
@@ -107,8 +106,7 @@ func TestIPv6(t *testing.T) {
 func TestIPv4MappedFromIPv6Socket(t *testing.T) {
 	n := newNode(t)
 	pods := n.addPods(t, "pod-a", "pod-b")
-	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, ready(pods[0]), ready(pods[1])))
+	n.writeWeb(t, ready(pods[0]), ready(pods[1]))
 	n.startAgent(t)
 	n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
 
@@ -186,13 +184,11 @@ func TestNoEndpointsRefuses(t *testing.T) {
 func TestRemovedBackendGetsNoNewConnections(t *testing.T) {
 	n := newNode(t)
 	pods := n.addPods(t, "pod-a", "pod-b", "pod-c")
-	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, ready(pods[0]), ready(pods[1]), ready(pods[2])))
+	n.writeWeb(t, ready(pods[0]), ready(pods[1]), ready(pods[2]))
 	n.startAgent(t)
 	n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
 
-	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, ready(pods[1]), ready(pods[2])))
+	n.writeWeb(t, ready(pods[1]), ready(pods[2]))
 	n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods[1:]...)...)
 
 	seen := requireAllOK(t, n.probe(t, "tcp", "--addr", vip+":80", "--count", "60"))
@@ -208,8 +204,7 @@ func TestRemovedBackendGetsNoNewConnections(t *testing.T) {
 func TestTerminatingFallback(t *testing.T) {
 	n := newNode(t)
 	pods := n.addPods(t, "pod-a", "pod-b")
-	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, draining(pods[0]), draining(pods[1])))
+	n.writeWeb(t, draining(pods[0]), draining(pods[1]))
 	n.startAgent(t)
 	n.waitFrontend(t, vip+":80", "TCP", append([]string{"|"}, addrs(8080, pods...)...)...)
 
@@ -217,8 +212,7 @@ func TestTerminatingFallback(t *testing.T) {
 		t.Errorf("with only terminating endpoints, connects reached %v, want both", seen)
 	}
 
-	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, draining(pods[0]), ready(pods[1])))
+	n.writeWeb(t, draining(pods[0]), ready(pods[1]))
 	n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods[1])[0], "|", addrs(8080, pods[0])[0])
 	seen := requireAllOK(t, n.probe(t, "tcp", "--addr", vip+":80", "--count", "30"))
 	if seen["pod-b"] != 30 {
@@ -231,8 +225,7 @@ func TestTerminatingFallback(t *testing.T) {
 func TestAgentRestartUnderLoad(t *testing.T) {
 	n := newNode(t)
 	pods := n.addPods(t, "pod-a", "pod-b")
-	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, ready(pods[0]), ready(pods[1])))
+	n.writeWeb(t, ready(pods[0]), ready(pods[1]))
 	n.startAgent(t)
 	before := n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
 
@@ -316,8 +309,7 @@ func TestBpftoolShowsFieldNames(t *testing.T) {
 	}
 	n := newNode(t)
 	pods := n.addPods(t, "pod-a")
-	n.write(t, "web.yaml", serviceYAML("web", []string{vip}, httpPort)+
-		sliceYAML("web", "web-1", "IPv4", []servicePort{httpPort}, ready(pods[0])))
+	n.writeWeb(t, ready(pods[0]))
 	n.startAgent(t)
 	n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods[0])...)
 

@@ -25,23 +25,23 @@ deps:
 
 # Regenerates the bpf2go output (committed, so `go build` needs no clang).
 generate: deps
-	$(GO) generate ./maps/
+	$(GO) generate ./pkg/lbmap/
 
 # CI: the committed BPF objects must be what the sources compile to.
 check-generate: generate
-	git diff --exit-code -- maps/ || (echo "generated BPF objects are stale: run make generate and commit" >&2; exit 1)
+	git diff --exit-code -- pkg/lbmap/ || (echo "generated BPF objects are stale: run make generate and commit" >&2; exit 1)
 
 build:
 	@mkdir -p $(BIN)
 	$(GO_BUILD) -o $(SOCKLB) ./cmd/socklb
 
 test: deps build
-	@unformatted=$$(gofmt -l cmd pkg maps tests); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+	@unformatted=$$(gofmt -l cmd pkg tests); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 
 test-unit:
-	$(GO) test $(TEST_FLAGS) ./pkg/... ./maps/...
+	$(GO) test $(TEST_FLAGS) ./pkg/...
 
 demo: deps build
 	./demo/standalone.sh $(SOCKLB)

@@ -17,9 +17,9 @@ import (
 	"github.com/socklb/socklb/pkg/agent"
 	"github.com/socklb/socklb/pkg/datapath"
 	"github.com/socklb/socklb/pkg/desired"
-	"github.com/socklb/socklb/pkg/k8s"
+	"github.com/socklb/socklb/pkg/source/k8s"
 	"github.com/socklb/socklb/pkg/source"
-	"github.com/socklb/socklb/pkg/standalone"
+	"github.com/socklb/socklb/pkg/source/dir"
 	"github.com/socklb/socklb/pkg/syncer"
 )
 
@@ -105,7 +105,7 @@ func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, e
 		if !st.IsDir() {
 			return nil, fmt.Errorf("read --from-dir: %s is not a directory", f.fromDir)
 		}
-		return standalone.NewDirSource(f.fromDir, log.Named("source")), nil
+		return dir.NewSource(f.fromDir, log.Named("source")), nil
 	}
 	var cfg *rest.Config
 	var err error

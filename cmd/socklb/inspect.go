@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/inspect"
 )
 
@@ -13,14 +13,14 @@ func newInspectCommand() *cobra.Command {
 		Short: "Show what the datapath holds, decoded from the pinned maps",
 	}
 	cmd.AddCommand(
-		newInspectSubcommand("services", "Frontends with their backend slots", func(c *cobra.Command, m *maps.Maps, f inspect.Format) error {
+		newInspectSubcommand("services", "Frontends with their backend slots", func(c *cobra.Command, m *lbmap.Maps, f inspect.Format) error {
 			views, err := inspect.Services(m)
 			if err != nil {
 				return err
 			}
 			return inspect.WriteServices(c.OutOrStdout(), f, views)
 		}),
-		newInspectSubcommand("backends", "Backends with the frontends that use them", func(c *cobra.Command, m *maps.Maps, f inspect.Format) error {
+		newInspectSubcommand("backends", "Backends with the frontends that use them", func(c *cobra.Command, m *lbmap.Maps, f inspect.Format) error {
 			views, err := inspect.Backends(m)
 			if err != nil {
 				return err
@@ -31,7 +31,7 @@ func newInspectCommand() *cobra.Command {
 	return cmd
 }
 
-func newInspectSubcommand(use, short string, show func(*cobra.Command, *maps.Maps, inspect.Format) error) *cobra.Command {
+func newInspectSubcommand(use, short string, show func(*cobra.Command, *lbmap.Maps, inspect.Format) error) *cobra.Command {
 	var node nodeFlags
 	var output string
 	cmd := &cobra.Command{
@@ -43,7 +43,7 @@ func newInspectSubcommand(use, short string, show func(*cobra.Command, *maps.Map
 			if err != nil {
 				return err
 			}
-			m, err := maps.OpenPinned(node.pinDir)
+			m, err := lbmap.OpenPinned(node.pinDir)
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/datapath"
 )
 
@@ -23,7 +23,7 @@ type nodeFlags struct {
 }
 
 func (f *nodeFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.pinDir, "bpffs", maps.DefaultPinDir, "pin directory on a bpffs for socklb's maps and links")
+	cmd.Flags().StringVar(&f.pinDir, "bpffs", lbmap.DefaultPinDir, "pin directory on a bpffs for socklb's maps and links")
 	cmd.Flags().StringVar(&f.cgroup, "cgroup", "", "cgroup v2 directory whose sockets are balanced (default: the root of the cgroup2 mount)")
 }
 

@@ -63,7 +63,7 @@ type Agent struct {
 
 	// desired is the desired state, updated one Service at a time between
 	// full syncs.
-	desired *desired.Incremental
+	desired *desired.Builder
 	// lastFailed makes the next sync full: after a failure the mirror is
 	// right but which frontends still differ is not tracked.
 	lastFailed bool
@@ -168,7 +168,7 @@ func (a *Agent) syncOnce(full bool) error {
 	if full {
 		// Changes taken above are in the snapshot too.
 		snap := a.source.Snapshot()
-		a.desired = desired.NewIncremental(a.cfg.Node)
+		a.desired = desired.NewBuilder(a.cfg.Node)
 		for ref, objs := range groupByService(snap) {
 			a.desired.Update(ref, objs.svc, objs.slices)
 		}
@@ -187,7 +187,7 @@ func (a *Agent) syncOnce(full bool) error {
 	a.log.Debug("synced",
 		zap.Bool("full", full),
 		zap.Int("services_changed", len(refs)),
-		zap.Int("frontends", len(a.desired.State().Services)),
+		zap.Int("frontends", len(a.desired.State().Frontends)),
 		zap.Int("upserts", stats.Upserts),
 		zap.Int("deletes", stats.Deletes),
 		zap.Duration("took", time.Since(start)))

@@ -14,7 +14,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 
-	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/lbmap"
 )
 
 // linksDir holds one pinned link per program, named after the program. A
@@ -31,8 +31,8 @@ type Config struct {
 
 // Datapath is the loaded programs and maps, attached to a cgroup.
 type Datapath struct {
-	Maps  *maps.Maps
-	objs  maps.SockLBObjects
+	Maps  *lbmap.Maps
+	objs  lbmap.SockLBObjects
 	links []link.Link
 }
 
@@ -62,7 +62,7 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 		return nil, err
 	}
 
-	spec, err := maps.LoadSockLB()
+	spec, err := lbmap.LoadSockLB()
 	if err != nil {
 		return nil, fmt.Errorf("read the embedded BPF object: %w", err)
 	}
@@ -71,7 +71,7 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 	if feats.SetRetval {
 		haveSetRetval = 1
 	}
-	if err := spec.Variables[maps.SockLBVarCfgHaveSetRetval].Set(haveSetRetval); err != nil {
+	if err := spec.Variables[lbmap.SockLBVarCfgHaveSetRetval].Set(haveSetRetval); err != nil {
 		return nil, fmt.Errorf("configure the BPF object: %w", err)
 	}
 	log.Info("kernel features", zap.Bool("set_retval", feats.SetRetval))
@@ -88,7 +88,7 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load BPF programs: %w", err)
 	}
-	d.Maps = maps.FromObjects(&d.objs.SockLBMaps)
+	d.Maps = lbmap.FromObjects(&d.objs.SockLBMaps)
 
 	if err := d.attach(cfg, spec, log); err != nil {
 		d.Close()
@@ -100,14 +100,14 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 func (d *Datapath) programs() map[string]*ebpf.Program {
 	p := &d.objs.SockLBPrograms
 	return map[string]*ebpf.Program{
-		maps.SockLBProgConnect4:     p.Connect4,
-		maps.SockLBProgConnect6:     p.Connect6,
-		maps.SockLBProgSendmsg4:     p.Sendmsg4,
-		maps.SockLBProgSendmsg6:     p.Sendmsg6,
-		maps.SockLBProgRecvmsg4:     p.Recvmsg4,
-		maps.SockLBProgRecvmsg6:     p.Recvmsg6,
-		maps.SockLBProgGetpeername4: p.Getpeername4,
-		maps.SockLBProgGetpeername6: p.Getpeername6,
+		lbmap.SockLBProgConnect4:     p.Connect4,
+		lbmap.SockLBProgConnect6:     p.Connect6,
+		lbmap.SockLBProgSendmsg4:     p.Sendmsg4,
+		lbmap.SockLBProgSendmsg6:     p.Sendmsg6,
+		lbmap.SockLBProgRecvmsg4:     p.Recvmsg4,
+		lbmap.SockLBProgRecvmsg6:     p.Recvmsg6,
+		lbmap.SockLBProgGetpeername4: p.Getpeername4,
+		lbmap.SockLBProgGetpeername6: p.Getpeername6,
 	}
 }
 

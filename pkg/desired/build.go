@@ -37,7 +37,7 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 // will read it, and callers already pass it so that those need no API change.
 func Build(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo) (*State, []error) {
 	index := indexEndpointSlices(endpointSlices)
-	inc := NewIncremental(node)
+	inc := NewBuilder(node)
 	for _, svc := range services {
 		if svc == nil {
 			continue
@@ -83,10 +83,10 @@ func indexEndpointSlices(all []*discoveryv1.EndpointSlice) map[ServiceRef][]*dis
 
 // serviceBuild is what one Service asks for: a Service entry for each
 // frontend it would own, and its problems. Whether it does own each frontend
-// is decided across Services, by Incremental.
+// is decided across Services, by Builder.
 type serviceBuild struct {
 	ref       ServiceRef
-	frontends []*Service
+	frontends []*FrontendEntry
 	errs      []error
 	// parsed holds each EndpointSlice validated once, so that its errors are
 	// reported once however many frontends read it.
@@ -168,7 +168,7 @@ func (b *serviceBuild) addService(svc *corev1.Service) {
 			}
 			claimed[fe] = true
 			active, terminating := b.backends(addressTypeOf(addr), p)
-			b.frontends = append(b.frontends, &Service{
+			b.frontends = append(b.frontends, &FrontendEntry{
 				Frontend:    fe,
 				Name:        ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.name},
 				Kind:        ClusterIP,

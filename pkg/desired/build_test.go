@@ -88,7 +88,7 @@ func flows(t *testing.T, state *State) []string {
 	t.Helper()
 	var rows []string
 	for _, svc := range state.Sorted() {
-		if state.Services[svc.Frontend] != svc {
+		if state.Frontends[svc.Frontend] != svc {
 			t.Errorf("service %s is stored under another frontend", svc.Frontend)
 		}
 		row := svc.Frontend.String() + " " + svc.Name.String() + " ->"
@@ -113,7 +113,7 @@ func flows(t *testing.T, state *State) []string {
 	return rows
 }
 
-func backendString(t *testing.T, svc *Service, be Backend) string {
+func backendString(t *testing.T, svc *FrontendEntry, be Backend) string {
 	t.Helper()
 	if be.Proto != svc.Frontend.Proto {
 		t.Errorf("frontend %s has backend %s of another protocol", svc.Frontend, be)
@@ -679,9 +679,9 @@ func TestSortedOrdersByFamilyAddressPortProtocol(t *testing.T) {
 		{netip.MustParseAddr("10.96.0.10"), 53, TCP},
 		{netip.MustParseAddr("10.96.0.10"), 8080, TCP},
 	}
-	state := &State{Services: map[Frontend]*Service{}}
+	state := &State{Frontends: map[Frontend]*FrontendEntry{}}
 	for _, fe := range frontends {
-		state.Services[fe] = &Service{Frontend: fe}
+		state.Frontends[fe] = &FrontendEntry{Frontend: fe}
 	}
 	var got []string
 	for _, svc := range state.Sorted() {

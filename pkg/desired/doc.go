@@ -9,7 +9,7 @@
 // difference; nothing here knows how the maps are laid out beyond the key
 // (Frontend) they share.
 //
-// Incremental keeps the same result up to date one Service at a time, so that
+// Builder keeps the same result up to date one Service at a time, so that
 // a change among thousands of Services costs what that Service costs; Build
 // is defined on top of it, and a test checks that both agree.
 //

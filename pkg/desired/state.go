@@ -106,8 +106,9 @@ func (n ServicePortName) String() string {
 	return n.Namespace + "/" + n.Name + ":" + n.Port
 }
 
-// Service is what one frontend translates to.
-type Service struct {
+// FrontendEntry is what one frontend translates to: the Service port it belongs
+// to and its backends.
+type FrontendEntry struct {
 	Frontend Frontend
 	Name     ServicePortName
 	Kind     FrontendKind
@@ -122,14 +123,14 @@ type Service struct {
 // State is the whole desired state, keyed exactly like the datapath's
 // frontends.
 type State struct {
-	Services map[Frontend]*Service
+	Frontends map[Frontend]*FrontendEntry
 }
 
 // Sorted returns the services ordered by frontend (family, address, port,
 // protocol), for output that does not change from run to run.
-func (s *State) Sorted() []*Service {
-	out := make([]*Service, 0, len(s.Services))
-	for _, svc := range s.Services {
+func (s *State) Sorted() []*FrontendEntry {
+	out := make([]*FrontendEntry, 0, len(s.Frontends))
+	for _, svc := range s.Frontends {
 		out = append(out, svc)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Frontend.Compare(out[j].Frontend) < 0 })

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/lbmap"
 )
 
 // ServiceView is one frontend as the datapath sees it.
@@ -45,28 +45,28 @@ type BackendView struct {
 }
 
 type snapshot struct {
-	services map[maps.ServiceKey]maps.ServiceValue
-	backends map[uint32]maps.Backend
-	names    map[uint32]maps.ServiceName
+	services map[lbmap.ServiceKey]lbmap.ServiceValue
+	backends map[uint32]lbmap.Backend
+	names    map[uint32]lbmap.ServiceName
 }
 
-func read(m *maps.Maps) (*snapshot, error) {
-	s := &snapshot{services: map[maps.ServiceKey]maps.ServiceValue{}, backends: map[uint32]maps.Backend{}, names: map[uint32]maps.ServiceName{}}
-	skeys, svals, err := maps.Dump[maps.ServiceKey, maps.ServiceValue](m.Services)
+func read(m *lbmap.Maps) (*snapshot, error) {
+	s := &snapshot{services: map[lbmap.ServiceKey]lbmap.ServiceValue{}, backends: map[uint32]lbmap.Backend{}, names: map[uint32]lbmap.ServiceName{}}
+	skeys, svals, err := lbmap.Dump[lbmap.ServiceKey, lbmap.ServiceValue](m.Services)
 	if err != nil {
 		return nil, err
 	}
 	for i, k := range skeys {
 		s.services[k] = svals[i]
 	}
-	bkeys, bvals, err := maps.Dump[uint32, maps.Backend](m.Backends)
+	bkeys, bvals, err := lbmap.Dump[uint32, lbmap.Backend](m.Backends)
 	if err != nil {
 		return nil, err
 	}
 	for i, k := range bkeys {
 		s.backends[k] = bvals[i]
 	}
-	nkeys, nvals, err := maps.Dump[uint32, maps.ServiceName](m.ServiceNames)
+	nkeys, nvals, err := lbmap.Dump[uint32, lbmap.ServiceName](m.ServiceNames)
 	if err != nil {
 		return nil, err
 	}
@@ -78,12 +78,12 @@ func read(m *maps.Maps) (*snapshot, error) {
 
 // Services lists every frontend with the backends its master entry exposes,
 // ordered by address, port and protocol.
-func Services(m *maps.Maps) ([]ServiceView, error) {
+func Services(m *lbmap.Maps) ([]ServiceView, error) {
 	s, err := read(m)
 	if err != nil {
 		return nil, err
 	}
-	var masters []maps.ServiceKey
+	var masters []lbmap.ServiceKey
 	for k := range s.services {
 		if k.Slot == 0 {
 			masters = append(masters, k)
@@ -95,10 +95,10 @@ func Services(m *maps.Maps) ([]ServiceView, error) {
 		v := s.services[k]
 		view := ServiceView{
 			Frontend:    k.AddrPort().String(),
-			Protocol:    maps.ProtoString(k.Proto),
+			Protocol:    lbmap.ProtoString(k.Proto),
 			Service:     s.names[v.ServiceId].Get(),
 			ServiceID:   v.ServiceId,
-			Flags:       maps.FlagsString(v.Flags),
+			Flags:       lbmap.FlagsString(v.Flags),
 			Active:      int(v.Count),
 			Terminating: int(v.Terminating),
 			Backends:    []BackendSlot{},
@@ -130,7 +130,7 @@ func Services(m *maps.Maps) ([]ServiceView, error) {
 }
 
 // Backends lists the backends map with the frontends that use each backend.
-func Backends(m *maps.Maps) ([]BackendView, error) {
+func Backends(m *lbmap.Maps) ([]BackendView, error) {
 	s, err := read(m)
 	if err != nil {
 		return nil, err
@@ -143,7 +143,7 @@ func Backends(m *maps.Maps) ([]BackendView, error) {
 		master := k
 		master.Slot = 0
 		if _, ok := s.services[master]; ok {
-			usedBy[v.BackendId] = append(usedBy[v.BackendId], fmt.Sprintf("%s/%s", k.AddrPort(), maps.ProtoString(k.Proto)))
+			usedBy[v.BackendId] = append(usedBy[v.BackendId], fmt.Sprintf("%s/%s", k.AddrPort(), lbmap.ProtoString(k.Proto)))
 		}
 	}
 	views := make([]BackendView, 0, len(s.backends))
@@ -156,8 +156,8 @@ func Backends(m *maps.Maps) ([]BackendView, error) {
 		views = append(views, BackendView{
 			ID:       id,
 			Address:  b.AddrPort().String(),
-			Protocol: maps.ProtoString(b.Proto),
-			State:    maps.BackendStateString(b.State),
+			Protocol: lbmap.ProtoString(b.Proto),
+			State:    lbmap.BackendStateString(b.State),
 			UsedBy:   users,
 		})
 	}
@@ -165,7 +165,7 @@ func Backends(m *maps.Maps) ([]BackendView, error) {
 	return views, nil
 }
 
-func keyLess(a, b maps.ServiceKey) bool {
+func keyLess(a, b lbmap.ServiceKey) bool {
 	ap, bp := a.AddrPort(), b.AddrPort()
 	if c := ap.Addr().Compare(bp.Addr()); c != 0 {
 		return c < 0

@@ -1,5 +1,5 @@
 // Package source defines where the agent's Kubernetes objects come from: a
-// directory of YAML in standalone mode (package standalone) or the API
+// directory of YAML in standalone mode (package dir) or the API
 // server through client-go informers in a cluster. Both hand the same
 // Snapshot to the desired-state builder, so nothing downstream knows which
 // one runs.

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/desired"
 )
 
 // frontendEntries is what the services map holds for one frontend.
 type frontendEntries struct {
-	master  maps.ServiceValue
+	master  lbmap.ServiceValue
 	written bool              // the master entry is in the map, not only its slots
 	slots   map[uint16]uint32 // slot number -> backend id
 }
@@ -19,11 +19,11 @@ type frontendEntries struct {
 // every successful write.
 type mirror struct {
 	frontends  map[desired.Frontend]*frontendEntries
-	strays     []maps.ServiceKey // services entries that belong to no frontend socklb manages
-	backends   map[uint32]maps.Backend
+	strays     []lbmap.ServiceKey // services entries that belong to no frontend socklb manages
+	backends   map[uint32]lbmap.Backend
 	backendIDs map[desired.Backend]uint32
-	revNat     map[uint32]maps.RevNat
-	names      map[uint32]maps.ServiceName
+	revNat     map[uint32]lbmap.RevNat
+	names      map[uint32]lbmap.ServiceName
 	// backendRefs counts the slots naming each backend; a backend whose count
 	// drops to zero is queued in unreferenced and deleted at the end of a sync.
 	backendRefs  map[uint32]int
@@ -38,10 +38,10 @@ type mirror struct {
 func newMirror() *mirror {
 	return &mirror{
 		frontends:    map[desired.Frontend]*frontendEntries{},
-		backends:     map[uint32]maps.Backend{},
+		backends:     map[uint32]lbmap.Backend{},
 		backendIDs:   map[desired.Backend]uint32{},
-		revNat:       map[uint32]maps.RevNat{},
-		names:        map[uint32]maps.ServiceName{},
+		revNat:       map[uint32]lbmap.RevNat{},
+		names:        map[uint32]lbmap.ServiceName{},
 		backendRefs:  map[uint32]int{},
 		unreferenced: map[uint32]bool{},
 		frontendIDs:  map[uint32]bool{},
@@ -49,7 +49,7 @@ func newMirror() *mirror {
 }
 
 func (mr *mirror) addFrontend(fe desired.Frontend, id uint32) *frontendEntries {
-	e := &frontendEntries{master: maps.ServiceValue{ServiceId: id}, slots: map[uint16]uint32{}}
+	e := &frontendEntries{master: lbmap.ServiceValue{ServiceId: id}, slots: map[uint16]uint32{}}
 	mr.frontends[fe] = e
 	mr.frontendIDs[id] = true
 	return e
@@ -102,10 +102,10 @@ func (mr *mirror) unref(backendID uint32) {
 
 // loadMirror reads the maps. This is how service and backend ids survive an
 // agent restart.
-func loadMirror(m *maps.Maps) (*mirror, error) {
+func loadMirror(m *lbmap.Maps) (*mirror, error) {
 	mr := newMirror()
 
-	bkeys, bvals, err := maps.Dump[uint32, maps.Backend](m.Backends)
+	bkeys, bvals, err := lbmap.Dump[uint32, lbmap.Backend](m.Backends)
 	if err != nil {
 		return nil, fmt.Errorf("restore backends: %w", err)
 	}
@@ -114,12 +114,12 @@ func loadMirror(m *maps.Maps) (*mirror, error) {
 		mr.unreferenced[id] = true // until a slot names it
 	}
 
-	skeys, svals, err := maps.Dump[maps.ServiceKey, maps.ServiceValue](m.Services)
+	skeys, svals, err := lbmap.Dump[lbmap.ServiceKey, lbmap.ServiceValue](m.Services)
 	if err != nil {
 		return nil, fmt.Errorf("restore services: %w", err)
 	}
 	slotsOf := map[desired.Frontend]map[uint16]uint32{}
-	var slotKeys []maps.ServiceKey
+	var slotKeys []lbmap.ServiceKey
 	for i, k := range skeys {
 		fe, ok := frontendOfKey(k)
 		if !ok {
@@ -148,14 +148,14 @@ func loadMirror(m *maps.Maps) (*mirror, error) {
 		}
 	}
 
-	rkeys, rvals, err := maps.Dump[uint32, maps.RevNat](m.RevNat)
+	rkeys, rvals, err := lbmap.Dump[uint32, lbmap.RevNat](m.RevNat)
 	if err != nil {
 		return nil, fmt.Errorf("restore rev_nat: %w", err)
 	}
 	for i, id := range rkeys {
 		mr.revNat[id] = rvals[i]
 	}
-	nkeys, nvals, err := maps.Dump[uint32, maps.ServiceName](m.ServiceNames)
+	nkeys, nvals, err := lbmap.Dump[uint32, lbmap.ServiceName](m.ServiceNames)
 	if err != nil {
 		return nil, fmt.Errorf("restore service names: %w", err)
 	}
@@ -165,20 +165,20 @@ func loadMirror(m *maps.Maps) (*mirror, error) {
 	return mr, nil
 }
 
-func frontendOfKey(k maps.ServiceKey) (desired.Frontend, bool) {
-	if k.Scope != maps.ScopeDefault {
+func frontendOfKey(k lbmap.ServiceKey) (desired.Frontend, bool) {
+	if k.Scope != lbmap.ScopeDefault {
 		return desired.Frontend{}, false
 	}
 	ap := k.AddrPort()
 	return desired.Frontend{Addr: ap.Addr(), Port: ap.Port(), Proto: desired.Protocol(k.Proto)}, true
 }
 
-func backendOfValue(v maps.Backend) desired.Backend {
+func backendOfValue(v lbmap.Backend) desired.Backend {
 	ap := v.AddrPort()
 	return desired.Backend{Addr: ap.Addr(), Port: ap.Port(), Proto: desired.Protocol(v.Proto)}
 }
 
-func (mr *mirror) setBackend(id uint32, v maps.Backend) {
+func (mr *mirror) setBackend(id uint32, v lbmap.Backend) {
 	mr.backends[id] = v
 	b := backendOfValue(v)
 	// Two ids for one address can only come from outside socklb; keep the

@@ -8,13 +8,13 @@ import (
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
-	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/desired"
 )
 
 // Syncer owns the writes to the load-balancing maps.
 type Syncer struct {
-	maps       *maps.Maps
+	maps       *lbmap.Maps
 	log        *zap.Logger
 	mirror     *mirror
 	serviceIDs *idAllocator
@@ -28,7 +28,7 @@ type Stats struct {
 }
 
 // New restores the mirror from the maps. Nothing is written until Sync.
-func New(m *maps.Maps, log *zap.Logger) (*Syncer, error) {
+func New(m *lbmap.Maps, log *zap.Logger) (*Syncer, error) {
 	mr, err := loadMirror(m)
 	if err != nil {
 		return nil, err
@@ -62,11 +62,11 @@ func (s *Syncer) serviceIDInUse(id uint32) bool {
 
 // frontendPlan is what one desired frontend needs written.
 type frontendPlan struct {
-	svc    *desired.Service
+	svc    *desired.FrontendEntry
 	entry  *frontendEntries
 	id     uint32
 	layout []uint32 // backend ids for slots 1..len
-	master maps.ServiceValue
+	master lbmap.ServiceValue
 	failed bool
 }
 
@@ -95,12 +95,12 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 	var errs []error
 	mr := s.mirror
 
-	var services []*desired.Service
+	var services []*desired.FrontendEntry
 	var gone []desired.Frontend
 	if changed == nil {
 		services = state.Sorted()
 		for fe := range mr.frontends {
-			if _, ok := state.Services[fe]; !ok {
+			if _, ok := state.Frontends[fe]; !ok {
 				gone = append(gone, fe)
 			}
 		}
@@ -111,7 +111,7 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 				continue // one plan per frontend, or a new one would get two ids
 			}
 			seen[fe] = true
-			if svc, ok := state.Services[fe]; ok {
+			if svc, ok := state.Frontends[fe]; ok {
 				services = append(services, svc)
 			} else if _, ok := mr.frontends[fe]; ok {
 				gone = append(gone, fe)
@@ -144,7 +144,7 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 			oldActive, oldTerminating = p.entry.regions()
 		}
 		p.layout = append(stableLayout(oldActive, active), stableLayout(oldTerminating, terminating)...)
-		p.master = maps.ServiceValue{
+		p.master = lbmap.ServiceValue{
 			ServiceId:   p.id,
 			Count:       uint16(len(active)),
 			Terminating: uint16(len(terminating)),
@@ -156,18 +156,18 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 
 	// 3. Rev-NAT and names, so a translated socket can always be shown its VIP.
 	var rkeys, nkeys []uint32
-	var rvals []maps.RevNat
-	var nvals []maps.ServiceName
+	var rvals []lbmap.RevNat
+	var nvals []lbmap.ServiceName
 	var rplans, nplans []*frontendPlan
 	for _, p := range plans {
 		if p.failed {
 			continue
 		}
 		fe := p.svc.Frontend
-		if rev := maps.NewRevNat(fe.Addr, fe.Port, uint8(fe.Proto)); mr.revNat[p.id] != rev {
+		if rev := lbmap.NewRevNat(fe.Addr, fe.Port, uint8(fe.Proto)); mr.revNat[p.id] != rev {
 			rkeys, rvals, rplans = append(rkeys, p.id), append(rvals, rev), append(rplans, p)
 		}
-		if name := maps.NewServiceName(p.svc.Name.String()); mr.names[p.id] != name {
+		if name := lbmap.NewServiceName(p.svc.Name.String()); mr.names[p.id] != name {
 			nkeys, nvals, nplans = append(nkeys, p.id), append(nvals, name), append(nplans, p)
 		}
 	}
@@ -175,8 +175,8 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 	upsert(s.maps.ServiceNames, nkeys, nvals, nplans, "write service name", &st, &errs, func(i int) { mr.names[nkeys[i]] = nvals[i] })
 
 	// 4. Backend slots, before the master entry that makes them reachable.
-	var skeys []maps.ServiceKey
-	var svals []maps.ServiceValue
+	var skeys []lbmap.ServiceKey
+	var svals []lbmap.ServiceValue
 	var splans []*frontendPlan
 	for _, p := range plans {
 		if p.failed {
@@ -192,7 +192,7 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 				continue
 			}
 			skeys = append(skeys, serviceKey(p.svc.Frontend, slot))
-			svals = append(svals, maps.ServiceValue{BackendId: bid, ServiceId: p.id})
+			svals = append(svals, lbmap.ServiceValue{BackendId: bid, ServiceId: p.id})
 			splans = append(splans, p)
 		}
 	}
@@ -201,8 +201,8 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 	})
 
 	// 5. Master entries: the moment the new backend set becomes visible.
-	var mkeys []maps.ServiceKey
-	var mvals []maps.ServiceValue
+	var mkeys []lbmap.ServiceKey
+	var mvals []lbmap.ServiceValue
 	var mplans []*frontendPlan
 	for _, p := range plans {
 		if p.failed || (p.entry.written && p.entry.master == p.master) {
@@ -218,7 +218,7 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 	})
 
 	// 6. Removals, in the reverse order: master, slots, rev-NAT, backends.
-	var slotDeletes []maps.ServiceKey
+	var slotDeletes []lbmap.ServiceKey
 	for _, p := range plans {
 		if p.failed || !p.entry.written || p.entry.master != p.master {
 			continue
@@ -230,13 +230,13 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 		}
 	}
 	freedIDs := s.removeFrontends(gone, &slotDeletes, &st, &errs)
-	var strays []maps.ServiceKey
+	var strays []lbmap.ServiceKey
 	if changed == nil {
 		strays = mr.strays
 		slotDeletes = append(slotDeletes, strays...)
 	}
 	failed := deleteKeys(s.maps.Services, slotDeletes, "delete backend slot", &st, &errs)
-	var keptStrays []maps.ServiceKey
+	var keptStrays []lbmap.ServiceKey
 	for i, k := range slotDeletes {
 		fe, ours := frontendOfKey(k)
 		e := mr.frontends[fe]
@@ -265,17 +265,17 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 
 // writeBackends writes every backend the services use and returns the ids of
 // those the maps hold afterwards.
-func (s *Syncer) writeBackends(services []*desired.Service, st *Stats, errs *[]error) map[desired.Backend]uint32 {
+func (s *Syncer) writeBackends(services []*desired.FrontendEntry, st *Stats, errs *[]error) map[desired.Backend]uint32 {
 	mr := s.mirror
 	wantState := map[desired.Backend]uint8{}
 	for _, svc := range services {
 		for _, b := range svc.Terminating {
 			if _, ok := wantState[b]; !ok {
-				wantState[b] = maps.BackendTerminating
+				wantState[b] = lbmap.BackendTerminating
 			}
 		}
 		for _, b := range svc.Active {
-			wantState[b] = maps.BackendActive
+			wantState[b] = lbmap.BackendActive
 		}
 	}
 	wanted := make([]desired.Backend, 0, len(wantState))
@@ -285,7 +285,7 @@ func (s *Syncer) writeBackends(services []*desired.Service, st *Stats, errs *[]e
 	slices.SortFunc(wanted, desired.Backend.Compare)
 
 	var keys []uint32
-	var vals []maps.Backend
+	var vals []lbmap.Backend
 	var owners []desired.Backend
 	room := int(s.maps.Backends.MaxEntries()) - len(mr.backends)
 	for _, b := range wanted {
@@ -302,14 +302,14 @@ func (s *Syncer) writeBackends(services []*desired.Service, st *Stats, errs *[]e
 				continue
 			}
 		}
-		v := maps.NewBackend(b.Addr, b.Port, uint8(b.Proto), wantState[b])
+		v := lbmap.NewBackend(b.Addr, b.Port, uint8(b.Proto), wantState[b])
 		if cur, ok := mr.backends[id]; ok && cur == v {
 			continue
 		}
 		keys, vals, owners = append(keys, id), append(vals, v), append(owners, b)
 	}
 	failed := map[int]bool{}
-	for _, f := range maps.Update(s.maps.Backends, keys, vals) {
+	for _, f := range lbmap.Update(s.maps.Backends, keys, vals) {
 		failed[f.Index] = true
 		*errs = append(*errs, fmt.Errorf("write backend %s: %w", owners[f.Index], f.Err))
 	}
@@ -387,7 +387,7 @@ func (s *Syncer) reserveRoom(plans []*frontendPlan, errs *[]error) {
 // apply records every entry that went in.
 func upsert[K, V any](m *ebpf.Map, keys []K, vals []V, owners []*frontendPlan, doing string, st *Stats, errs *[]error, apply func(i int)) {
 	failed := map[int]bool{}
-	for _, f := range maps.Update(m, keys, vals) {
+	for _, f := range lbmap.Update(m, keys, vals) {
 		failed[f.Index] = true
 		p := owners[f.Index]
 		if !p.failed {
@@ -405,7 +405,7 @@ func upsert[K, V any](m *ebpf.Map, keys []K, vals []V, owners []*frontendPlan, d
 
 func deleteKeys[K any](m *ebpf.Map, keys []K, doing string, st *Stats, errs *[]error) map[int]bool {
 	failed := map[int]bool{}
-	for _, f := range maps.Delete(m, keys) {
+	for _, f := range lbmap.Delete(m, keys) {
 		failed[f.Index] = true
 		*errs = append(*errs, fmt.Errorf("%s %v: %w", doing, keys[f.Index], f.Err))
 	}
@@ -415,7 +415,7 @@ func deleteKeys[K any](m *ebpf.Map, keys []K, doing string, st *Stats, errs *[]e
 
 // removeFrontends deletes the master entries of frontends no longer wanted,
 // queues their slots for deletion and returns their ids.
-func (s *Syncer) removeFrontends(gone []desired.Frontend, slotDeletes *[]maps.ServiceKey, st *Stats, errs *[]error) []uint32 {
+func (s *Syncer) removeFrontends(gone []desired.Frontend, slotDeletes *[]lbmap.ServiceKey, st *Stats, errs *[]error) []uint32 {
 	mr := s.mirror
 	var masters []desired.Frontend
 	for _, fe := range gone {
@@ -423,7 +423,7 @@ func (s *Syncer) removeFrontends(gone []desired.Frontend, slotDeletes *[]maps.Se
 			masters = append(masters, fe)
 		}
 	}
-	keys := make([]maps.ServiceKey, len(masters))
+	keys := make([]lbmap.ServiceKey, len(masters))
 	for i, fe := range masters {
 		keys[i] = serviceKey(fe, 0)
 	}
@@ -514,7 +514,7 @@ func (s *Syncer) deleteUnreferencedBackends(st *Stats, errs *[]error) {
 
 // backendIDs maps a frontend's backends to ids, leaving out (with an error
 // naming the Service) any whose backend entry could not be written.
-func backendIDs(svc *desired.Service, backends []desired.Backend, usable map[desired.Backend]uint32, errs *[]error) []uint32 {
+func backendIDs(svc *desired.FrontendEntry, backends []desired.Backend, usable map[desired.Backend]uint32, errs *[]error) []uint32 {
 	ids := make([]uint32, 0, len(backends))
 	for _, b := range backends {
 		id, ok := usable[b]
@@ -573,14 +573,14 @@ func stableLayout(old, want []uint32) []uint32 {
 	return layout
 }
 
-func serviceKey(fe desired.Frontend, slot uint16) maps.ServiceKey {
-	return maps.NewServiceKey(fe.Addr, fe.Port, uint8(fe.Proto), maps.ScopeDefault, slot)
+func serviceKey(fe desired.Frontend, slot uint16) lbmap.ServiceKey {
+	return lbmap.NewServiceKey(fe.Addr, fe.Port, uint8(fe.Proto), lbmap.ScopeDefault, slot)
 }
 
 func kindFlags(k desired.FrontendKind) uint16 {
 	switch k {
 	case desired.ClusterIP:
-		return maps.FlagClusterIP
+		return lbmap.FlagClusterIP
 	}
 	return 0
 }

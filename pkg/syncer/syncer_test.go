@@ -12,20 +12,20 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/socklb/socklb/maps"
+	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/tests/sandbox"
 )
 
 // newTestMaps creates unpinned maps with the real layouts; maxEntries
 // overrides the size of the named maps.
-func newTestMaps(t testing.TB, maxEntries map[string]uint32) *maps.Maps {
+func newTestMaps(t testing.TB, maxEntries map[string]uint32) *lbmap.Maps {
 	t.Helper()
 	sandbox.Require(t)
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatal(err)
 	}
-	spec, err := maps.LoadSockLB()
+	spec, err := lbmap.LoadSockLB()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,13 +46,13 @@ func newTestMaps(t testing.TB, maxEntries map[string]uint32) *maps.Maps {
 		t.Cleanup(func() { m.Close() })
 		created[name] = m
 	}
-	return &maps.Maps{
-		Services:     created[maps.ServicesMap],
-		Backends:     created[maps.BackendsMap],
-		RevNat:       created[maps.RevNatMap],
-		ServiceNames: created[maps.ServiceNamesMap],
-		SockRevNat:   created[maps.SockRevNatMap],
-		SockBackend:  created[maps.SockBackendMap],
+	return &lbmap.Maps{
+		Services:     created[lbmap.ServicesMap],
+		Backends:     created[lbmap.BackendsMap],
+		RevNat:       created[lbmap.RevNatMap],
+		ServiceNames: created[lbmap.ServiceNamesMap],
+		SockRevNat:   created[lbmap.SockRevNatMap],
+		SockBackend:  created[lbmap.SockBackendMap],
 	}
 }
 
@@ -68,19 +68,19 @@ func backends(proto desired.Protocol, port uint16, addrs ...string) []desired.Ba
 	return out
 }
 
-func state(svcs ...*desired.Service) *desired.State {
-	s := &desired.State{Services: map[desired.Frontend]*desired.Service{}}
+func state(svcs ...*desired.FrontendEntry) *desired.State {
+	s := &desired.State{Frontends: map[desired.Frontend]*desired.FrontendEntry{}}
 	for _, svc := range svcs {
 		if svc.Kind == 0 {
 			svc.Kind = desired.ClusterIP
 		}
-		s.Services[svc.Frontend] = svc
+		s.Frontends[svc.Frontend] = svc
 	}
 	return s
 }
 
-func svc(name string, fe desired.Frontend, active, terminating []desired.Backend) *desired.Service {
-	return &desired.Service{Frontend: fe, Name: desired.ServicePortName{Namespace: "default", Name: name}, Active: active, Terminating: terminating}
+func svc(name string, fe desired.Frontend, active, terminating []desired.Backend) *desired.FrontendEntry {
+	return &desired.FrontendEntry{Frontend: fe, Name: desired.ServicePortName{Namespace: "default", Name: name}, Active: active, Terminating: terminating}
 }
 
 // frontendView is what a reader of the maps finds for one frontend: the
@@ -93,21 +93,21 @@ type frontendView struct {
 
 // readMaps decodes the maps the way the datapath reads them, checking that no
 // reachable slot or backend dangles.
-func readMaps(t *testing.T, m *maps.Maps) map[string]frontendView {
+func readMaps(t *testing.T, m *lbmap.Maps) map[string]frontendView {
 	t.Helper()
-	skeys, svals, err := maps.Dump[maps.ServiceKey, maps.ServiceValue](m.Services)
+	skeys, svals, err := lbmap.Dump[lbmap.ServiceKey, lbmap.ServiceValue](m.Services)
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries := map[maps.ServiceKey]maps.ServiceValue{}
+	entries := map[lbmap.ServiceKey]lbmap.ServiceValue{}
 	for i, k := range skeys {
 		entries[k] = svals[i]
 	}
-	bkeys, bvals, err := maps.Dump[uint32, maps.Backend](m.Backends)
+	bkeys, bvals, err := lbmap.Dump[uint32, lbmap.Backend](m.Backends)
 	if err != nil {
 		t.Fatal(err)
 	}
-	backendByID := map[uint32]maps.Backend{}
+	backendByID := map[uint32]lbmap.Backend{}
 	for i, id := range bkeys {
 		backendByID[id] = bvals[i]
 	}
@@ -117,13 +117,13 @@ func readMaps(t *testing.T, m *maps.Maps) map[string]frontendView {
 		if k.Slot != 0 {
 			continue
 		}
-		var rn maps.RevNat
+		var rn lbmap.RevNat
 		if err := m.RevNat.Lookup(v.ServiceId, &rn); err != nil {
 			t.Errorf("frontend %s: rev_nat %d missing: %v", k, v.ServiceId, err)
 		} else if rn.AddrPort() != k.AddrPort() {
 			t.Errorf("frontend %s: rev_nat %d says %s", k, v.ServiceId, rn.AddrPort())
 		}
-		var name maps.ServiceName
+		var name lbmap.ServiceName
 		_ = m.ServiceNames.Lookup(v.ServiceId, &name)
 		view := frontendView{name: name.Get()}
 		for slot := uint16(1); slot <= v.Count+v.Terminating; slot++ {
@@ -148,7 +148,7 @@ func readMaps(t *testing.T, m *maps.Maps) map[string]frontendView {
 		}
 		slices.Sort(view.active)
 		slices.Sort(view.terminating)
-		out[k.AddrPort().String()+"/"+maps.ProtoString(k.Proto)] = view
+		out[k.AddrPort().String()+"/"+lbmap.ProtoString(k.Proto)] = view
 	}
 	if masters, slots := len(out), len(entries)-len(out); slots != reachable {
 		t.Errorf("services map holds %d slot entries for %d masters, but only %d are reachable: leftovers", slots, masters, reachable)
@@ -249,7 +249,7 @@ func TestSyncSequences(t *testing.T) {
 						t.Fatalf("%s: second sync of the same state: %+v, %v; want no writes", st.desc, stats, err)
 					}
 				}
-				bkeys, _, _ := maps.Dump[uint32, maps.Backend](m.Backends)
+				bkeys, _, _ := lbmap.Dump[uint32, lbmap.Backend](m.Backends)
 				used := map[uint32]bool{}
 				for _, e := range s.mirror.frontends {
 					for _, id := range e.slots {
@@ -266,16 +266,16 @@ func TestSyncSequences(t *testing.T) {
 	}
 }
 
-// changedFrontends is what desired.Incremental reports between two states.
+// changedFrontends is what desired.Builder reports between two states.
 func changedFrontends(prev, next *desired.State) []desired.Frontend {
 	var out []desired.Frontend
-	for fe, svc := range next.Services {
-		if old, ok := prev.Services[fe]; !ok || !old.Equal(svc) {
+	for fe, svc := range next.Frontends {
+		if old, ok := prev.Frontends[fe]; !ok || !old.Equal(svc) {
 			out = append(out, fe)
 		}
 	}
-	for fe := range prev.Services {
-		if _, ok := next.Services[fe]; !ok {
+	for fe := range prev.Frontends {
+		if _, ok := next.Frontends[fe]; !ok {
 			out = append(out, fe)
 		}
 	}
@@ -321,8 +321,8 @@ func TestRestoreKeepsIDsAndWritesNothing(t *testing.T) {
 		t.Errorf("first sync after restart: %+v, %v; want no writes", stats, err)
 	}
 	// A new frontend gets a fresh id, not a restored one.
-	want.Services[tcp("10.96.0.11", 80)] = svc("other", tcp("10.96.0.11", 80), nil, nil)
-	want.Services[tcp("10.96.0.11", 80)].Kind = desired.ClusterIP
+	want.Frontends[tcp("10.96.0.11", 80)] = svc("other", tcp("10.96.0.11", 80), nil, nil)
+	want.Frontends[tcp("10.96.0.11", 80)].Kind = desired.ClusterIP
 	if _, err := second.Sync(want); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestRemovalKeepsOtherSlots(t *testing.T) {
 
 // A full map fails only the Services that do not fit; the others work.
 func TestFullMapFailsOnlyWhatDoesNotFit(t *testing.T) {
-	m := newTestMaps(t, map[string]uint32{maps.ServicesMap: 4})
+	m := newTestMaps(t, map[string]uint32{lbmap.ServicesMap: 4})
 	s, err := New(m, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -425,7 +425,7 @@ func BenchmarkSync(b *testing.B) {
 	for i := range 10000 {
 		fe := tcp(fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), 80)
 		fes = append(fes, fe)
-		st.Services[fe] = &desired.Service{Frontend: fe, Kind: desired.ClusterIP,
+		st.Frontends[fe] = &desired.FrontendEntry{Frontend: fe, Kind: desired.ClusterIP,
 			Name:   desired.ServicePortName{Namespace: "default", Name: fmt.Sprintf("svc-%d", i)},
 			Active: backends(desired.TCP, 8080, fmt.Sprintf("10.128.%d.%d", i/250, i%250+1), fmt.Sprintf("10.129.%d.%d", i/250, i%250+1), fmt.Sprintf("10.130.%d.%d", i/250, i%250+1))}
 	}
@@ -439,7 +439,7 @@ func BenchmarkSync(b *testing.B) {
 			if _, err := s.Sync(st); err != nil {
 				b.Fatal(err)
 			}
-			target := st.Services[fes[5000]]
+			target := st.Frontends[fes[5000]]
 			original := target.Active
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
@@ -477,7 +477,7 @@ func TestSyncFrontendsListedTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	readMaps(t, m)
-	keys, _, err := maps.Dump[uint32, maps.RevNat](m.RevNat)
+	keys, _, err := lbmap.Dump[uint32, lbmap.RevNat](m.RevNat)
 	if err != nil || len(keys) != 1 {
 		t.Errorf("rev_nat holds %d entries (%v), want 1", len(keys), err)
 	}

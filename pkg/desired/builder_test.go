@@ -12,7 +12,7 @@ import (
 
 // Updating one Service at a time must give exactly what a full Build gives,
 // and report as changed exactly the frontends whose entry changed.
-func TestIncrementalMatchesBuild(t *testing.T) {
+func TestBuilderMatchesBuild(t *testing.T) {
 	p8080 := intstr.FromInt32(8080)
 	svc := func(name, ip string, ports ...int32) *corev1.Service {
 		return makeTestService("default", name, func(s *corev1.Service) {
@@ -47,7 +47,7 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 		{"api drops a port", "api", svc("api", "10.96.0.11", 80), nil, []string{"10.96.0.11:81/TCP"}},
 		{"web deleted", "web", nil, nil, []string{"10.96.0.10:80/TCP"}},
 	}
-	inc := NewIncremental(NodeInfo{})
+	inc := NewBuilder(NodeInfo{})
 	services := map[string]*corev1.Service{}
 	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
 	for _, st := range steps {
@@ -82,11 +82,11 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 	}
 }
 
-// BenchmarkIncrementalUpdate is the cost of one Service's change among n.
-func BenchmarkIncrementalUpdate(b *testing.B) {
+// BenchmarkBuilderUpdate is the cost of one Service's change among n.
+func BenchmarkBuilderUpdate(b *testing.B) {
 	svcs, endpointSlices := benchObjects(10000)
 	index := indexEndpointSlices(endpointSlices)
-	inc := NewIncremental(NodeInfo{})
+	inc := NewBuilder(NodeInfo{})
 	for _, s := range svcs {
 		ref := ServiceRef{Namespace: s.Namespace, Name: s.Name}
 		inc.Update(ref, s, index[ref])

@@ -1,4 +1,4 @@
-package maps
+package lbmap
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-// Package standalone runs socklb without an API server: DirSource reads
+// Package dir runs socklb without an API server: Source reads
 // Services, EndpointSlices and Endpoints from a directory of YAML or JSON
 // files and watches it for changes, so a demo or a node outside any cluster
 // gets Service translation from files a user writes by hand or copies from
@@ -25,4 +25,4 @@
 //
 // When two files define the same object (kind, namespace, name), the file
 // first in lexical order wins and the other definition is logged as an error.
-package standalone
+package dir

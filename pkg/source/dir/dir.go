@@ -1,4 +1,4 @@
-package standalone
+package dir
 
 import (
 	"context"
@@ -25,9 +25,9 @@ const (
 	defaultResync = 30 * time.Second
 )
 
-// DirSource is a source.Source reading a directory of YAML and JSON files;
+// Source is a source.Source reading a directory of YAML and JSON files;
 // the package documentation says what counts.
-type DirSource struct {
+type Source struct {
 	dir      string
 	log      *zap.Logger
 	debounce time.Duration
@@ -43,13 +43,13 @@ type DirSource struct {
 	lastRead [sha256.Size]byte
 }
 
-var _ source.Source = (*DirSource)(nil)
+var _ source.Source = (*Source)(nil)
 
-// NewDirSource returns a source of the objects in dir. Nothing is read until
+// NewSource returns a source of the objects in dir. Nothing is read until
 // Run.
-func NewDirSource(dir string, log *zap.Logger) *DirSource {
+func NewSource(dir string, log *zap.Logger) *Source {
 	dir = filepath.Clean(dir) // as fsnotify names the directory in its events
-	return &DirSource{
+	return &Source{
 		dir:      dir,
 		log:      log.With(zap.String("dir", dir)),
 		debounce: defaultDebounce,
@@ -58,11 +58,11 @@ func NewDirSource(dir string, log *zap.Logger) *DirSource {
 }
 
 // HasSynced reports whether Run has read the whole directory once.
-func (s *DirSource) HasSynced() bool { return s.synced.Load() }
+func (s *Source) HasSynced() bool { return s.synced.Load() }
 
 // Snapshot returns the objects of the last read; the caller must not modify
 // them. Before the first read it is empty.
-func (s *DirSource) Snapshot() source.Snapshot {
+func (s *Source) Snapshot() source.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.snapshot
@@ -76,7 +76,7 @@ func (s *DirSource) Snapshot() source.Snapshot {
 // A later read that fails as a whole (the directory vanished or became
 // unreadable) is logged and keeps the previous objects: a missing mount must
 // not withdraw every Service from the node.
-func (s *DirSource) Run(ctx context.Context, changed func()) error {
+func (s *Source) Run(ctx context.Context, changed func()) error {
 	watcher, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch directory %s: %w", s.dir, err)
@@ -165,7 +165,7 @@ func (s *DirSource) Run(ctx context.Context, changed func()) error {
 
 // read reads the directory and, when its files differ from the last read,
 // decodes them and replaces the snapshot. It reports whether they differed.
-func (s *DirSource) read() (differs bool, err error) {
+func (s *Source) read() (differs bool, err error) {
 	files, err := readFiles(s.dir, s.log)
 	if err != nil {
 		return false, err

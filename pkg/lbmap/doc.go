@@ -1,4 +1,4 @@
-// Package maps is the one Go authority on socklb's BPF map layouts.
+// Package lbmap is the one Go authority on socklb's BPF map layouts.
 //
 // The layouts are declared once, in C (bpf/lib/lb.h), and mirrored here by
 // bpf2go (-type). Every writer (the agent's syncer) and every reader (socklb
@@ -10,4 +10,4 @@
 // /sys/fs/bpf/socklb/lb_services` prints named fields. bpftool shows address
 // and port fields as the raw network-order bytes; `socklb inspect` is the
 // readable view.
-package maps
+package lbmap

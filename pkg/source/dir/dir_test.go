@@ -1,4 +1,4 @@
-package standalone
+package dir
 
 import (
 	"context"
@@ -84,7 +84,7 @@ func TestDirSourceRun(t *testing.T) {
 		},
 	}
 
-	src := NewDirSource(dir, zaptest.NewLogger(t))
+	src := NewSource(dir, zaptest.NewLogger(t))
 	src.resync = time.Hour // only events may cause the rereads checked here
 	if src.HasSynced() {
 		t.Fatal("HasSynced before Run")
@@ -168,7 +168,7 @@ func TestDirSourceRunEnds(t *testing.T) {
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
-			src := NewDirSource(tc.dir(t), zaptest.NewLogger(t))
+			src := NewSource(tc.dir(t), zaptest.NewLogger(t))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)

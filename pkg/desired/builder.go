@@ -8,10 +8,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
-// Incremental keeps the desired state of every Service and updates it one
+// Builder keeps the desired state of every Service and updates it one
 // Service at a time, so that a change costs what that Service costs, not what
 // the whole cluster does. Its result equals Build over the same objects.
-type Incremental struct {
+type Builder struct {
 	node   NodeInfo
 	state  *State
 	builds map[ServiceRef]*serviceBuild
@@ -20,11 +20,11 @@ type Incremental struct {
 	claims map[Frontend][]ServiceRef
 }
 
-// NewIncremental starts from no Services.
-func NewIncremental(node NodeInfo) *Incremental {
-	return &Incremental{
+// NewBuilder starts from no Services.
+func NewBuilder(node NodeInfo) *Builder {
+	return &Builder{
 		node:   node,
-		state:  &State{Services: map[Frontend]*Service{}},
+		state:  &State{Frontends: map[Frontend]*FrontendEntry{}},
 		builds: map[ServiceRef]*serviceBuild{},
 		claims: map[Frontend][]ServiceRef{},
 	}
@@ -33,7 +33,7 @@ func NewIncremental(node NodeInfo) *Incremental {
 // Update rebuilds Service ref from svc (nil when it was deleted) and the
 // EndpointSlices that belong to it, and returns the frontends whose entry in
 // State changed (added, changed or removed).
-func (x *Incremental) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) []Frontend {
+func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) []Frontend {
 	touched := map[Frontend]bool{}
 	if old, ok := x.builds[ref]; ok {
 		for _, s := range old.frontends {
@@ -55,22 +55,22 @@ func (x *Incremental) Update(ref ServiceRef, svc *corev1.Service, endpointSlices
 
 	var changed []Frontend
 	for fe := range touched {
-		var want *Service
+		var want *FrontendEntry
 		if claimants := x.claims[fe]; len(claimants) > 0 {
 			want = x.builds[claimants[0]].frontend(fe)
 		} else {
 			delete(x.claims, fe)
 		}
-		have := x.state.Services[fe]
+		have := x.state.Frontends[fe]
 		if want == nil {
 			if have != nil {
-				delete(x.state.Services, fe)
+				delete(x.state.Frontends, fe)
 				changed = append(changed, fe)
 			}
 			continue
 		}
 		if have == nil || !have.Equal(want) {
-			x.state.Services[fe] = want
+			x.state.Frontends[fe] = want
 			changed = append(changed, fe)
 		}
 	}
@@ -78,7 +78,7 @@ func (x *Incremental) Update(ref ServiceRef, svc *corev1.Service, endpointSlices
 	return changed
 }
 
-func (b *serviceBuild) frontend(fe Frontend) *Service {
+func (b *serviceBuild) frontend(fe Frontend) *FrontendEntry {
 	for _, s := range b.frontends {
 		if s.Frontend == fe {
 			return s
@@ -89,10 +89,10 @@ func (b *serviceBuild) frontend(fe Frontend) *Service {
 
 // State is the current desired state. The caller must not modify it; it
 // changes with the next Update.
-func (x *Incremental) State() *State { return x.state }
+func (x *Builder) State() *State { return x.state }
 
 // Errors lists every problem of the current objects, ordered by Service.
-func (x *Incremental) Errors() []error {
+func (x *Builder) Errors() []error {
 	refs := make([]ServiceRef, 0, len(x.builds))
 	for ref := range x.builds {
 		refs = append(refs, ref)
@@ -106,7 +106,7 @@ func (x *Incremental) Errors() []error {
 }
 
 // ErrorsOf lists the problems of one Service.
-func (x *Incremental) ErrorsOf(ref ServiceRef) []error {
+func (x *Builder) ErrorsOf(ref ServiceRef) []error {
 	b, ok := x.builds[ref]
 	if !ok {
 		return nil
@@ -122,7 +122,7 @@ func (x *Incremental) ErrorsOf(ref ServiceRef) []error {
 }
 
 // Equal reports whether two entries translate the same way.
-func (s *Service) Equal(o *Service) bool {
+func (s *FrontendEntry) Equal(o *FrontendEntry) bool {
 	return s.Frontend == o.Frontend && s.Name == o.Name && s.Kind == o.Kind &&
 		slices.Equal(s.Active, o.Active) && slices.Equal(s.Terminating, o.Terminating)
 }

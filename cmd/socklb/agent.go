@@ -17,9 +17,9 @@ import (
 	"github.com/socklb/socklb/pkg/agent"
 	"github.com/socklb/socklb/pkg/datapath"
 	"github.com/socklb/socklb/pkg/desired"
-	"github.com/socklb/socklb/pkg/source/k8s"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/source/dir"
+	"github.com/socklb/socklb/pkg/source/k8s"
 	"github.com/socklb/socklb/pkg/syncer"
 )
 

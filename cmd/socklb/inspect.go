@@ -3,8 +3,8 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/inspect"
+	"github.com/socklb/socklb/pkg/lbmap"
 )
 
 func newInspectCommand() *cobra.Command {

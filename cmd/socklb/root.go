@@ -8,8 +8,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/datapath"
+	"github.com/socklb/socklb/pkg/lbmap"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

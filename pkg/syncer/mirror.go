@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/lbmap"
 )
 
 // frontendEntries is what the services map holds for one frontend.

@@ -8,8 +8,8 @@ import (
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
-	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/lbmap"
 )
 
 // Syncer owns the writes to the load-balancing maps.

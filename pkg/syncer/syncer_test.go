@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/tests/sandbox"
 )
 

@@ -41,6 +41,10 @@ enum lb_service_flags {
 	LB_SVC_F_EXT_LOCAL     = 1 << 4, /* externalTrafficPolicy=Local */
 	LB_SVC_F_INT_LOCAL     = 1 << 5, /* internalTrafficPolicy=Local */
 	LB_SVC_F_AFFINITY      = 1 << 6, /* sessionAffinity=ClientIP */
+	/* On the default scope's master: clients on the node use the slots of
+	 * LB_SCOPE_INTERNAL instead (the traffic policies select different
+	 * backends for clients inside and outside the node). */
+	LB_SVC_F_TWO_SCOPES    = 1 << 7,
 };
 
 /* lb_backend.state. The slot position in the services map is what the

@@ -169,11 +169,10 @@ func (b *serviceBuild) addService(svc *corev1.Service) {
 			claimed[fe] = true
 			active, terminating := b.backends(addressTypeOf(addr), p)
 			b.frontends = append(b.frontends, &FrontendEntry{
-				Frontend:    fe,
-				Name:        ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.name},
-				Kind:        ClusterIP,
-				Active:      active,
-				Terminating: terminating,
+				Frontend:   fe,
+				Name:       ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.name},
+				Kind:       ClusterIP,
+				BackendSet: BackendSet{Active: active, Terminating: terminating},
 			})
 		}
 	}

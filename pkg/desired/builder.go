@@ -123,6 +123,8 @@ func (x *Builder) ErrorsOf(ref ServiceRef) []error {
 
 // Equal reports whether two entries translate the same way.
 func (s *FrontendEntry) Equal(o *FrontendEntry) bool {
-	return s.Frontend == o.Frontend && s.Name == o.Name && s.Kind == o.Kind &&
-		slices.Equal(s.Active, o.Active) && slices.Equal(s.Terminating, o.Terminating)
+	if (s.Internal == nil) != (o.Internal == nil) || (s.Internal != nil && !s.Internal.Equal(*o.Internal)) {
+		return false
+	}
+	return s.Frontend == o.Frontend && s.Name == o.Name && s.Kind == o.Kind && s.BackendSet.Equal(o.BackendSet)
 }

@@ -3,6 +3,7 @@ package desired
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 )
 
@@ -106,18 +107,35 @@ func (n ServicePortName) String() string {
 	return n.Namespace + "/" + n.Name + ":" + n.Port
 }
 
-// FrontendEntry is what one frontend translates to: the Service port it belongs
-// to and its backends.
-type FrontendEntry struct {
-	Frontend Frontend
-	Name     ServicePortName
-	Kind     FrontendKind
+// BackendSet is the backends one view of a frontend translates to.
+type BackendSet struct {
 	// Active holds the ready endpoints, sorted by address, then port.
 	Active []Backend
 	// Terminating holds endpoints that are serving and terminating but not
 	// ready, sorted. The datapath uses them only when Active is empty, so
 	// that connections keep working while a rollout drains the last pods.
 	Terminating []Backend
+}
+
+// Equal reports whether two sets hold the same backends in the same order.
+func (s BackendSet) Equal(o BackendSet) bool {
+	return slices.Equal(s.Active, o.Active) && slices.Equal(s.Terminating, o.Terminating)
+}
+
+// FrontendEntry is what one frontend translates to: the Service port it
+// belongs to and its backends.
+type FrontendEntry struct {
+	Frontend Frontend
+	Name     ServicePortName
+	Kind     FrontendKind
+	// BackendSet is what every client is sent to, or, when Internal is set,
+	// what clients from outside the node are sent to (the datapath's default
+	// scope).
+	BackendSet
+	// Internal, when set, is the set for clients on the node (the socket
+	// hooks' internal scope): the internal and external traffic policies
+	// then select different backends.
+	Internal *BackendSet
 }
 
 // State is the whole desired state, keyed exactly like the datapath's

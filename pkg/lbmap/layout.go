@@ -43,6 +43,7 @@ const (
 	FlagExtLocal     uint16 = 1 << 4 // LB_SVC_F_EXT_LOCAL
 	FlagIntLocal     uint16 = 1 << 5 // LB_SVC_F_INT_LOCAL
 	FlagAffinity     uint16 = 1 << 6 // LB_SVC_F_AFFINITY
+	FlagTwoScopes    uint16 = 1 << 7 // LB_SVC_F_TWO_SCOPES
 
 	BackendActive      uint8 = 0 // LB_BACKEND_ACTIVE
 	BackendTerminating uint8 = 1 // LB_BACKEND_TERMINATING
@@ -59,6 +60,7 @@ var flagNames = []struct {
 	{FlagExtLocal, "ExtLocal"},
 	{FlagIntLocal, "IntLocal"},
 	{FlagAffinity, "Affinity"},
+	{FlagTwoScopes, "TwoScopes"},
 }
 
 // FlagsString names the set bits of a master entry's flags, "ClusterIP|IntLocal".

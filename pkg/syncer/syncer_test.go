@@ -80,7 +80,7 @@ func state(svcs ...*desired.FrontendEntry) *desired.State {
 }
 
 func svc(name string, fe desired.Frontend, active, terminating []desired.Backend) *desired.FrontendEntry {
-	return &desired.FrontendEntry{Frontend: fe, Name: desired.ServicePortName{Namespace: "default", Name: name}, Active: active, Terminating: terminating}
+	return &desired.FrontendEntry{Frontend: fe, Name: desired.ServicePortName{Namespace: "default", Name: name}, BackendSet: desired.BackendSet{Active: active, Terminating: terminating}}
 }
 
 // frontendView is what a reader of the maps finds for one frontend: the
@@ -426,8 +426,8 @@ func BenchmarkSync(b *testing.B) {
 		fe := tcp(fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), 80)
 		fes = append(fes, fe)
 		st.Frontends[fe] = &desired.FrontendEntry{Frontend: fe, Kind: desired.ClusterIP,
-			Name:   desired.ServicePortName{Namespace: "default", Name: fmt.Sprintf("svc-%d", i)},
-			Active: backends(desired.TCP, 8080, fmt.Sprintf("10.128.%d.%d", i/250, i%250+1), fmt.Sprintf("10.129.%d.%d", i/250, i%250+1), fmt.Sprintf("10.130.%d.%d", i/250, i%250+1))}
+			Name:       desired.ServicePortName{Namespace: "default", Name: fmt.Sprintf("svc-%d", i)},
+			BackendSet: desired.BackendSet{Active: backends(desired.TCP, 8080, fmt.Sprintf("10.128.%d.%d", i/250, i%250+1), fmt.Sprintf("10.129.%d.%d", i/250, i%250+1), fmt.Sprintf("10.130.%d.%d", i/250, i%250+1))}}
 	}
 	for _, mode := range []string{"full", "one-frontend"} {
 		b.Run(mode, func(b *testing.B) {

@@ -23,13 +23,16 @@ deps:
 	fi
 	$(GO) mod download
 
-# Regenerates the bpf2go output (committed, so `go build` needs no clang).
+# Regenerates the bpf2go output (committed, so `go build` needs no clang):
+# the layouts object in pkg/lbmap, the program objects in pkg/datapath.
+BPF2GO_PKGS := ./pkg/lbmap/ ./pkg/datapath/
 generate: deps
-	$(GO) generate ./pkg/lbmap/
+	$(GO) generate $(BPF2GO_PKGS)
 
 # CI: the committed BPF objects must be what the sources compile to.
 check-generate: generate
-	git diff --exit-code -- pkg/lbmap/ || (echo "generated BPF objects are stale: run make generate and commit" >&2; exit 1)
+	@untracked=$$(git ls-files --others --exclude-standard -- $(addsuffix '*_bpfel.*',$(BPF2GO_PKGS))); if [ -n "$$untracked" ]; then echo "generated files not committed: $$untracked" >&2; exit 1; fi
+	git diff --exit-code -- $(BPF2GO_PKGS) || (echo "generated BPF objects are stale: run make generate and commit" >&2; exit 1)
 
 build:
 	@mkdir -p $(BIN)

@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "lib/lb.h"
+#include "lib/sock_maps.h"
 
 #define SYS_REJECT  0
 #define SYS_PROCEED 1
@@ -105,128 +106,116 @@ static __always_inline void copy_addr(__u8 *dst, const union lb_addr *src)
 	__builtin_memcpy(dst, src->b, 16);
 }
 
-static __always_inline struct lb_service_value *
-service_slot(const struct lb_service_key *frontend, __u16 slot)
+/* The frontend key of ctx's destination, in the default scope. 0 when the
+ * socket's protocol is none a frontend can have. */
+static __always_inline int sock_frontend_key(struct bpf_sock_addr *ctx, int v6,
+					     struct lb_service_key *key)
 {
-	struct lb_service_key key = *frontend;
+	union lb_addr dst;
 
-	key.slot = slot;
-	return bpf_map_lookup_elem(&lb_services, &key);
-}
-
-/* A remembered UDP backend is still right only while its slot still holds it
- * and it is in the set the datapath would pick from now. */
-static __always_inline int sock_backend_valid(const struct lb_service_key *frontend,
-					      const struct lb_service_value *master,
-					      const struct lb_sock_backend_value *sb)
-{
-	struct lb_service_value *slot;
-
-	if (sb->slot == 0 || sb->service_id != master->service_id)
+	key->proto = ctx_get_proto(ctx);
+	if (!key->proto)
 		return 0;
-	if (master->count > 0) {
-		if (sb->slot > master->count)
-			return 0;
-	} else if (sb->slot > master->terminating) {
-		return 0;
-	}
-	slot = service_slot(frontend, sb->slot);
-	return slot && slot->backend_id == sb->backend_id;
-}
-
-static __always_inline __u16 pick_slot(const struct lb_service_value *master)
-{
-	__u32 r = bpf_get_prandom_u32();
-
-	if (master->count > 0)
-		return (__u16)(r % master->count) + 1;
-	/* Terminating backends are a fallback, used only with no ready one. */
-	if (master->terminating > 0)
-		return master->count + (__u16)(r % master->terminating) + 1;
-	return 0;
-}
-
-/* Translates the destination of ctx to a backend when it is a frontend.
- * Returns 0 when translated or not a frontend, a negative errno to refuse. */
-static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int v6,
-					  int udp_sendmsg)
-{
-	struct lb_service_key key = {};
-	struct lb_service_value *master, *slot;
-	struct lb_sock_key skey = {};
-	struct lb_sock_backend_value *sb, new_sb = {};
-	struct lb_sock_rev_nat_value rnat = {};
-	struct lb_backend *backend;
-	union lb_addr dst, baddr;
-	__u64 cookie;
-	__u32 backend_id = 0;
-	__u16 slot_nr = 0;
-	__u8 proto;
-
-	proto = ctx_get_proto(ctx);
-	if (!proto)
-		return 0;
-
 	ctx_get_dst(ctx, v6, &dst);
-	copy_addr(key.addr, &dst);
-	key.port = ctx_get_port(ctx);
-	key.proto = proto;
-	key.scope = LB_SCOPE_DEFAULT;
+	copy_addr(key->addr, &dst);
+	key->port = ctx_get_port(ctx);
+	return 1;
+}
 
-	master = bpf_map_lookup_elem(&lb_services, &key);
-	if (!master)
+/* The backend an unconnected UDP socket was given for this frontend, while
+ * its slot still holds it and is in the set the datapath picks from now. */
+static __always_inline struct lb_backend *
+sock_remembered_backend(const struct lb_sock_key *skey,
+			const struct lb_service_key *key,
+			const struct lb_service_value *master,
+			__u32 *backend_id, __u16 *slot)
+{
+	struct lb_sock_backend_value *sb;
+	struct lb_service_value *entry;
+
+	sb = bpf_map_lookup_elem(&lb_sock_backend, skey);
+	if (!sb || sb->service_id != master->service_id ||
+	    !lb_slot_in_use(master, sb->slot))
+		return NULL;
+	entry = lb_lookup_slot(key, sb->slot);
+	if (!entry || entry->backend_id != sb->backend_id)
+		return NULL;
+	*backend_id = sb->backend_id;
+	*slot = sb->slot;
+	return lb_lookup_backend(*backend_id);
+}
+
+/* Records which frontend the socket reached through backend skey, unless
+ * the entry already says so: a hash update costs far more than a lookup, and
+ * every datagram of a UDP socket comes here. */
+static __always_inline int sock_update_rev_nat(const struct lb_sock_key *skey,
+					       __u32 service_id)
+{
+	struct lb_sock_rev_nat_value *cur, val = {.service_id = service_id};
+
+	cur = bpf_map_lookup_elem(&lb_sock_rev_nat, skey);
+	if (cur && cur->service_id == service_id)
 		return 0;
+	return bpf_map_update_elem(&lb_sock_rev_nat, skey, &val, BPF_ANY);
+}
 
-	cookie = bpf_get_socket_cookie(ctx);
+static __always_inline void sock_key_init(struct lb_sock_key *skey, __u64 cookie,
+					  const __u8 *addr, __be16 port, __u8 proto)
+{
+	skey->cookie = cookie;
+	__builtin_memcpy(skey->addr, addr, 16);
+	skey->port = port;
+	skey->proto = proto;
+}
+
+/* Translates ctx's destination, the frontend of key and master, to one of
+ * its backends. udp_sendmsg: the socket keeps the backend it was given for
+ * as long as that backend stays in the set. */
+static __always_inline enum lb_reason
+sock_xlate_fwd(struct bpf_sock_addr *ctx, int v6, int udp_sendmsg,
+	       const struct lb_service_key *key,
+	       const struct lb_service_value *master)
+{
+	struct lb_sock_key vip_key = {}, backend_key = {};
+	struct lb_backend *backend = NULL;
+	enum lb_reason reason = LB_REASON_TRANSLATED;
+	union lb_addr baddr;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	__u32 backend_id = 0;
+	__u16 slot = 0;
+	int remembered = 0;
 
 	if (udp_sendmsg) {
-		skey.cookie = cookie;
-		copy_addr(skey.addr, &dst);
-		skey.port = key.port;
-		skey.proto = proto;
-		sb = bpf_map_lookup_elem(&lb_sock_backend, &skey);
-		if (sb && sock_backend_valid(&key, master, sb)) {
-			backend_id = sb->backend_id;
-			slot_nr = sb->slot;
-		}
+		sock_key_init(&vip_key, cookie, key->addr, key->port, key->proto);
+		backend = sock_remembered_backend(&vip_key, key, master, &backend_id, &slot);
+		remembered = backend != NULL;
 	}
-
-	if (!backend_id) {
-		slot_nr = pick_slot(master);
-		if (!slot_nr)
-			return -ECONNREFUSED;
-		slot = service_slot(&key, slot_nr);
-		if (!slot)
-			return -ECONNREFUSED;
-		backend_id = slot->backend_id;
-	}
-
-	backend = bpf_map_lookup_elem(&lb_backends, &backend_id);
 	if (!backend)
-		return -ECONNREFUSED;
+		backend = lb_select_backend(key, master, &backend_id, &slot, &reason);
+	if (!backend)
+		return reason;
 	__builtin_memcpy(baddr.b, backend->addr, 16);
 	/* A backend of the other family cannot be reached from this socket. */
 	if (!v6 && !addr_is_v4_mapped(&baddr))
-		return -ECONNREFUSED;
+		return LB_REASON_WRONG_FAMILY;
 
-	if (udp_sendmsg) {
-		new_sb.backend_id = backend_id;
-		new_sb.service_id = master->service_id;
-		new_sb.slot = slot_nr;
-		bpf_map_update_elem(&lb_sock_backend, &skey, &new_sb, BPF_ANY);
+	if (udp_sendmsg && !remembered) {
+		struct lb_sock_backend_value sb = {
+			.backend_id = backend_id,
+			.service_id = master->service_id,
+			.slot = slot,
+		};
+		if (bpf_map_update_elem(&lb_sock_backend, &vip_key, &sb, BPF_ANY))
+			lb_count(LB_REASON_SOCK_MAP_WRITE);
 	}
-
-	skey.cookie = cookie;
-	copy_addr(skey.addr, &baddr);
-	skey.port = backend->port;
-	skey.proto = proto;
-	rnat.service_id = master->service_id;
+	sock_key_init(&backend_key, cookie, backend->addr, backend->port, key->proto);
 	/* Best effort: without it only getpeername/recvfrom show the backend. */
-	bpf_map_update_elem(&lb_sock_rev_nat, &skey, &rnat, BPF_ANY);
+	if (sock_update_rev_nat(&backend_key, master->service_id))
+		lb_count(LB_REASON_SOCK_MAP_WRITE);
 
 	ctx_set_dst(ctx, v6, &baddr);
 	ctx_set_port(ctx, backend->port);
-	return 0;
+	return LB_REASON_TRANSLATED;
 }
 
 /* Shows the VIP again where the socket would see the backend's address. */
@@ -262,37 +251,56 @@ static __always_inline void sock_xlate_rev(struct bpf_sock_addr *ctx, int v6)
 	ctx_set_port(ctx, vip->port);
 }
 
-static __always_inline int verdict(int err)
+/* The verdict on a connect or sendmsg whose destination is a frontend. A
+ * refused one fails with ECONNREFUSED, as kube-proxy's REJECT makes it. */
+static __always_inline int verdict(enum lb_reason reason)
 {
-	if (!err)
+	if (reason == LB_REASON_TRANSLATED)
 		return SYS_PROCEED;
 	if (cfg_have_set_retval)
-		bpf_set_retval(err);
+		bpf_set_retval(-ECONNREFUSED);
 	return SYS_REJECT;
+}
+
+static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6, int udp_sendmsg)
+{
+	struct lb_service_key key = {};
+	struct lb_service_value *master;
+	enum lb_reason reason;
+
+	if (!sock_frontend_key(ctx, v6, &key))
+		return SYS_PROCEED;
+	/* Socket hooks see only clients on the node: scope_switch. */
+	master = lb_lookup_service(&key, 1);
+	if (!master)
+		return SYS_PROCEED;
+	reason = sock_xlate_fwd(ctx, v6, udp_sendmsg, &key, master);
+	lb_count(reason);
+	return verdict(reason);
 }
 
 SEC("cgroup/connect4")
 int connect4(struct bpf_sock_addr *ctx)
 {
-	return verdict(sock_xlate_fwd(ctx, 0, 0));
+	return sock_fwd(ctx, 0, 0);
 }
 
 SEC("cgroup/connect6")
 int connect6(struct bpf_sock_addr *ctx)
 {
-	return verdict(sock_xlate_fwd(ctx, 1, 0));
+	return sock_fwd(ctx, 1, 0);
 }
 
 SEC("cgroup/sendmsg4")
 int sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return verdict(sock_xlate_fwd(ctx, 0, 1));
+	return sock_fwd(ctx, 0, 1);
 }
 
 SEC("cgroup/sendmsg6")
 int sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return verdict(sock_xlate_fwd(ctx, 1, 1));
+	return sock_fwd(ctx, 1, 1);
 }
 
 SEC("cgroup/recvmsg4")

@@ -30,7 +30,7 @@ func portFromNet(port uint16) uint16 {
 }
 
 // NewServiceKey is the services map key of frontend addr:port/proto at slot.
-func NewServiceKey(addr netip.Addr, port uint16, proto uint8, scope uint8, slot uint16) ServiceKey {
+func NewServiceKey(addr netip.Addr, port uint16, proto uint8, scope Scope, slot uint16) ServiceKey {
 	return ServiceKey{Addr: addrTo16(addr), Port: portToNet(port), Proto: proto, Scope: scope, Slot: slot}
 }
 
@@ -40,7 +40,7 @@ func (k ServiceKey) AddrPort() netip.AddrPort {
 }
 
 // NewBackend is the backends map value of a backend addr:port/proto.
-func NewBackend(addr netip.Addr, port uint16, proto uint8, state uint8) Backend {
+func NewBackend(addr netip.Addr, port uint16, proto uint8, state BackendState) Backend {
 	return Backend{Addr: addrTo16(addr), Port: portToNet(port), Proto: proto, State: state}
 }
 

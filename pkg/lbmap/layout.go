@@ -5,52 +5,83 @@ import (
 	"strings"
 )
 
-// Readable names for the bpf2go mirrors of the C structs in bpf/lib/lb.h.
+// Readable names for the bpf2go mirrors of the C layouts in bpf/lib/lb_types.h.
 type (
-	ServiceKey   = SockLBLbServiceKey       // struct lb_service_key
-	ServiceValue = SockLBLbServiceValue     // struct lb_service_value
-	Backend      = SockLBLbBackend          // struct lb_backend
-	RevNat       = SockLBLbRevNatValue      // struct lb_rev_nat_value
-	ServiceName  = SockLBLbServiceName      // struct lb_service_name
-	SockKey      = SockLBLbSockKey          // struct lb_sock_key
-	SockRevNat   = SockLBLbSockRevNatValue  // struct lb_sock_rev_nat_value
-	SockBackend  = SockLBLbSockBackendValue // struct lb_sock_backend_value
+	ServiceKey   = layoutsLbServiceKey       // struct lb_service_key
+	ServiceValue = layoutsLbServiceValue     // struct lb_service_value
+	Backend      = layoutsLbBackend          // struct lb_backend
+	RevNat       = layoutsLbRevNatValue      // struct lb_rev_nat_value
+	ServiceName  = layoutsLbServiceName      // struct lb_service_name
+	SockKey      = layoutsLbSockKey          // struct lb_sock_key
+	SockRevNat   = layoutsLbSockRevNatValue  // struct lb_sock_rev_nat_value
+	SockBackend  = layoutsLbSockBackendValue // struct lb_sock_backend_value
+
+	Scope        = layoutsLbScope        // enum lb_scope
+	ServiceFlags = layoutsLbServiceFlags // enum lb_service_flags
+	BackendState = layoutsLbBackendState // enum lb_backend_state
+	Reason       = layoutsLbReason       // enum lb_reason
 )
 
 // Map names, which are also the pin file names under the pin directory.
 const (
-	ServicesMap     = SockLBMapLbServices
-	BackendsMap     = SockLBMapLbBackends
-	RevNatMap       = SockLBMapLbRevNat
-	ServiceNamesMap = SockLBMapLbServiceNames
-	SockRevNatMap   = SockLBMapLbSockRevNat
-	SockBackendMap  = SockLBMapLbSockBackend
+	ServicesMap     = layoutsMapLbServices
+	BackendsMap     = layoutsMapLbBackends
+	RevNatMap       = layoutsMapLbRevNat
+	ServiceNamesMap = layoutsMapLbServiceNames
+	CountersMap     = layoutsMapLbCounters
+	SockRevNatMap   = layoutsMapLbSockRevNat
+	SockBackendMap  = layoutsMapLbSockBackend
 )
 
 // DefaultPinDir is where a node's agent pins its maps and links.
 const DefaultPinDir = "/sys/fs/bpf/socklb"
 
-// Constants mirrored from the enums in bpf/lib/lb.h (bpf2go cannot emit enums
-// that no program variable uses).
+// The enums of bpf/lib/lb_types.h, by their Go names.
 const (
-	ScopeDefault  uint8 = 0 // LB_SCOPE_DEFAULT
-	ScopeInternal uint8 = 1 // LB_SCOPE_INTERNAL
+	ScopeDefault  = layoutsLbScopeLB_SCOPE_DEFAULT
+	ScopeInternal = layoutsLbScopeLB_SCOPE_INTERNAL
 
-	FlagClusterIP    uint16 = 1 << 0 // LB_SVC_F_CLUSTER_IP
-	FlagNodePort     uint16 = 1 << 1 // LB_SVC_F_NODE_PORT
-	FlagExternalIP   uint16 = 1 << 2 // LB_SVC_F_EXTERNAL_IP
-	FlagLoadBalancer uint16 = 1 << 3 // LB_SVC_F_LOAD_BALANCER
-	FlagExtLocal     uint16 = 1 << 4 // LB_SVC_F_EXT_LOCAL
-	FlagIntLocal     uint16 = 1 << 5 // LB_SVC_F_INT_LOCAL
-	FlagAffinity     uint16 = 1 << 6 // LB_SVC_F_AFFINITY
-	FlagTwoScopes    uint16 = 1 << 7 // LB_SVC_F_TWO_SCOPES
+	FlagClusterIP    = layoutsLbServiceFlagsLB_SVC_F_CLUSTER_IP
+	FlagNodePort     = layoutsLbServiceFlagsLB_SVC_F_NODE_PORT
+	FlagExternalIP   = layoutsLbServiceFlagsLB_SVC_F_EXTERNAL_IP
+	FlagLoadBalancer = layoutsLbServiceFlagsLB_SVC_F_LOAD_BALANCER
+	FlagExtLocal     = layoutsLbServiceFlagsLB_SVC_F_EXT_LOCAL
+	FlagIntLocal     = layoutsLbServiceFlagsLB_SVC_F_INT_LOCAL
+	FlagAffinity     = layoutsLbServiceFlagsLB_SVC_F_AFFINITY
+	FlagTwoScopes    = layoutsLbServiceFlagsLB_SVC_F_TWO_SCOPES
 
-	BackendActive      uint8 = 0 // LB_BACKEND_ACTIVE
-	BackendTerminating uint8 = 1 // LB_BACKEND_TERMINATING
+	BackendActive      = layoutsLbBackendStateLB_BACKEND_ACTIVE
+	BackendTerminating = layoutsLbBackendStateLB_BACKEND_TERMINATING
+
+	ReasonTranslated     = layoutsLbReasonLB_REASON_TRANSLATED
+	ReasonNoBackend      = layoutsLbReasonLB_REASON_NO_BACKEND
+	ReasonSlotMissing    = layoutsLbReasonLB_REASON_SLOT_MISSING
+	ReasonBackendMissing = layoutsLbReasonLB_REASON_BACKEND_MISSING
+	ReasonWrongFamily    = layoutsLbReasonLB_REASON_WRONG_FAMILY
+	ReasonSockMapWrite   = layoutsLbReasonLB_REASON_SOCK_MAP_WRITE
+	// ReasonMax is the number of reasons, the size of the counters map.
+	ReasonMax = layoutsLbReasonLB_REASON_MAX
 )
 
+// reasonNames are the names counters and traces give each reason.
+var reasonNames = [ReasonMax]string{
+	ReasonTranslated:     "translated",
+	ReasonNoBackend:      "no_backend",
+	ReasonSlotMissing:    "slot_missing",
+	ReasonBackendMissing: "backend_missing",
+	ReasonWrongFamily:    "wrong_family",
+	ReasonSockMapWrite:   "sock_map_write",
+}
+
+func (r Reason) String() string {
+	if r < ReasonMax {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint32(r))
+}
+
 var flagNames = []struct {
-	flag uint16
+	flag ServiceFlags
 	name string
 }{
 	{FlagClusterIP, "ClusterIP"},
@@ -64,7 +95,7 @@ var flagNames = []struct {
 }
 
 // FlagsString names the set bits of a master entry's flags, "ClusterIP|IntLocal".
-func FlagsString(flags uint16) string {
+func FlagsString(flags ServiceFlags) string {
 	var names []string
 	for _, f := range flagNames {
 		if flags&f.flag != 0 {
@@ -73,7 +104,7 @@ func FlagsString(flags uint16) string {
 		}
 	}
 	if flags != 0 {
-		names = append(names, fmt.Sprintf("0x%x", flags))
+		names = append(names, fmt.Sprintf("0x%x", uint16(flags)))
 	}
 	if len(names) == 0 {
 		return "-"
@@ -82,14 +113,18 @@ func FlagsString(flags uint16) string {
 }
 
 // BackendStateString names a backend state.
-func BackendStateString(state uint8) string {
+func BackendStateString(state BackendState) string {
+	return state.String()
+}
+
+func (state BackendState) String() string {
 	switch state {
 	case BackendActive:
 		return "active"
 	case BackendTerminating:
 		return "terminating"
 	}
-	return fmt.Sprintf("state(%d)", state)
+	return fmt.Sprintf("state(%d)", uint8(state))
 }
 
 // ProtoString names an IP protocol number.
@@ -103,8 +138,21 @@ func ProtoString(proto uint8) string {
 	return fmt.Sprintf("proto(%d)", proto)
 }
 
+// String names the set bits, as FlagsString does.
+func (flags ServiceFlags) String() string { return FlagsString(flags) }
+
+func (s Scope) String() string {
+	switch s {
+	case ScopeDefault:
+		return "default"
+	case ScopeInternal:
+		return "internal"
+	}
+	return fmt.Sprintf("scope(%d)", uint8(s))
+}
+
 func (k ServiceKey) String() string {
-	return fmt.Sprintf("%s/%s slot=%d scope=%d", k.AddrPort(), ProtoString(k.Proto), k.Slot, k.Scope)
+	return fmt.Sprintf("%s/%s slot=%d scope=%d", k.AddrPort(), ProtoString(k.Proto), k.Slot, uint8(k.Scope))
 }
 
 func (v ServiceValue) String() string {
@@ -113,7 +161,7 @@ func (v ServiceValue) String() string {
 }
 
 func (b Backend) String() string {
-	return fmt.Sprintf("%s/%s state=%s zone=%d flags=0x%x", b.AddrPort(), ProtoString(b.Proto), BackendStateString(b.State), b.Zone, b.Flags)
+	return fmt.Sprintf("%s/%s state=%s zone=%d flags=0x%x", b.AddrPort(), ProtoString(b.Proto), b.State, b.Zone, b.Flags)
 }
 
 func (r RevNat) String() string {

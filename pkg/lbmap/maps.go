@@ -8,26 +8,74 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Maps holds the load-balancing maps, whether just loaded with the programs or
-// opened from their pins by a reader such as socklb inspect.
+// Maps holds the load-balancing maps, whether created (or reopened) from
+// their pins by the agent or opened read-only by a reader such as socklb
+// inspect.
 type Maps struct {
 	Services     *ebpf.Map
 	Backends     *ebpf.Map
 	RevNat       *ebpf.Map
 	ServiceNames *ebpf.Map
+	Counters     *ebpf.Map // per CPU, indexed by Reason
 	SockRevNat   *ebpf.Map
 	SockBackend  *ebpf.Map
 }
 
-// FromObjects takes the maps of a loaded collection.
-func FromObjects(m *SockLBMaps) *Maps {
+// LoadSpec reads the layouts object: every map of every socklb program and
+// every type they hold, in BTF, and no program.
+func LoadSpec() (*ebpf.CollectionSpec, error) {
+	spec, err := loadLayouts()
+	if err != nil {
+		return nil, fmt.Errorf("read the embedded layouts object: %w", err)
+	}
+	return spec, nil
+}
+
+// Create makes the maps of the layouts object pinned by name under pinDir.
+// A map already pinned there is reused with its contents (nothing is ever
+// flushed); one whose layout differs is refused with an error matching
+// ebpf.ErrMapIncompatible. An empty pinDir makes unpinned maps.
+func Create(pinDir string) (*Maps, error) {
+	spec, err := LoadSpec()
+	if err != nil {
+		return nil, err
+	}
+	if pinDir == "" {
+		for _, ms := range spec.Maps {
+			ms.Pinning = ebpf.PinNone
+		}
+	}
+	var objs layoutsMaps
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}); err != nil {
+		return nil, fmt.Errorf("create the maps under %q: %w", pinDir, err)
+	}
+	return fromObjects(&objs), nil
+}
+
+func fromObjects(m *layoutsMaps) *Maps {
 	return &Maps{
 		Services:     m.LbServices,
 		Backends:     m.LbBackends,
 		RevNat:       m.LbRevNat,
 		ServiceNames: m.LbServiceNames,
+		Counters:     m.LbCounters,
 		SockRevNat:   m.LbSockRevNat,
 		SockBackend:  m.LbSockBackend,
+	}
+}
+
+// ByName is every map under its name in the C sources, the form
+// ebpf.CollectionOptions.MapReplacements takes: a program object loaded with
+// it uses these maps instead of creating its own.
+func (m *Maps) ByName() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		ServicesMap:     m.Services,
+		BackendsMap:     m.Backends,
+		RevNatMap:       m.RevNat,
+		ServiceNamesMap: m.ServiceNames,
+		CountersMap:     m.Counters,
+		SockRevNatMap:   m.SockRevNat,
+		SockBackendMap:  m.SockBackend,
 	}
 }
 
@@ -43,6 +91,7 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{BackendsMap, &m.Backends},
 		{RevNatMap, &m.RevNat},
 		{ServiceNamesMap, &m.ServiceNames},
+		{CountersMap, &m.Counters},
 		{SockRevNatMap, &m.SockRevNat},
 		{SockBackendMap, &m.SockBackend},
 	} {
@@ -60,7 +109,7 @@ func OpenPinned(pinDir string) (*Maps, error) {
 // Close releases the file descriptors; pinned maps stay in the kernel.
 func (m *Maps) Close() error {
 	var errs []error
-	for _, em := range []*ebpf.Map{m.Services, m.Backends, m.RevNat, m.ServiceNames, m.SockRevNat, m.SockBackend} {
+	for _, em := range m.ByName() {
 		if em != nil {
 			errs = append(errs, em.Close())
 		}

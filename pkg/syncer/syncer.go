@@ -267,7 +267,7 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Stats, 
 // those the maps hold afterwards.
 func (s *Syncer) writeBackends(services []*desired.FrontendEntry, st *Stats, errs *[]error) map[desired.Backend]uint32 {
 	mr := s.mirror
-	wantState := map[desired.Backend]uint8{}
+	wantState := map[desired.Backend]lbmap.BackendState{}
 	for _, svc := range services {
 		for _, b := range svc.Terminating {
 			if _, ok := wantState[b]; !ok {
@@ -577,7 +577,7 @@ func serviceKey(fe desired.Frontend, slot uint16) lbmap.ServiceKey {
 	return lbmap.NewServiceKey(fe.Addr, fe.Port, uint8(fe.Proto), lbmap.ScopeDefault, slot)
 }
 
-func kindFlags(k desired.FrontendKind) uint16 {
+func kindFlags(k desired.FrontendKind) lbmap.ServiceFlags {
 	switch k {
 	case desired.ClusterIP:
 		return lbmap.FlagClusterIP

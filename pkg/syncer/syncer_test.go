@@ -25,7 +25,7 @@ func newTestMaps(t testing.TB, maxEntries map[string]uint32) *lbmap.Maps {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatal(err)
 	}
-	spec, err := lbmap.LoadSockLB()
+	spec, err := lbmap.LoadSpec()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,233 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"go.uber.org/zap"
+)
+
+// linksDir holds one pinned link per attachment. A pinned link keeps its
+// program attached with no process running, so the datapath outlives the
+// agent, and a restarted agent swaps in its programs with one atomic update
+// instead of a detach/attach gap.
+const linksDir = "links"
+
+// AttachKind is the kind of thing a program attaches to.
+type AttachKind uint8
+
+const (
+	// AttachCgroup attaches to a cgroup v2 directory: the socket hooks.
+	// The north-south programs will add an XDP link per device and tcx
+	// links, each with its own kind.
+	AttachCgroup AttachKind = iota + 1
+)
+
+func (k AttachKind) String() string {
+	switch k {
+	case AttachCgroup:
+		return "cgroup"
+	}
+	return fmt.Sprintf("attach-kind(%d)", uint8(k))
+}
+
+// Attachment is one row of the attach table: which program goes where.
+type Attachment struct {
+	Program string // the program's name in its object, e.g. "connect4"
+	Kind    AttachKind
+	Target  string // AttachCgroup: the cgroup directory
+}
+
+// pinName is the link's file under links/, named for what it attaches to:
+// "cgroup-connect4" (one cgroup per node, so the hook names it), and later
+// "xdp-<ifname>" (one XDP program, one link per device).
+func (a Attachment) pinName() string {
+	if a.Kind == AttachCgroup {
+		return a.Kind.String() + "-" + a.Program
+	}
+	return a.Kind.String() + "-" + a.Target
+}
+
+// legacyPinName is the name socklb pinned the link under before the names
+// said their target (the bare program name), "" for kinds that had none.
+func (a Attachment) legacyPinName() string {
+	if a.Kind == AttachCgroup {
+		return a.Program
+	}
+	return ""
+}
+
+// Attachments is the attach table of cfg: every socket hook on cfg.Cgroup.
+func Attachments(cfg Config) []Attachment {
+	var table []Attachment
+	for _, prog := range []string{
+		sockProgConnect4, sockProgConnect6,
+		sockProgSendmsg4, sockProgSendmsg6,
+		sockProgRecvmsg4, sockProgRecvmsg6,
+		sockProgGetpeername4, sockProgGetpeername6,
+	} {
+		table = append(table, Attachment{Program: prog, Kind: AttachCgroup, Target: cfg.Cgroup})
+	}
+	return table
+}
+
+// attachAll attaches every row of table through a pinned link. On failure
+// the links made so far stay pinned, and so attached: a half-updated
+// datapath still serves, and the next start completes it.
+func attachAll(table []Attachment, progs programs, pinDir string, log *zap.Logger) ([]link.Link, error) {
+	var links []link.Link
+	for _, a := range table {
+		p, ok := progs[a.Program]
+		if !ok {
+			err := fmt.Errorf("attach %s to %s %s: no such program", a.Program, a.Kind, a.Target)
+			return nil, errors.Join(err, closeLinks(links))
+		}
+		l, err := attachOne(a, p, pinDir, log)
+		if err != nil {
+			return nil, errors.Join(err, closeLinks(links))
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+func closeLinks(links []link.Link) error {
+	var errs []error
+	for _, l := range links {
+		errs = append(errs, l.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// attachOne takes over the link pinned for a (under its name, or under the
+// legacy name, which it renames atomically), or attaches anew and pins.
+func attachOne(a Attachment, p program, pinDir string, log *zap.Logger) (link.Link, error) {
+	pin := filepath.Join(pinDir, linksDir, a.pinName())
+	l, err := takeOver(a, pin, p.prog)
+	if err != nil {
+		return nil, err
+	}
+	legacy := ""
+	if name := a.legacyPinName(); name != "" {
+		legacy = filepath.Join(pinDir, linksDir, name)
+	}
+	if l != nil {
+		log.Info("program replaced in pinned link", zap.String("program", a.Program), zap.String("pin", pin))
+		// Both namings at once: an older agent ran after this one. Its
+		// link would run the hook a second time.
+		if legacy != "" {
+			if err := detachPinned(legacy); err != nil {
+				l.Close()
+				return nil, err
+			}
+		}
+		return l, nil
+	}
+	if legacy != "" {
+		if l, err = takeOverLegacy(a, legacy, pin, p.prog, log); l != nil || err != nil {
+			return l, err
+		}
+	}
+	return attachNew(a, p, pin, log)
+}
+
+// takeOverLegacy takes over the link pinned under legacy and renames its pin
+// to pin: a rename on the bpffs, so the link never stops being pinned.
+func takeOverLegacy(a Attachment, legacy, pin string, prog *ebpf.Program, log *zap.Logger) (link.Link, error) {
+	l, err := takeOver(a, legacy, prog)
+	if l == nil || err != nil {
+		return nil, err
+	}
+	if err := l.Pin(pin); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("rename pinned link %s to %s: %w", legacy, pin, err)
+	}
+	log.Info("program replaced in pinned link", zap.String("program", a.Program), zap.String("pin", pin), zap.String("old_pin", legacy))
+	return l, nil
+}
+
+func attachNew(a Attachment, p program, pin string, log *zap.Logger) (link.Link, error) {
+	var l link.Link
+	var err error
+	switch a.Kind {
+	case AttachCgroup:
+		l, err = link.AttachCgroup(link.CgroupOptions{Path: a.Target, Attach: p.attachType, Program: p.prog})
+	default:
+		err = errors.New("unknown attach kind")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attach %s to %s %s: %w", a.Program, a.Kind, a.Target, err)
+	}
+	if err := l.Pin(pin); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pin link of %s at %s: %w", a.Program, pin, err)
+	}
+	log.Info("program attached", zap.String("program", a.Program), zap.Stringer("kind", a.Kind), zap.String("target", a.Target), zap.String("pin", pin))
+	return l, nil
+}
+
+// takeOver swaps prog into the link pinned at pin when that link is attached
+// to a's target. A link pinned for another target is detached, since the
+// operator moved the agent. It returns nil when there is no link to reuse.
+func takeOver(a Attachment, pin string, prog *ebpf.Program) (link.Link, error) {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open pinned link %s: %w", pin, err)
+	}
+	same, err := attachedTo(a, l)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	if same {
+		if err := l.Update(prog); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("replace the program of pinned link %s: %w", pin, err)
+		}
+		return l, nil
+	}
+	if err := l.Unpin(); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("detach stale link %s: %w", pin, err)
+	}
+	l.Close()
+	return nil, nil
+}
+
+// attachedTo says whether l is attached to a's target.
+func attachedTo(a Attachment, l link.Link) (bool, error) {
+	switch a.Kind {
+	case AttachCgroup:
+		want, err := cgroupID(a.Target)
+		if err != nil {
+			return false, err
+		}
+		info, err := l.Info()
+		return err == nil && info.Cgroup() != nil && info.Cgroup().CgroupId == want, nil
+	}
+	return false, fmt.Errorf("check the target of a %s link: unknown attach kind", a.Kind)
+}
+
+// detachPinned removes the link pinned at pin, if any: removing the last
+// reference to a link detaches its program.
+func detachPinned(pin string) error {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open pinned link %s: %w", pin, err)
+	}
+	defer l.Close()
+	if err := l.Unpin(); err != nil {
+		return fmt.Errorf("detach pinned link %s: %w", pin, err)
+	}
+	return nil
+}

@@ -3,30 +3,40 @@ package lbmap
 import (
 	"encoding/binary"
 	"net/netip"
+	"reflect"
+	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/cilium/ebpf/btf"
 )
 
-// The Go mirrors must have the sizes of the C structs the programs use.
+// Every Go mirror has the C struct's size and, field by field, its names,
+// offsets, sizes and Go types, as the layouts object's BTF declares them.
 func TestLayoutsMatchBTF(t *testing.T) {
-	spec, err := LoadSockLB()
+	spec, err := LoadSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
 		cStruct string
-		goSize  uintptr
+		goType  reflect.Type
 	}{
-		{"lb_service_key", unsafe.Sizeof(ServiceKey{})},
-		{"lb_service_value", unsafe.Sizeof(ServiceValue{})},
-		{"lb_backend", unsafe.Sizeof(Backend{})},
-		{"lb_rev_nat_value", unsafe.Sizeof(RevNat{})},
-		{"lb_service_name", unsafe.Sizeof(ServiceName{})},
-		{"lb_sock_key", unsafe.Sizeof(SockKey{})},
-		{"lb_sock_rev_nat_value", unsafe.Sizeof(SockRevNat{})},
-		{"lb_sock_backend_value", unsafe.Sizeof(SockBackend{})},
+		{"lb_service_key", reflect.TypeFor[ServiceKey]()},
+		{"lb_service_value", reflect.TypeFor[ServiceValue]()},
+		{"lb_backend", reflect.TypeFor[Backend]()},
+		{"lb_rev_nat_value", reflect.TypeFor[RevNat]()},
+		{"lb_service_name", reflect.TypeFor[ServiceName]()},
+		{"lb_sock_key", reflect.TypeFor[SockKey]()},
+		{"lb_sock_rev_nat_value", reflect.TypeFor[SockRevNat]()},
+		{"lb_sock_backend_value", reflect.TypeFor[SockBackend]()},
+	}
+	// A C field of enum type has the Go type of that enum's mirror.
+	enumTypes := map[string]reflect.Type{
+		"lb_scope":         reflect.TypeFor[Scope](),
+		"lb_service_flags": reflect.TypeFor[ServiceFlags](),
+		"lb_backend_state": reflect.TypeFor[BackendState](),
+		"lb_reason":        reflect.TypeFor[Reason](),
 	}
 	for _, tc := range cases {
 		t.Run(tc.cStruct, func(t *testing.T) {
@@ -34,10 +44,143 @@ func TestLayoutsMatchBTF(t *testing.T) {
 			if err := spec.Types.TypeByName(tc.cStruct, &s); err != nil {
 				t.Fatal(err)
 			}
-			if uintptr(s.Size) != tc.goSize {
-				t.Errorf("struct %s is %d bytes in C, %d in Go", tc.cStruct, s.Size, tc.goSize)
+			if uintptr(s.Size) != tc.goType.Size() {
+				t.Errorf("struct %s is %d bytes in C, %d in Go", tc.cStruct, s.Size, tc.goType.Size())
+			}
+			var fields []reflect.StructField
+			for i := range tc.goType.NumField() {
+				if f := tc.goType.Field(i); f.Name != "_" {
+					fields = append(fields, f)
+				}
+			}
+			if len(fields) != len(s.Members) {
+				t.Fatalf("struct %s has %d fields in C, %d in Go", tc.cStruct, len(s.Members), len(fields))
+			}
+			for i, m := range s.Members {
+				checkField(t, tc.cStruct, m, fields[i], enumTypes)
 			}
 		})
+	}
+}
+
+func checkField(t *testing.T, cStruct string, m btf.Member, f reflect.StructField, enumTypes map[string]reflect.Type) {
+	t.Helper()
+	if want := goFieldName(m.Name); f.Name != want {
+		t.Errorf("%s.%s is named %s in Go, want %s", cStruct, m.Name, f.Name, want)
+	}
+	if uintptr(m.Offset.Bytes()) != f.Offset {
+		t.Errorf("%s.%s is at byte %d in C, %d in Go", cStruct, m.Name, m.Offset.Bytes(), f.Offset)
+	}
+	size, err := btf.Sizeof(m.Type)
+	if err != nil {
+		t.Fatalf("%s.%s: %v", cStruct, m.Name, err)
+	}
+	if uintptr(size) != f.Type.Size() {
+		t.Errorf("%s.%s is %d bytes in C, %d in Go", cStruct, m.Name, size, f.Type.Size())
+	}
+	if e, ok := btf.UnderlyingType(m.Type).(*btf.Enum); ok && f.Type != enumTypes[e.Name] {
+		t.Errorf("%s.%s is enum %s in C, %s in Go", cStruct, m.Name, e.Name, f.Type)
+	}
+}
+
+// goFieldName is bpf2go's name for a C field: backend_id -> BackendId.
+func goFieldName(c string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(c, "_") {
+		if part != "" {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
+}
+
+// Every enumerator of every enum in the layouts has an exported Go constant
+// of the same value, and every Go constant is an enumerator.
+func TestConstantsMatchBTF(t *testing.T) {
+	spec, err := LoadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		cEnum  string
+		goSize uintptr
+		goVals map[string]uint64
+	}{
+		{"lb_scope", unsafe.Sizeof(Scope(0)), map[string]uint64{
+			"LB_SCOPE_DEFAULT":  uint64(ScopeDefault),
+			"LB_SCOPE_INTERNAL": uint64(ScopeInternal),
+		}},
+		{"lb_service_flags", unsafe.Sizeof(ServiceFlags(0)), map[string]uint64{
+			"LB_SVC_F_CLUSTER_IP":    uint64(FlagClusterIP),
+			"LB_SVC_F_NODE_PORT":     uint64(FlagNodePort),
+			"LB_SVC_F_EXTERNAL_IP":   uint64(FlagExternalIP),
+			"LB_SVC_F_LOAD_BALANCER": uint64(FlagLoadBalancer),
+			"LB_SVC_F_EXT_LOCAL":     uint64(FlagExtLocal),
+			"LB_SVC_F_INT_LOCAL":     uint64(FlagIntLocal),
+			"LB_SVC_F_AFFINITY":      uint64(FlagAffinity),
+			"LB_SVC_F_TWO_SCOPES":    uint64(FlagTwoScopes),
+		}},
+		{"lb_backend_state", unsafe.Sizeof(BackendState(0)), map[string]uint64{
+			"LB_BACKEND_ACTIVE":      uint64(BackendActive),
+			"LB_BACKEND_TERMINATING": uint64(BackendTerminating),
+		}},
+		{"lb_reason", unsafe.Sizeof(Reason(0)), map[string]uint64{
+			"LB_REASON_TRANSLATED":      uint64(ReasonTranslated),
+			"LB_REASON_NO_BACKEND":      uint64(ReasonNoBackend),
+			"LB_REASON_SLOT_MISSING":    uint64(ReasonSlotMissing),
+			"LB_REASON_BACKEND_MISSING": uint64(ReasonBackendMissing),
+			"LB_REASON_WRONG_FAMILY":    uint64(ReasonWrongFamily),
+			"LB_REASON_SOCK_MAP_WRITE":  uint64(ReasonSockMapWrite),
+			"LB_REASON_MAX":             uint64(ReasonMax),
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.cEnum, func(t *testing.T) {
+			var e *btf.Enum
+			if err := spec.Types.TypeByName(tc.cEnum, &e); err != nil {
+				t.Fatal(err)
+			}
+			if uintptr(e.Size) != tc.goSize {
+				t.Errorf("enum %s is %d bytes in C, %d in Go", tc.cEnum, e.Size, tc.goSize)
+			}
+			inC := map[string]bool{}
+			for _, v := range e.Values {
+				inC[v.Name] = true
+				got, ok := tc.goVals[v.Name]
+				if !ok {
+					t.Errorf("%s = %d has no Go constant", v.Name, v.Value)
+				} else if got != v.Value {
+					t.Errorf("%s is %d in C, %d in Go", v.Name, v.Value, got)
+				}
+			}
+			for name := range tc.goVals {
+				if !inC[name] {
+					t.Errorf("Go mirrors %s, which enum %s does not have", name, tc.cEnum)
+				}
+			}
+		})
+	}
+}
+
+// The counters map has a slot per reason, and every reason a name.
+func TestReasons(t *testing.T) {
+	spec, err := LoadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := spec.Maps[CountersMap].MaxEntries; got != uint32(ReasonMax) {
+		t.Errorf("%s has %d entries, want one per reason (%d)", CountersMap, got, ReasonMax)
+	}
+	seen := map[string]Reason{}
+	for r := Reason(0); r < ReasonMax; r++ {
+		name := r.String()
+		if name == "" {
+			t.Errorf("reason %d has no name", uint32(r))
+		}
+		if prev, ok := seen[name]; ok {
+			t.Errorf("reasons %d and %d are both named %q", uint32(prev), uint32(r), name)
+		}
+		seen[name] = r
 	}
 }
 
@@ -87,6 +230,12 @@ func TestStrings(t *testing.T) {
 		{"rev nat", NewRevNat(netip.MustParseAddr("10.96.0.10"), 53, 17).String(), "10.96.0.10:53/UDP"},
 		{"name", NewServiceName("default/web:http").String(), "default/web:http"},
 		{"flags", FlagsString(FlagClusterIP | FlagIntLocal | 1<<12), "ClusterIP|IntLocal|0x1000"},
+		{"flags as a Stringer", (FlagClusterIP | FlagTwoScopes).String(), "ClusterIP|TwoScopes"},
+		{"no flags", ServiceFlags(0).String(), "-"},
+		{"internal scope", ScopeInternal.String(), "internal"},
+		{"backend state", BackendTerminating.String(), "terminating"},
+		{"reason", ReasonNoBackend.String(), "no_backend"},
+		{"unknown reason", Reason(99).String(), "reason(99)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

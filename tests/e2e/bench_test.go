@@ -13,8 +13,14 @@ import (
 // connect4Stats reads the kernel's run count and run time of the connect4
 // program attached through the pinned link.
 func connect4Stats(b *testing.B, pinDir string) ebpf.ProgramStats {
+	return linkedProgStats(b, pinDir, "cgroup-connect4")
+}
+
+// linkedProgStats reads the run count and run time of the program attached
+// through the link pinned as links/<pin>.
+func linkedProgStats(b *testing.B, pinDir, pin string) ebpf.ProgramStats {
 	b.Helper()
-	l, err := link.LoadPinnedLink(filepath.Join(pinDir, "links", "connect4"), nil)
+	l, err := link.LoadPinnedLink(filepath.Join(pinDir, "links", pin), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

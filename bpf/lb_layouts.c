@@ -11,6 +11,7 @@
 #include "lib/lb_types.h"
 #include "lib/lb_maps.h"
 #include "lib/sock_maps.h"
+#include "lib/nodeport_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -15,6 +15,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "lib/addr.h"
 #include "lib/lb.h"
 #include "lib/sock_maps.h"
 
@@ -30,25 +31,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * refused connect() fail with ECONNREFUSED instead of the default EPERM. The
  * verifier prunes the call on kernels where this stays 0. */
 volatile const __u32 cfg_have_set_retval = 0;
-
-/* An address as the hooks see it: IPv4 is kept IPv4-mapped, like in the maps. */
-union lb_addr {
-	__u8  b[16];
-	__u32 w[4];
-};
-
-static __always_inline void addr_from_v4(union lb_addr *a, __u32 ip4)
-{
-	a->w[0] = 0;
-	a->w[1] = 0;
-	a->w[2] = bpf_htonl(0x0000ffff);
-	a->w[3] = ip4;
-}
-
-static __always_inline int addr_is_v4_mapped(const union lb_addr *a)
-{
-	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == bpf_htonl(0x0000ffff);
-}
 
 /* The verifier wants the ctx address fields read and written as whole,
  * constant-offset 32-bit words. */

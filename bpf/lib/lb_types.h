@@ -43,6 +43,8 @@ enum lb_service_flags : __u16 {
 	 * LB_SCOPE_INTERNAL instead (the traffic policies select different
 	 * backends for clients inside and outside the node). */
 	LB_SVC_F_TWO_SCOPES    = 1 << 7,
+	/* loadBalancerSourceRanges: outside clients must match lb_source_ranges. */
+	LB_SVC_F_SOURCE_RANGES = 1 << 8,
 };
 
 /* lb_backend.state. The slot position in the services map is what the
@@ -51,6 +53,11 @@ enum lb_service_flags : __u16 {
 enum lb_backend_state : __u8 {
 	LB_BACKEND_ACTIVE      = 0,
 	LB_BACKEND_TERMINATING = 1,
+};
+
+/* lb_backend.flags. */
+enum lb_backend_flags : __u16 {
+	LB_BACKEND_F_LOCAL = 1 << 0, /* the endpoint runs on this node */
 };
 
 /* Why a program did what it did with a frontend: the index into lb_counters
@@ -66,6 +73,14 @@ enum lb_reason : __u32 {
 	 * recvmsg/getpeername show the backend, or a UDP socket may change
 	 * backend on its next datagram. */
 	LB_REASON_SOCK_MAP_WRITE  = 5,
+	/* The north-south programs (XDP in, tc out). */
+	LB_REASON_SOURCE_RANGE    = 6, /* a client outside loadBalancerSourceRanges: dropped */
+	LB_REASON_NO_LOCAL_BACKEND = 7, /* externalTrafficPolicy=Local, none on this node: dropped */
+	LB_REASON_SNAT_PORTS      = 8, /* no free SNAT port for a remote backend: dropped */
+	LB_REASON_NAT_WRITE       = 9, /* the connection table could not be written: dropped */
+	LB_REASON_FIB_PASS        = 10, /* translated; no route or neighbour known: the stack forwards it */
+	LB_REASON_REPLY           = 11, /* a reply shown as coming from the frontend again */
+	LB_REASON_ICMP_ERROR      = 12, /* an ICMP error about a translated flow, translated back */
 	LB_REASON_MAX,
 };
 
@@ -99,7 +114,7 @@ struct lb_backend {
 	__u8   proto;
 	enum lb_backend_state state;
 	__u16  zone;  /* topology zone index, 0 = unknown */
-	__u16  flags;
+	enum lb_backend_flags flags;
 };
 
 /* rev_nat: service id -> the frontend a reply must appear to come from. */

@@ -32,7 +32,7 @@ struct {
 	__type(value, struct lb_node_cfg);
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_node_cfg SEC(".maps");
+} lb_node_config SEC(".maps");
 
 /* (service id, client prefix) -> 1 for loadBalancerSourceRanges. */
 struct {

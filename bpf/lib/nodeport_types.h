@@ -25,11 +25,6 @@ enum lb_flow_flags : __u16 {
 	LB_FLOW_F_LOCAL = 1 << 1, /* the backend is on this node */
 };
 
-/* lb_backend.flags. */
-enum lb_backend_flags : __u16 {
-	LB_BACKEND_F_LOCAL = 1 << 0, /* the endpoint runs on this node */
-};
-
 /* lb_nat: one flow's tuple in one direction. */
 struct lb_flow_key {
 	__u8   saddr[16];

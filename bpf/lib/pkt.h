@@ -19,11 +19,16 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <linux/icmp.h>
-#include <linux/icmpv6.h>
 #include <bpf/bpf_endian.h>
 
 #include "addr.h"
+
+/* ICMP types (linux/icmp.h would pull in libc headers). */
+#define ICMP_DEST_UNREACH   3
+#define ICMP_TIME_EXCEEDED  11
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PKT_TOOBIG   2
+#define ICMPV6_TIME_EXCEED  3
 
 #define IP4_HLEN  ((__u32)sizeof(struct iphdr))
 #define IP6_HLEN  ((__u32)sizeof(struct ipv6hdr))
@@ -49,13 +54,29 @@ struct lb_tuple {
 struct lb_pkt {
 	struct lb_tuple t;     /* the packet itself; ports zero for ICMP */
 	struct lb_tuple inner; /* PKT_ICMP_ERR: the packet it quotes */
-	__u32 l3_off;
-	__u32 l4_off;          /* TCP/UDP header, or the ICMP header */
-	__u32 inner_l3_off;
-	__u32 inner_l4_off;
 	__u16 l3_len;          /* the IP packet's length as its header says */
 	__u8  v6;
 };
+
+/* Where each header starts. Only fixed-size headers are parsed, so every
+ * offset follows from the family alone and stays a constant the verifier can
+ * bound (an offset read back from the stack would not be). */
+#define L3_OFF ((__u32)sizeof(struct ethhdr))
+
+static __always_inline __u32 pkt_l4_off(int v6)
+{
+	return L3_OFF + (v6 ? IP6_HLEN : IP4_HLEN);
+}
+
+static __always_inline __u32 pkt_inner_l3_off(int v6)
+{
+	return pkt_l4_off(v6) + ICMP_HLEN;
+}
+
+static __always_inline __u32 pkt_inner_l4_off(int v6)
+{
+	return pkt_inner_l3_off(v6) + (v6 ? IP6_HLEN : IP4_HLEN);
+}
 
 /* Parses the IP header at off (the family from v6) into t and returns the
  * offset of the transport header, or 0 when it is not translatable. */
@@ -126,11 +147,9 @@ static __always_inline enum pkt_kind pkt_parse(void *data, void *data_end, struc
 		p->v6 = 1;
 	else if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return PKT_OTHER;
-	p->l3_off = sizeof(*eth);
-	l4 = pkt_parse_ip(data, data_end, p->l3_off, p->v6, &p->t, &p->l3_len);
+	l4 = pkt_parse_ip(data, data_end, L3_OFF, p->v6, &p->t, &p->l3_len);
 	if (!l4)
 		return PKT_OTHER;
-	p->l4_off = l4;
 
 	__u8 icmp_proto = p->v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
 	if (p->t.proto != icmp_proto) {
@@ -143,11 +162,9 @@ static __always_inline enum pkt_kind pkt_parse(void *data, void *data_end, struc
 	if ((void *)(icmp + ICMP_HLEN) > data_end || !icmp_is_error(p->v6, icmp[0]))
 		return PKT_OTHER;
 	__u16 inner_len;
-	p->inner_l3_off = l4 + ICMP_HLEN;
-	p->inner_l4_off = pkt_parse_ip(data, data_end, p->inner_l3_off, p->v6, &p->inner, &inner_len);
-	if (!p->inner_l4_off)
+	if (!pkt_parse_ip(data, data_end, pkt_inner_l3_off(p->v6), p->v6, &p->inner, &inner_len))
 		return PKT_OTHER;
-	if (!pkt_parse_ports(data, data_end, p->inner_l4_off, &p->inner, QUOTED_L4_LEN))
+	if (!pkt_parse_ports(data, data_end, pkt_inner_l4_off(p->v6), &p->inner, QUOTED_L4_LEN))
 		return PKT_OTHER;
 	return PKT_ICMP_ERR;
 }

@@ -28,3 +28,12 @@ func (d *Datapath) ProgramID(name string) (ebpf.ProgramID, error) {
 	id, _ := info.ID()
 	return id, nil
 }
+
+// LoadNodePortPrograms loads the north-south object against m, for tests.
+func LoadNodePortPrograms(m *lbmap.Maps) (xdp, tcEgress *ebpf.Program, err error) {
+	p, err := loadNodePortPrograms(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.XDP, p.TCEgress, nil
+}

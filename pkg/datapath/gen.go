@@ -7,3 +7,4 @@ package datapath
 // The include path for <asm/types.h> is Debian's multiarch one; the object is
 // built for little-endian BPF only, which is what amd64 and arm64 nodes run.
 //go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -go-package datapath -no-global-types sock ../../bpf/sock_lb.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -go-package datapath -no-global-types nodeport ../../bpf/nodeport.c

@@ -42,7 +42,7 @@ func loadPrograms(m *lbmap.Maps, feats Features) (programs, error) {
 		return nil, fmt.Errorf("configure the socket object: %w", err)
 	}
 	var objs sockPrograms
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: m.ByName()}); err != nil {
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: m.ReplacementsFor(spec)}); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load BPF programs: the verifier refused them: %+v", verr)

@@ -84,3 +84,62 @@ func (n ServiceName) Get() string {
 	}
 	return string(b)
 }
+
+// NewFlowKey is the connection-table key of the packet src -> dst.
+func NewFlowKey(src, dst netip.AddrPort, proto uint8, dir FlowDir) FlowKey {
+	return FlowKey{Saddr: addrTo16(src.Addr()), Daddr: addrTo16(dst.Addr()),
+		Sport: portToNet(src.Port()), Dport: portToNet(dst.Port()), Proto: proto, Dir: dir}
+}
+
+// Src and Dst are the key's tuple, unmapped.
+func (k FlowKey) Src() netip.AddrPort {
+	return netip.AddrPortFrom(addrFrom16(k.Saddr), portFromNet(k.Sport))
+}
+
+func (k FlowKey) Dst() netip.AddrPort {
+	return netip.AddrPortFrom(addrFrom16(k.Daddr), portFromNet(k.Dport))
+}
+
+// NewSrc and NewDst are what a flow rewrites the source and destination to;
+// ok is false for a side it leaves alone.
+func (f Flow) NewSrc() (netip.AddrPort, bool) {
+	return rewritten(f.NewSaddr, f.NewSport)
+}
+
+func (f Flow) NewDst() (netip.AddrPort, bool) {
+	return rewritten(f.NewDaddr, f.NewDport)
+}
+
+func rewritten(addr [16]uint8, port uint16) (netip.AddrPort, bool) {
+	if addr == [16]uint8{} {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(addrFrom16(addr), portFromNet(port)), true
+}
+
+// NewNodeConfig is the node's SNAT configuration; an invalid address leaves
+// that family without SNAT (such flows to remote backends are dropped).
+func NewNodeConfig(snat4, snat6 netip.Addr, portMin, portMax uint16) NodeConfig {
+	c := NodeConfig{SnatPortMin: portMin, SnatPortMax: portMax}
+	if snat4.IsValid() {
+		c.SnatAddr4 = addrTo16(snat4)
+	}
+	if snat6.IsValid() {
+		c.SnatAddr6 = addrTo16(snat6)
+	}
+	return c
+}
+
+// NewSourceRangeKey is the source-ranges key letting prefix reach the
+// frontends of serviceID. An IPv4 prefix is stored IPv4-mapped, so it
+// covers 96 more bits.
+func NewSourceRangeKey(serviceID uint32, prefix netip.Prefix) SourceRangeKey {
+	bits := prefix.Bits()
+	if prefix.Addr().Is4() {
+		bits += 96
+	}
+	var id [4]byte
+	binary.BigEndian.PutUint32(id[:], serviceID)
+	return SourceRangeKey{Prefixlen: uint32(32 + bits), ServiceId: binary.NativeEndian.Uint32(id[:]),
+		Addr: addrTo16(prefix.Masked().Addr())}
+}

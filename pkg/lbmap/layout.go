@@ -16,10 +16,18 @@ type (
 	SockRevNat   = layoutsLbSockRevNatValue  // struct lb_sock_rev_nat_value
 	SockBackend  = layoutsLbSockBackendValue // struct lb_sock_backend_value
 
+	FlowKey        = layoutsLbFlowKey        // struct lb_flow_key
+	Flow           = layoutsLbFlow           // struct lb_flow
+	NodeConfig     = layoutsLbNodeCfg        // struct lb_node_cfg
+	SourceRangeKey = layoutsLbSourceRangeKey // struct lb_source_range_key
+
 	Scope        = layoutsLbScope        // enum lb_scope
 	ServiceFlags = layoutsLbServiceFlags // enum lb_service_flags
 	BackendState = layoutsLbBackendState // enum lb_backend_state
 	Reason       = layoutsLbReason       // enum lb_reason
+	BackendFlags = layoutsLbBackendFlags // enum lb_backend_flags
+	FlowDir      = layoutsLbFlowDir      // enum lb_flow_dir
+	FlowFlags    = layoutsLbFlowFlags    // enum lb_flow_flags
 )
 
 // Map names, which are also the pin file names under the pin directory.
@@ -31,6 +39,9 @@ const (
 	CountersMap     = layoutsMapLbCounters
 	SockRevNatMap   = layoutsMapLbSockRevNat
 	SockBackendMap  = layoutsMapLbSockBackend
+	NatMap          = layoutsMapLbNat
+	NodeConfigMap   = layoutsMapLbNodeConfig
+	SourceRangesMap = layoutsMapLbSourceRanges
 )
 
 // DefaultPinDir is where a node's agent pins its maps and links.
@@ -49,6 +60,14 @@ const (
 	FlagIntLocal     = layoutsLbServiceFlagsLB_SVC_F_INT_LOCAL
 	FlagAffinity     = layoutsLbServiceFlagsLB_SVC_F_AFFINITY
 	FlagTwoScopes    = layoutsLbServiceFlagsLB_SVC_F_TWO_SCOPES
+	FlagSourceRanges = layoutsLbServiceFlagsLB_SVC_F_SOURCE_RANGES
+
+	BackendLocal = layoutsLbBackendFlagsLB_BACKEND_F_LOCAL
+
+	FlowForward = layoutsLbFlowDirLB_FLOW_FWD
+	FlowReply   = layoutsLbFlowDirLB_FLOW_REV
+	FlowSNAT    = layoutsLbFlowFlagsLB_FLOW_F_SNAT
+	FlowLocal   = layoutsLbFlowFlagsLB_FLOW_F_LOCAL
 
 	BackendActive      = layoutsLbBackendStateLB_BACKEND_ACTIVE
 	BackendTerminating = layoutsLbBackendStateLB_BACKEND_TERMINATING
@@ -59,6 +78,13 @@ const (
 	ReasonBackendMissing = layoutsLbReasonLB_REASON_BACKEND_MISSING
 	ReasonWrongFamily    = layoutsLbReasonLB_REASON_WRONG_FAMILY
 	ReasonSockMapWrite   = layoutsLbReasonLB_REASON_SOCK_MAP_WRITE
+	ReasonSourceRange    = layoutsLbReasonLB_REASON_SOURCE_RANGE
+	ReasonNoLocalBackend = layoutsLbReasonLB_REASON_NO_LOCAL_BACKEND
+	ReasonSNATPorts      = layoutsLbReasonLB_REASON_SNAT_PORTS
+	ReasonNatWrite       = layoutsLbReasonLB_REASON_NAT_WRITE
+	ReasonFibPass        = layoutsLbReasonLB_REASON_FIB_PASS
+	ReasonReply          = layoutsLbReasonLB_REASON_REPLY
+	ReasonICMPError      = layoutsLbReasonLB_REASON_ICMP_ERROR
 	// ReasonMax is the number of reasons, the size of the counters map.
 	ReasonMax = layoutsLbReasonLB_REASON_MAX
 )
@@ -71,6 +97,13 @@ var reasonNames = [ReasonMax]string{
 	ReasonBackendMissing: "backend_missing",
 	ReasonWrongFamily:    "wrong_family",
 	ReasonSockMapWrite:   "sock_map_write",
+	ReasonSourceRange:    "source_range",
+	ReasonNoLocalBackend: "no_local_backend",
+	ReasonSNATPorts:      "snat_ports",
+	ReasonNatWrite:       "nat_write",
+	ReasonFibPass:        "fib_pass",
+	ReasonReply:          "reply",
+	ReasonICMPError:      "icmp_error",
 }
 
 func (r Reason) String() string {
@@ -92,6 +125,7 @@ var flagNames = []struct {
 	{FlagIntLocal, "IntLocal"},
 	{FlagAffinity, "Affinity"},
 	{FlagTwoScopes, "TwoScopes"},
+	{FlagSourceRanges, "SourceRanges"},
 }
 
 // FlagsString names the set bits of a master entry's flags, "ClusterIP|IntLocal".

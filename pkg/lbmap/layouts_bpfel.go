@@ -20,8 +20,14 @@ type layoutsLbBackend struct {
 	Proto uint8
 	State layoutsLbBackendState
 	Zone  uint16
-	Flags uint16
+	Flags layoutsLbBackendFlags
 }
+
+type layoutsLbBackendFlags uint16
+
+const (
+	layoutsLbBackendFlagsLB_BACKEND_F_LOCAL layoutsLbBackendFlags = 1
+)
 
 type layoutsLbBackendState uint8
 
@@ -30,16 +36,70 @@ const (
 	layoutsLbBackendStateLB_BACKEND_TERMINATING layoutsLbBackendState = 1
 )
 
+type layoutsLbFlow struct {
+	_         structs.HostLayout
+	NewSaddr  [16]uint8
+	NewDaddr  [16]uint8
+	NewSport  uint16
+	NewDport  uint16
+	BackendId uint32
+	ServiceId uint32
+	Flags     layoutsLbFlowFlags
+	Pad       uint16
+	CreatedNs uint64
+}
+
+type layoutsLbFlowDir uint8
+
+const (
+	layoutsLbFlowDirLB_FLOW_FWD layoutsLbFlowDir = 0
+	layoutsLbFlowDirLB_FLOW_REV layoutsLbFlowDir = 1
+)
+
+type layoutsLbFlowFlags uint16
+
+const (
+	layoutsLbFlowFlagsLB_FLOW_F_SNAT  layoutsLbFlowFlags = 1
+	layoutsLbFlowFlagsLB_FLOW_F_LOCAL layoutsLbFlowFlags = 2
+)
+
+type layoutsLbFlowKey struct {
+	_     structs.HostLayout
+	Saddr [16]uint8
+	Daddr [16]uint8
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Dir   layoutsLbFlowDir
+	Pad   [2]uint8
+}
+
+type layoutsLbNodeCfg struct {
+	_           structs.HostLayout
+	SnatAddr4   [16]uint8
+	SnatAddr6   [16]uint8
+	SnatPortMin uint16
+	SnatPortMax uint16
+	Pad         uint32
+}
+
 type layoutsLbReason uint32
 
 const (
-	layoutsLbReasonLB_REASON_TRANSLATED      layoutsLbReason = 0
-	layoutsLbReasonLB_REASON_NO_BACKEND      layoutsLbReason = 1
-	layoutsLbReasonLB_REASON_SLOT_MISSING    layoutsLbReason = 2
-	layoutsLbReasonLB_REASON_BACKEND_MISSING layoutsLbReason = 3
-	layoutsLbReasonLB_REASON_WRONG_FAMILY    layoutsLbReason = 4
-	layoutsLbReasonLB_REASON_SOCK_MAP_WRITE  layoutsLbReason = 5
-	layoutsLbReasonLB_REASON_MAX             layoutsLbReason = 6
+	layoutsLbReasonLB_REASON_TRANSLATED       layoutsLbReason = 0
+	layoutsLbReasonLB_REASON_NO_BACKEND       layoutsLbReason = 1
+	layoutsLbReasonLB_REASON_SLOT_MISSING     layoutsLbReason = 2
+	layoutsLbReasonLB_REASON_BACKEND_MISSING  layoutsLbReason = 3
+	layoutsLbReasonLB_REASON_WRONG_FAMILY     layoutsLbReason = 4
+	layoutsLbReasonLB_REASON_SOCK_MAP_WRITE   layoutsLbReason = 5
+	layoutsLbReasonLB_REASON_SOURCE_RANGE     layoutsLbReason = 6
+	layoutsLbReasonLB_REASON_NO_LOCAL_BACKEND layoutsLbReason = 7
+	layoutsLbReasonLB_REASON_SNAT_PORTS       layoutsLbReason = 8
+	layoutsLbReasonLB_REASON_NAT_WRITE        layoutsLbReason = 9
+	layoutsLbReasonLB_REASON_FIB_PASS         layoutsLbReason = 10
+	layoutsLbReasonLB_REASON_REPLY            layoutsLbReason = 11
+	layoutsLbReasonLB_REASON_ICMP_ERROR       layoutsLbReason = 12
+	layoutsLbReasonLB_REASON_MAX              layoutsLbReason = 13
 )
 
 type layoutsLbRevNatValue struct {
@@ -68,6 +128,7 @@ const (
 	layoutsLbServiceFlagsLB_SVC_F_INT_LOCAL     layoutsLbServiceFlags = 32
 	layoutsLbServiceFlagsLB_SVC_F_AFFINITY      layoutsLbServiceFlags = 64
 	layoutsLbServiceFlagsLB_SVC_F_TWO_SCOPES    layoutsLbServiceFlags = 128
+	layoutsLbServiceFlagsLB_SVC_F_SOURCE_RANGES layoutsLbServiceFlags = 256
 )
 
 type layoutsLbServiceKey struct {
@@ -118,17 +179,27 @@ type layoutsLbSockRevNatValue struct {
 	ServiceId uint32
 }
 
+type layoutsLbSourceRangeKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	ServiceId uint32
+	Addr      [16]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	layoutsMapLbBackends     = "lb_backends"
 	layoutsMapLbCounters     = "lb_counters"
+	layoutsMapLbNat          = "lb_nat"
+	layoutsMapLbNodeConfig   = "lb_node_config"
 	layoutsMapLbRevNat       = "lb_rev_nat"
 	layoutsMapLbServiceNames = "lb_service_names"
 	layoutsMapLbServices     = "lb_services"
 	layoutsMapLbSockBackend  = "lb_sock_backend"
 	layoutsMapLbSockRevNat   = "lb_sock_rev_nat"
+	layoutsMapLbSourceRanges = "lb_source_ranges"
 )
 
 // loadLayouts returns the embedded CollectionSpec for layouts.
@@ -181,11 +252,14 @@ type layoutsProgramSpecs struct {
 type layoutsMapSpecs struct {
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbNat          *ebpf.MapSpec `ebpf:"lb_nat"`
+	LbNodeConfig   *ebpf.MapSpec `ebpf:"lb_node_config"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServiceNames *ebpf.MapSpec `ebpf:"lb_service_names"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
 	LbSockBackend  *ebpf.MapSpec `ebpf:"lb_sock_backend"`
 	LbSockRevNat   *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 }
 
 // layoutsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -216,22 +290,28 @@ func (o *layoutsObjects) Close() error {
 type layoutsMaps struct {
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
+	LbNat          *ebpf.Map `ebpf:"lb_nat"`
+	LbNodeConfig   *ebpf.Map `ebpf:"lb_node_config"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServiceNames *ebpf.Map `ebpf:"lb_service_names"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
 	LbSockBackend  *ebpf.Map `ebpf:"lb_sock_backend"`
 	LbSockRevNat   *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
 }
 
 func (m *layoutsMaps) Close() error {
 	return _LayoutsClose(
 		m.LbBackends,
 		m.LbCounters,
+		m.LbNat,
+		m.LbNodeConfig,
 		m.LbRevNat,
 		m.LbServiceNames,
 		m.LbServices,
 		m.LbSockBackend,
 		m.LbSockRevNat,
+		m.LbSourceRanges,
 	)
 }
 

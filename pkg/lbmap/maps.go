@@ -19,6 +19,10 @@ type Maps struct {
 	Counters     *ebpf.Map // per CPU, indexed by Reason
 	SockRevNat   *ebpf.Map
 	SockBackend  *ebpf.Map
+	// The north-south datapath's (XDP and tc on the node's devices).
+	Nat          *ebpf.Map // LRU connection table, FlowKey -> Flow
+	NodeConfig   *ebpf.Map // one NodeConfig, key 0
+	SourceRanges *ebpf.Map // LPM trie, SourceRangeKey -> 1
 }
 
 // LoadSpec reads the layouts object: every map of every socklb program and
@@ -61,6 +65,9 @@ func fromObjects(m *layoutsMaps) *Maps {
 		Counters:     m.LbCounters,
 		SockRevNat:   m.LbSockRevNat,
 		SockBackend:  m.LbSockBackend,
+		Nat:          m.LbNat,
+		NodeConfig:   m.LbNodeConfig,
+		SourceRanges: m.LbSourceRanges,
 	}
 }
 
@@ -76,7 +83,23 @@ func (m *Maps) ByName() map[string]*ebpf.Map {
 		CountersMap:     m.Counters,
 		SockRevNatMap:   m.SockRevNat,
 		SockBackendMap:  m.SockBackend,
+		NatMap:          m.Nat,
+		NodeConfigMap:   m.NodeConfig,
+		SourceRangesMap: m.SourceRanges,
 	}
+}
+
+// ReplacementsFor is ByName cut to the maps spec declares: each program
+// object declares only the maps it uses, and cilium/ebpf refuses a
+// replacement for a map the object does not have.
+func (m *Maps) ReplacementsFor(spec *ebpf.CollectionSpec) map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	for name, em := range m.ByName() {
+		if _, ok := spec.Maps[name]; ok {
+			out[name] = em
+		}
+	}
+	return out
 }
 
 // OpenPinned opens the maps pinned under pinDir read-only: readers such as
@@ -94,6 +117,9 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{CountersMap, &m.Counters},
 		{SockRevNatMap, &m.SockRevNat},
 		{SockBackendMap, &m.SockBackend},
+		{NatMap, &m.Nat},
+		{NodeConfigMap, &m.NodeConfig},
+		{SourceRangesMap, &m.SourceRanges},
 	} {
 		path := filepath.Join(pinDir, pin.name)
 		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})

@@ -30,6 +30,10 @@ func TestLayoutsMatchBTF(t *testing.T) {
 		{"lb_sock_key", reflect.TypeFor[SockKey]()},
 		{"lb_sock_rev_nat_value", reflect.TypeFor[SockRevNat]()},
 		{"lb_sock_backend_value", reflect.TypeFor[SockBackend]()},
+		{"lb_flow_key", reflect.TypeFor[FlowKey]()},
+		{"lb_flow", reflect.TypeFor[Flow]()},
+		{"lb_node_cfg", reflect.TypeFor[NodeConfig]()},
+		{"lb_source_range_key", reflect.TypeFor[SourceRangeKey]()},
 	}
 	// A C field of enum type has the Go type of that enum's mirror.
 	enumTypes := map[string]reflect.Type{
@@ -37,6 +41,9 @@ func TestLayoutsMatchBTF(t *testing.T) {
 		"lb_service_flags": reflect.TypeFor[ServiceFlags](),
 		"lb_backend_state": reflect.TypeFor[BackendState](),
 		"lb_reason":        reflect.TypeFor[Reason](),
+		"lb_backend_flags": reflect.TypeFor[BackendFlags](),
+		"lb_flow_dir":      reflect.TypeFor[FlowDir](),
+		"lb_flow_flags":    reflect.TypeFor[FlowFlags](),
 	}
 	for _, tc := range cases {
 		t.Run(tc.cStruct, func(t *testing.T) {
@@ -119,19 +126,38 @@ func TestConstantsMatchBTF(t *testing.T) {
 			"LB_SVC_F_INT_LOCAL":     uint64(FlagIntLocal),
 			"LB_SVC_F_AFFINITY":      uint64(FlagAffinity),
 			"LB_SVC_F_TWO_SCOPES":    uint64(FlagTwoScopes),
+			"LB_SVC_F_SOURCE_RANGES": uint64(FlagSourceRanges),
+		}},
+		{"lb_backend_flags", unsafe.Sizeof(BackendFlags(0)), map[string]uint64{
+			"LB_BACKEND_F_LOCAL": uint64(BackendLocal),
+		}},
+		{"lb_flow_dir", unsafe.Sizeof(FlowDir(0)), map[string]uint64{
+			"LB_FLOW_FWD": uint64(FlowForward),
+			"LB_FLOW_REV": uint64(FlowReply),
+		}},
+		{"lb_flow_flags", unsafe.Sizeof(FlowFlags(0)), map[string]uint64{
+			"LB_FLOW_F_SNAT":  uint64(FlowSNAT),
+			"LB_FLOW_F_LOCAL": uint64(FlowLocal),
 		}},
 		{"lb_backend_state", unsafe.Sizeof(BackendState(0)), map[string]uint64{
 			"LB_BACKEND_ACTIVE":      uint64(BackendActive),
 			"LB_BACKEND_TERMINATING": uint64(BackendTerminating),
 		}},
 		{"lb_reason", unsafe.Sizeof(Reason(0)), map[string]uint64{
-			"LB_REASON_TRANSLATED":      uint64(ReasonTranslated),
-			"LB_REASON_NO_BACKEND":      uint64(ReasonNoBackend),
-			"LB_REASON_SLOT_MISSING":    uint64(ReasonSlotMissing),
-			"LB_REASON_BACKEND_MISSING": uint64(ReasonBackendMissing),
-			"LB_REASON_WRONG_FAMILY":    uint64(ReasonWrongFamily),
-			"LB_REASON_SOCK_MAP_WRITE":  uint64(ReasonSockMapWrite),
-			"LB_REASON_MAX":             uint64(ReasonMax),
+			"LB_REASON_TRANSLATED":       uint64(ReasonTranslated),
+			"LB_REASON_NO_BACKEND":       uint64(ReasonNoBackend),
+			"LB_REASON_SLOT_MISSING":     uint64(ReasonSlotMissing),
+			"LB_REASON_BACKEND_MISSING":  uint64(ReasonBackendMissing),
+			"LB_REASON_WRONG_FAMILY":     uint64(ReasonWrongFamily),
+			"LB_REASON_SOCK_MAP_WRITE":   uint64(ReasonSockMapWrite),
+			"LB_REASON_SOURCE_RANGE":     uint64(ReasonSourceRange),
+			"LB_REASON_NO_LOCAL_BACKEND": uint64(ReasonNoLocalBackend),
+			"LB_REASON_SNAT_PORTS":       uint64(ReasonSNATPorts),
+			"LB_REASON_NAT_WRITE":        uint64(ReasonNatWrite),
+			"LB_REASON_FIB_PASS":         uint64(ReasonFibPass),
+			"LB_REASON_REPLY":            uint64(ReasonReply),
+			"LB_REASON_ICMP_ERROR":       uint64(ReasonICMPError),
+			"LB_REASON_MAX":              uint64(ReasonMax),
 		}},
 	}
 	for _, tc := range cases {

@@ -58,8 +58,8 @@ var frontends = []frontendFixture{
 	{addr: ap(nodeIP6, 30080), proto: 6, flags: lbmap.FlagNodePort, backends: []netip.AddrPort{localPod6}, local: true},
 	{addr: ap(nodeIP6, 30081), proto: 6, flags: lbmap.FlagNodePort, backends: []netip.AddrPort{remotePod6}},
 	{addr: ap(nodeIP6, 30083), proto: 17, flags: lbmap.FlagNodePort, backends: []netip.AddrPort{remotePod6}},
-	{addr: ap(nodeIP4, 30090), proto: 6, flags: lbmap.FlagNodePort},                                    // no endpoints
-	{addr: ap(nodeIP4, 30091), proto: 6, flags: lbmap.FlagNodePort | lbmap.FlagExtLocal},               // eTP=Local, none here
+	{addr: ap(nodeIP4, 30090), proto: 6, flags: lbmap.FlagNodePort},                      // no endpoints
+	{addr: ap(nodeIP4, 30091), proto: 6, flags: lbmap.FlagNodePort | lbmap.FlagExtLocal}, // eTP=Local, none here
 	{addr: ap(nodeIP4, 30092), proto: 6, flags: lbmap.FlagNodePort | lbmap.FlagExtLocal, backends: []netip.AddrPort{localPod4}, local: true},
 	{addr: ap(lbIP, 80), proto: 6, flags: lbmap.FlagLoadBalancer | lbmap.FlagSourceRanges, backends: []netip.AddrPort{localPod4}, local: true,
 		ranges: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},

@@ -38,6 +38,8 @@ func (f *Frontend) Exposed() int {
 // Regions returns the backend ids the master exposes, active and
 // terminating; a missing slot reads as id 0.
 func (f *Frontend) Regions() (active, terminating []uint32) {
+	active = make([]uint32, 0, f.Master.Count)
+	terminating = make([]uint32, 0, f.Master.Terminating)
 	for slot := 1; slot <= f.Exposed(); slot++ {
 		id := f.Slots[uint16(slot)]
 		if slot <= int(f.Master.Count) {

@@ -16,15 +16,15 @@ import (
 type applier struct {
 	t       lbmap.Tables
 	mr      *mirror
-	labels  map[desired.Frontend]string
+	label   func(desired.Frontend) string
 	failed  map[desired.Frontend]bool
 	changes map[frontendScope]Change
 	res     Result
 	errs    []error
 }
 
-func newApplier(t lbmap.Tables, mr *mirror, labels map[desired.Frontend]string) *applier {
-	return &applier{t: t, mr: mr, labels: labels, failed: map[desired.Frontend]bool{}, changes: map[frontendScope]Change{}}
+func newApplier(t lbmap.Tables, mr *mirror, label func(desired.Frontend) string) *applier {
+	return &applier{t: t, mr: mr, label: label, failed: map[desired.Frontend]bool{}, changes: map[frontendScope]Change{}}
 }
 
 // run applies ops, batching the consecutive ones of one action.
@@ -124,10 +124,10 @@ func (a *applier) fail(o *op, err error) {
 		b := backendOfValue(o.backend)
 		a.errs = append(a.errs, fmt.Errorf("write backend %s: %w", b, err))
 		for _, fe := range o.users {
-			a.failFrontend(fe, fmt.Errorf("%s: not changed: backend %s could not be written", a.labels[fe], b))
+			a.failFrontend(fe, fmt.Errorf("%s: not changed: backend %s could not be written", a.label(fe), b))
 		}
 	case o.owned():
-		a.failFrontend(o.fs.fe, fmt.Errorf("%s: %s: %w", a.labels[o.fs.fe], what, err))
+		a.failFrontend(o.fs.fe, fmt.Errorf("%s: %s: %w", a.label(o.fs.fe), what, err))
 	case o.action == deleteBackend:
 		a.errs = append(a.errs, fmt.Errorf("%s %s (id %d): %w", what, backendOfValue(a.mr.backends[o.id]), o.id, err))
 	case o.action == deleteStray:

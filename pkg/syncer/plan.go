@@ -1,7 +1,6 @@
 package syncer
 
 import (
-	"cmp"
 	"fmt"
 	"iter"
 	"maps"
@@ -82,9 +81,10 @@ func (o *op) owned() bool {
 type plan struct {
 	ops  []op
 	errs []error // frontends and backends left out while planning
-	// labels say, for errors, what the plan does to each frontend:
-	// "program default/web (10.96.0.10:80/TCP)" or "remove ...".
-	labels map[desired.Frontend]string
+	// state is the desired state planned from, and removing the Service
+	// names of the frontends the plan removes, for errors (label).
+	state    *desired.State
+	removing map[desired.Frontend]string
 	// serviceIDs and backendIDs are the allocators after this plan's
 	// allocations; the syncer keeps them once the plan is applied.
 	serviceIDs, backendIDs idAllocator
@@ -118,11 +118,13 @@ type planner struct {
 	mr   *mirror
 	caps capacities
 	p    *plan
-	// usable maps each backend the planned frontends need to its id, and
-	// state says whether it is active for any of them.
+	// wanted are the backends the planned frontends need, sorted; usable
+	// maps them to their ids, state says whether each is active for any of
+	// them, and write holds those whose entry is missing or differs.
+	wanted    []desired.Backend
 	usable    map[desired.Backend]uint32
-	backendOf map[uint32]desired.Backend
 	state     map[desired.Backend]uint8
+	write     map[uint32]lbmap.Backend
 	allocated map[uint32]bool // service ids handed out by this plan
 	// refDelta is how the plan changes each backend's and service id's
 	// reference count; releasers are the frontends that drop a reference.
@@ -139,13 +141,12 @@ func (s *Syncer) plan(state *desired.State, changed []desired.Frontend) *plan {
 		mr:   s.mirror,
 		caps: s.caps,
 		p: &plan{
-			labels:     map[desired.Frontend]string{},
+			state:      state,
+			removing:   map[desired.Frontend]string{},
 			serviceIDs: s.serviceIDs,
 			backendIDs: s.backendIDs,
 		},
-		usable:           map[desired.Backend]uint32{},
-		backendOf:        map[uint32]desired.Backend{},
-		state:            map[desired.Backend]uint8{},
+		write:            map[uint32]lbmap.Backend{},
 		allocated:        map[uint32]bool{},
 		backendDelta:     map[uint32]int{},
 		backendReleasers: map[uint32][]desired.Frontend{},
@@ -192,12 +193,9 @@ func (pl *planner) selectFrontends(state *desired.State, changed []desired.Front
 			}
 		}
 	}
-	for _, svc := range services {
-		pl.p.labels[svc.Frontend] = fmt.Sprintf("program %s (%s)", svc.Name, svc.Frontend)
-	}
 	gone := slices.SortedFunc(maps.Keys(goneSet), desired.Frontend.Compare)
 	for _, fe := range gone {
-		pl.p.labels[fe] = fmt.Sprintf("remove %s (%s)", pl.heldName(fe), fe)
+		pl.p.removing[fe] = pl.heldName(fe)
 	}
 	return services, gone
 }
@@ -209,6 +207,19 @@ func (pl *planner) holds(fe desired.Frontend) bool {
 		}
 	}
 	return false
+}
+
+// label says, for an error, what the plan does to a frontend:
+// "program default/web (10.96.0.10:80/TCP)" or "remove default/web (...)".
+func (p *plan) label(fe desired.Frontend) string {
+	if name, ok := p.removing[fe]; ok {
+		return fmt.Sprintf("remove %s (%s)", name, fe)
+	}
+	var name desired.ServicePortName
+	if svc, ok := p.state.Frontends[fe]; ok {
+		name = svc.Name
+	}
+	return fmt.Sprintf("program %s (%s)", name, fe)
 }
 
 // heldName is the Service name the maps hold for a frontend.
@@ -226,6 +237,12 @@ func (pl *planner) heldName(fe desired.Frontend) string {
 // assignBackendIDs finds or allocates the id of every backend the services
 // use, as long as the backends map has room.
 func (pl *planner) assignBackendIDs(services []*desired.FrontendEntry) {
+	n := 0
+	for _, svc := range services {
+		n += len(svc.Active) + len(svc.Terminating)
+	}
+	pl.state = make(map[desired.Backend]uint8, n)
+	pl.usable = make(map[desired.Backend]uint32, n)
 	for _, svc := range services {
 		for _, scope := range scopes {
 			set, ok := backendSet(svc, scope)
@@ -242,10 +259,14 @@ func (pl *planner) assignBackendIDs(services []*desired.FrontendEntry) {
 			}
 		}
 	}
-	wanted := slices.SortedFunc(maps.Keys(pl.state), desired.Backend.Compare)
+	pl.wanted = make([]desired.Backend, 0, len(pl.state))
+	for b := range pl.state {
+		pl.wanted = append(pl.wanted, b)
+	}
+	slices.SortFunc(pl.wanted, desired.Backend.Compare)
 	room := pl.caps.backends - len(pl.mr.backends)
 	inUse := func(id uint32) bool { _, ok := pl.mr.backends[id]; return ok }
-	for _, b := range wanted {
+	for _, b := range pl.wanted {
 		id, ok := pl.mr.backendIDs[b]
 		if !ok {
 			if room <= 0 {
@@ -260,16 +281,21 @@ func (pl *planner) assignBackendIDs(services []*desired.FrontendEntry) {
 			}
 		}
 		pl.usable[b] = id
-		pl.backendOf[id] = b
+		v := backendValue(b, pl.state[b])
+		if cur, ok := pl.mr.backends[id]; !ok || cur != v {
+			pl.write[id] = v
+		}
 	}
 }
 
 // layoutFrontend decides svc's id and, per scope, its slots and master.
 func (pl *planner) layoutFrontend(svc *desired.FrontendEntry) *frontendPlan {
 	fp := &frontendPlan{svc: svc}
-	for _, scope := range scopes {
-		if e, ok := pl.mr.frontends[frontendScope{svc.Frontend, scope}]; ok && !fp.existing {
-			fp.id, fp.existing = e.master.ServiceId, true
+	var held [len(scopes)]*scopeEntries
+	for i, scope := range scopes {
+		held[i] = pl.mr.frontends[frontendScope{svc.Frontend, scope}]
+		if held[i] != nil && !fp.existing {
+			fp.id, fp.existing = held[i].master.ServiceId, true
 		}
 	}
 	if !fp.existing {
@@ -281,9 +307,13 @@ func (pl *planner) layoutFrontend(svc *desired.FrontendEntry) *frontendPlan {
 		pl.allocated[id] = true
 		fp.id = id
 	}
-	for _, scope := range scopes {
-		fs := frontendScope{svc.Frontend, scope}
-		entry := pl.mr.frontends[fs]
+	if svc.Internal != nil {
+		fp.scopes = make([]scopePlan, 0, 2)
+	} else {
+		fp.scopes = make([]scopePlan, 0, 1)
+	}
+	for i, scope := range scopes {
+		fs, entry := frontendScope{svc.Frontend, scope}, held[i]
 		set, wanted := backendSet(svc, scope)
 		if !wanted {
 			if entry != nil {
@@ -338,16 +368,14 @@ func (pl *planner) reserveRoom(fps []*frontendPlan) {
 	mr := pl.mr
 	servicesRoom := pl.caps.services - len(mr.strays) - mr.serviceEntries
 	revNatRoom := min(pl.caps.revNat, pl.caps.names) - max(len(mr.revNat), len(mr.names))
-	ordered := slices.Clone(fps)
-	slices.SortStableFunc(ordered, func(a, b *frontendPlan) int {
-		if a.existing == b.existing {
-			return 0
+	ordered := make([]*frontendPlan, 0, len(fps))
+	for _, existing := range []bool{true, false} {
+		for _, fp := range fps {
+			if fp.existing == existing {
+				ordered = append(ordered, fp)
+			}
 		}
-		if a.existing {
-			return -1
-		}
-		return 1
-	})
+	}
 	for _, fp := range ordered {
 		need := 0
 		for _, sp := range fp.scopes {
@@ -392,7 +420,7 @@ func (sp *scopePlan) newEntries() int {
 // planWrites adds the writes: backends, rev_nat and names, slots, internal
 // masters, default masters.
 func (pl *planner) planWrites(fps []*frontendPlan) {
-	var live []*frontendPlan
+	live := make([]*frontendPlan, 0, len(fps))
 	for _, fp := range fps {
 		if !fp.failed {
 			live = append(live, fp)
@@ -435,12 +463,20 @@ func (pl *planner) planWrites(fps []*frontendPlan) {
 }
 
 // planBackendWrites writes every backend a frontend's new slots name whose
-// entry is missing or differs.
+// entry is missing or differs (pl.write). Its users are looked for only when there is
+// such a backend: in a resync there is usually none.
 func (pl *planner) planBackendWrites(live []*frontendPlan) {
+	write := pl.write
+	if len(write) == 0 {
+		return
+	}
 	users := map[uint32][]desired.Frontend{}
 	for _, fp := range live {
 		for _, sp := range fp.scopes {
 			for _, id := range sp.layout {
+				if _, ok := write[id]; !ok {
+					continue
+				}
 				if us := users[id]; len(us) == 0 || us[len(us)-1] != fp.svc.Frontend {
 					users[id] = append(us, fp.svc.Frontend)
 				}
@@ -448,12 +484,7 @@ func (pl *planner) planBackendWrites(live []*frontendPlan) {
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(users)) {
-		b := pl.backendOf[id]
-		v := backendValue(b, pl.state[b])
-		if cur, ok := pl.mr.backends[id]; ok && cur == v {
-			continue
-		}
-		pl.add(op{action: writeBackend, id: id, backend: v, users: users[id]})
+		pl.add(op{action: writeBackend, id: id, backend: write[id], users: users[id]})
 	}
 }
 
@@ -529,11 +560,16 @@ func (pl *planner) planSlotDeletes(fs frontendScope, e *scopeEntries, keep int) 
 	if e == nil {
 		return
 	}
-	for _, slot := range slices.Sorted(maps.Keys(e.slots)) {
+	var surplus []uint16
+	for slot := range e.slots {
 		if int(slot) > keep {
-			pl.release(pl.backendDelta, pl.backendReleasers, e.slots[slot], fs.fe)
-			pl.add(op{action: deleteSlot, fs: fs, key: serviceKey(fs, slot)})
+			surplus = append(surplus, slot)
 		}
+	}
+	slices.Sort(surplus)
+	for _, slot := range surplus {
+		pl.release(pl.backendDelta, pl.backendReleasers, e.slots[slot], fs.fe)
+		pl.add(op{action: deleteSlot, fs: fs, key: serviceKey(fs, slot)})
 	}
 }
 
@@ -571,13 +607,21 @@ func (pl *planner) planRevNatDeletes(full bool) {
 
 // planBackendDeletes deletes the backends no slot names after the plan.
 func (pl *planner) planBackendDeletes() {
-	candidates := maps.Clone(pl.mr.unreferenced)
-	for id, d := range pl.backendDelta {
-		if d < 0 {
-			candidates[id] = true
+	// Not a clone of unreferenced: a map keeps the size it once had, and
+	// the first sync puts every backend in it for a moment.
+	var candidates []uint32
+	for id := range pl.mr.unreferenced {
+		if pl.backendDelta[id] >= 0 {
+			candidates = append(candidates, id)
 		}
 	}
-	for _, id := range slices.SortedFunc(maps.Keys(candidates), cmp.Compare[uint32]) {
+	for id, d := range pl.backendDelta {
+		if d < 0 {
+			candidates = append(candidates, id)
+		}
+	}
+	slices.Sort(candidates)
+	for _, id := range candidates {
 		if _, ok := pl.mr.backends[id]; ok && pl.mr.backendRefs[id]+pl.backendDelta[id] <= 0 {
 			pl.add(op{action: deleteBackend, id: id, users: pl.backendReleasers[id]})
 		}

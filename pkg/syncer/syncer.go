@@ -147,7 +147,7 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Result,
 
 // apply runs p against the maps and keeps its id allocations.
 func (s *Syncer) apply(p *plan) (Result, []error) {
-	a := newApplier(s.tables, s.mirror, p.labels)
+	a := newApplier(s.tables, s.mirror, p.label)
 	a.run(p.ops)
 	s.serviceIDs, s.backendIDs = p.serviceIDs, p.backendIDs
 	return a.result(), a.errs

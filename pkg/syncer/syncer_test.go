@@ -236,7 +236,7 @@ func checkEveryPrefix(t *testing.T, desc string, s *Syncer, mem *lbmap.MemoryTab
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := newApplier(c.Tables(), mr, p.labels)
+		a := newApplier(c.Tables(), mr, p.label)
 		a.run(p.ops[:n])
 		if len(a.errs) > 0 {
 			t.Fatalf("%s: applying %d ops: %v", desc, n, a.errs)

@@ -118,16 +118,16 @@ type planner struct {
 	mr   *mirror
 	caps capacities
 	p    *plan
-	// wanted are the backends the planned frontends need, sorted; usable
-	// maps them to their ids, state says whether each is active for any of
-	// them, and write holds those whose entry is missing or differs.
-	wanted    []desired.Backend
+	// usable maps the backends the planned frontends need to their ids,
+	// state says whether each is active for any of them, and write holds
+	// those whose entry is missing or differs.
 	usable    map[desired.Backend]uint32
 	state     map[desired.Backend]uint8
 	write     map[uint32]lbmap.Backend
 	allocated map[uint32]bool // service ids handed out by this plan
-	// refDelta is how the plan changes each backend's and service id's
-	// reference count; releasers are the frontends that drop a reference.
+	// backendDelta and idDelta are how the plan changes each backend's and
+	// service id's reference count; the releasers are the frontends that
+	// drop a reference.
 	backendDelta     map[uint32]int
 	backendReleasers map[uint32][]desired.Frontend
 	idDelta          map[uint32]int
@@ -237,36 +237,11 @@ func (pl *planner) heldName(fe desired.Frontend) string {
 // assignBackendIDs finds or allocates the id of every backend the services
 // use, as long as the backends map has room.
 func (pl *planner) assignBackendIDs(services []*desired.FrontendEntry) {
-	n := 0
-	for _, svc := range services {
-		n += len(svc.Active) + len(svc.Terminating)
-	}
-	pl.state = make(map[desired.Backend]uint8, n)
-	pl.usable = make(map[desired.Backend]uint32, n)
-	for _, svc := range services {
-		for _, scope := range scopes {
-			set, ok := backendSet(svc, scope)
-			if !ok {
-				continue
-			}
-			for _, b := range set.Terminating {
-				if _, ok := pl.state[b]; !ok {
-					pl.state[b] = lbmap.BackendTerminating
-				}
-			}
-			for _, b := range set.Active {
-				pl.state[b] = lbmap.BackendActive
-			}
-		}
-	}
-	pl.wanted = make([]desired.Backend, 0, len(pl.state))
-	for b := range pl.state {
-		pl.wanted = append(pl.wanted, b)
-	}
-	slices.SortFunc(pl.wanted, desired.Backend.Compare)
 	room := pl.caps.backends - len(pl.mr.backends)
 	inUse := func(id uint32) bool { _, ok := pl.mr.backends[id]; return ok }
-	for _, b := range pl.wanted {
+	wanted := pl.wantBackends(services)
+	pl.usable = make(map[desired.Backend]uint32, len(wanted))
+	for _, b := range wanted {
 		id, ok := pl.mr.backendIDs[b]
 		if !ok {
 			if room <= 0 {
@@ -286,6 +261,38 @@ func (pl *planner) assignBackendIDs(services []*desired.FrontendEntry) {
 			pl.write[id] = v
 		}
 	}
+}
+
+// wantBackends returns, sorted, the backends the services use in any scope,
+// and records in pl.state whether each is active for any of them.
+func (pl *planner) wantBackends(services []*desired.FrontendEntry) []desired.Backend {
+	n := 0
+	for _, svc := range services {
+		n += len(svc.Active) + len(svc.Terminating)
+	}
+	pl.state = make(map[desired.Backend]uint8, n)
+	for _, svc := range services {
+		for _, scope := range scopes {
+			set, ok := backendSet(svc, scope)
+			if !ok {
+				continue
+			}
+			for _, b := range set.Terminating {
+				if _, ok := pl.state[b]; !ok {
+					pl.state[b] = lbmap.BackendTerminating
+				}
+			}
+			for _, b := range set.Active {
+				pl.state[b] = lbmap.BackendActive
+			}
+		}
+	}
+	wanted := make([]desired.Backend, 0, len(pl.state))
+	for b := range pl.state {
+		wanted = append(wanted, b)
+	}
+	slices.SortFunc(wanted, desired.Backend.Compare)
+	return wanted
 }
 
 // layoutFrontend decides svc's id and, per scope, its slots and master.

@@ -74,6 +74,8 @@ func (t *KernelTable[K, V]) MaxEntries() uint32 { return t.m.MaxEntries() }
 
 // Update writes keys[i]=values[i] for every i in batches. A failing entry (a
 // full map, say) does not stop the others: its index and cause are returned.
+// Batch operations on hash maps arrived in Linux 5.6, before socklb's minimum
+// of 5.8, so there is no one-syscall-per-entry fallback.
 func Update[K, V any](m *ebpf.Map, keys []K, values []V) []EntryError {
 	var failed []EntryError
 	for start := 0; start < len(keys); {

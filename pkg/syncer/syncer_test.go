@@ -223,9 +223,13 @@ func TestSyncSequences(t *testing.T) {
 // dangle. This is the promise of doc.go, checked between any two writes.
 func checkEveryPrefix(t *testing.T, desc string, s *Syncer, mem *lbmap.MemoryTables, st *desired.State, changed []desired.Frontend) {
 	t.Helper()
+	serviceIDs, backendIDs, entries := s.serviceIDs, s.backendIDs, s.mirror.serviceEntries
 	p := s.plan(st, changed)
 	if again := s.plan(st, changed); !reflect.DeepEqual(p, again) {
 		t.Fatalf("%s: planning twice gives two plans: the planner is not pure", desc)
+	}
+	if s.serviceIDs != serviceIDs || s.backendIDs != backendIDs || s.mirror.serviceEntries != entries {
+		t.Fatalf("%s: planning changed the syncer's allocators or mirror", desc)
 	}
 	if before := readMaps(t, mem.Tables()); len(before.dangling) > 0 {
 		t.Fatalf("%s: dangling before the sync:\n%s", desc, strings.Join(before.dangling, "\n"))

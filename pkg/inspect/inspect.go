@@ -1,12 +1,14 @@
 // Package inspect decodes the pinned maps into what an operator reads: the
 // frontends with their backends, and the backends with their users. It reads
-// through package maps, the same package the agent writes with.
+// through package lbmap, the same package the agent writes with, and decodes
+// slots with the decoder the agent restores from (lbmap.DecodeFrontends).
 package inspect
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +21,19 @@ type ServiceView struct {
 	Frontend    string        `json:"frontend"`
 	Protocol    string        `json:"protocol"`
 	Service     string        `json:"service"`
+	ServiceID   uint32        `json:"service_id"`
+	Flags       string        `json:"flags"`
+	Active      int           `json:"active"`
+	Terminating int           `json:"terminating"`
+	Backends    []BackendSlot `json:"backends"`
+	Problems    []string      `json:"problems,omitempty"`
+	// Internal is what clients on the node get instead when the frontend
+	// has a second scope (its master carries TwoScopes).
+	Internal *ScopeView `json:"internal,omitempty"`
+}
+
+// ScopeView is the internal scope of a frontend.
+type ScopeView struct {
 	ServiceID   uint32        `json:"service_id"`
 	Flags       string        `json:"flags"`
 	Active      int           `json:"active"`
@@ -45,28 +60,26 @@ type BackendView struct {
 }
 
 type snapshot struct {
-	services map[lbmap.ServiceKey]lbmap.ServiceValue
-	backends map[uint32]lbmap.Backend
-	names    map[uint32]lbmap.ServiceName
+	frontends []lbmap.Frontend // ordered by address, port, protocol, scope
+	backends  map[uint32]lbmap.Backend
+	names     map[uint32]lbmap.ServiceName
 }
 
-func read(m *lbmap.Maps) (*snapshot, error) {
-	s := &snapshot{services: map[lbmap.ServiceKey]lbmap.ServiceValue{}, backends: map[uint32]lbmap.Backend{}, names: map[uint32]lbmap.ServiceName{}}
-	skeys, svals, err := lbmap.Dump[lbmap.ServiceKey, lbmap.ServiceValue](m.Services)
-	if err != nil {
-		return nil, err
-	}
-	for i, k := range skeys {
-		s.services[k] = svals[i]
-	}
-	bkeys, bvals, err := lbmap.Dump[uint32, lbmap.Backend](m.Backends)
+func read(t lbmap.Tables) (*snapshot, error) {
+	s := &snapshot{backends: map[uint32]lbmap.Backend{}, names: map[uint32]lbmap.ServiceName{}}
+	bkeys, bvals, err := t.Backends.Dump()
 	if err != nil {
 		return nil, err
 	}
 	for i, k := range bkeys {
 		s.backends[k] = bvals[i]
 	}
-	nkeys, nvals, err := lbmap.Dump[uint32, lbmap.ServiceName](m.ServiceNames)
+	skeys, svals, err := t.Services.Dump()
+	if err != nil {
+		return nil, err
+	}
+	s.frontends = lbmap.DecodeFrontends(skeys, svals, func(id uint32) bool { _, ok := s.backends[id]; return ok })
+	nkeys, nvals, err := t.ServiceNames.Dump()
 	if err != nil {
 		return nil, err
 	}
@@ -79,71 +92,121 @@ func read(m *lbmap.Maps) (*snapshot, error) {
 // Services lists every frontend with the backends its master entry exposes,
 // ordered by address, port and protocol.
 func Services(m *lbmap.Maps) ([]ServiceView, error) {
-	s, err := read(m)
+	return services(m.Tables())
+}
+
+func services(t lbmap.Tables) ([]ServiceView, error) {
+	s, err := read(t)
 	if err != nil {
 		return nil, err
 	}
-	var masters []lbmap.ServiceKey
-	for k := range s.services {
-		if k.Slot == 0 {
-			masters = append(masters, k)
+	masters := map[lbmap.ServiceKey]*lbmap.Frontend{}
+	for i := range s.frontends {
+		if f := &s.frontends[i]; f.HasMaster {
+			masters[f.Key] = f
 		}
 	}
-	sort.Slice(masters, func(i, j int) bool { return keyLess(masters[i], masters[j]) })
 	views := make([]ServiceView, 0, len(masters))
-	for _, k := range masters {
-		v := s.services[k]
-		view := ServiceView{
-			Frontend:    k.AddrPort().String(),
-			Protocol:    lbmap.ProtoString(k.Proto),
-			Service:     s.names[v.ServiceId].Get(),
-			ServiceID:   v.ServiceId,
-			Flags:       lbmap.FlagsString(v.Flags),
-			Active:      int(v.Count),
-			Terminating: int(v.Terminating),
-			Backends:    []BackendSlot{},
+	for i := range s.frontends {
+		f := &s.frontends[i]
+		if !f.HasMaster {
+			continue
 		}
-		for slot := uint16(1); int(slot) <= int(v.Count)+int(v.Terminating); slot++ {
-			sk := k
-			sk.Slot = slot
-			sv, ok := s.services[sk]
-			if !ok {
-				view.Problems = append(view.Problems, fmt.Sprintf("slot %d is missing", slot))
-				continue
+		dk := f.Key
+		dk.Scope = lbmap.ScopeDefault
+		if f.Key.Scope == lbmap.ScopeDefault {
+			v := s.serviceView(f)
+			ik := f.Key
+			ik.Scope = lbmap.ScopeInternal
+			if internal, ok := masters[ik]; ok {
+				iv := s.scopeView(internal)
+				if f.Master.Flags&lbmap.FlagTwoScopes == 0 {
+					iv.Problems = append(iv.Problems, "unused: the default master lacks TwoScopes")
+				}
+				v.Internal = &iv
 			}
-			state := "active"
-			if slot > v.Count {
-				state = "terminating"
-			}
-			b, ok := s.backends[sv.BackendId]
-			addr := "?"
-			if ok {
-				addr = b.AddrPort().String()
-			} else {
-				view.Problems = append(view.Problems, fmt.Sprintf("slot %d names missing backend %d", slot, sv.BackendId))
-			}
-			view.Backends = append(view.Backends, BackendSlot{Slot: slot, BackendID: sv.BackendId, Address: addr, State: state})
+			views = append(views, v)
+		} else if _, ok := masters[dk]; !ok || f.Key.Scope != lbmap.ScopeInternal {
+			v := s.serviceView(f)
+			v.Frontend += scopeSuffix(f.Key.Scope)
+			v.Problems = append(v.Problems, "no socket reaches it: no default-scope master names this scope")
+			views = append(views, v)
 		}
-		views = append(views, view)
 	}
 	return views, nil
 }
 
+func (s *snapshot) serviceView(f *lbmap.Frontend) ServiceView {
+	sv := s.scopeView(f)
+	return ServiceView{
+		Frontend:    f.Key.AddrPort().String(),
+		Protocol:    lbmap.ProtoString(f.Key.Proto),
+		Service:     s.names[f.Master.ServiceId].Get(),
+		ServiceID:   sv.ServiceID,
+		Flags:       sv.Flags,
+		Active:      sv.Active,
+		Terminating: sv.Terminating,
+		Backends:    sv.Backends,
+		Problems:    sv.Problems,
+	}
+}
+
+func (s *snapshot) scopeView(f *lbmap.Frontend) ScopeView {
+	v := ScopeView{
+		ServiceID:   f.Master.ServiceId,
+		Flags:       lbmap.FlagsString(f.Master.Flags),
+		Active:      int(f.Master.Count),
+		Terminating: int(f.Master.Terminating),
+		Backends:    []BackendSlot{},
+		Problems:    slices.Clone(f.Problems),
+	}
+	for slot := uint16(1); int(slot) <= f.Exposed(); slot++ {
+		id, ok := f.Slots[slot]
+		if !ok {
+			continue // a problem already
+		}
+		state := "active"
+		if slot > f.Master.Count {
+			state = "terminating"
+		}
+		addr := "?"
+		if b, ok := s.backends[id]; ok {
+			addr = b.AddrPort().String()
+		}
+		v.Backends = append(v.Backends, BackendSlot{Slot: slot, BackendID: id, Address: addr, State: state})
+	}
+	return v
+}
+
+// scopeSuffix marks a frontend of a scope other than the default one.
+func scopeSuffix(scope lbmap.Scope) string {
+	switch scope {
+	case lbmap.ScopeDefault:
+		return ""
+	case lbmap.ScopeInternal:
+		return "(internal)"
+	}
+	return fmt.Sprintf("(scope %d)", scope)
+}
+
 // Backends lists the backends map with the frontends that use each backend.
 func Backends(m *lbmap.Maps) ([]BackendView, error) {
-	s, err := read(m)
+	return backendViews(m.Tables())
+}
+
+func backendViews(t lbmap.Tables) ([]BackendView, error) {
+	s, err := read(t)
 	if err != nil {
 		return nil, err
 	}
 	usedBy := map[uint32][]string{}
-	for k, v := range s.services {
-		if k.Slot == 0 {
+	for _, f := range s.frontends {
+		if !f.HasMaster {
 			continue
 		}
-		master := k
-		master.Slot = 0
-		if _, ok := s.services[master]; ok {
-			usedBy[v.BackendId] = append(usedBy[v.BackendId], fmt.Sprintf("%s/%s", k.AddrPort(), lbmap.ProtoString(k.Proto)))
+		user := fmt.Sprintf("%s/%s%s", f.Key.AddrPort(), lbmap.ProtoString(f.Key.Proto), scopeSuffix(f.Key.Scope))
+		for _, id := range f.Slots {
+			usedBy[id] = append(usedBy[id], user)
 		}
 	}
 	views := make([]BackendView, 0, len(s.backends))
@@ -165,17 +228,6 @@ func Backends(m *lbmap.Maps) ([]BackendView, error) {
 	return views, nil
 }
 
-func keyLess(a, b lbmap.ServiceKey) bool {
-	ap, bp := a.AddrPort(), b.AddrPort()
-	if c := ap.Addr().Compare(bp.Addr()); c != 0 {
-		return c < 0
-	}
-	if ap.Port() != bp.Port() {
-		return ap.Port() < bp.Port()
-	}
-	return a.Proto < b.Proto
-}
-
 // Format is an output format of socklb inspect.
 type Format string
 
@@ -193,7 +245,8 @@ func ParseFormat(s string) (Format, error) {
 	return "", fmt.Errorf("unknown output format %q: want table or json", s)
 }
 
-// WriteServices prints views in format f.
+// WriteServices prints views in format f. In a table, a frontend's internal
+// scope is a row of its own below it, marked "(internal)".
 func WriteServices(w io.Writer, f Format, views []ServiceView) error {
 	if f == JSON {
 		return writeJSON(w, views)
@@ -201,27 +254,35 @@ func WriteServices(w io.Writer, f Format, views []ServiceView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FRONTEND\tPROTO\tSERVICE\tID\tFLAGS\tACTIVE\tTERMINATING\tBACKENDS")
 	for _, v := range views {
-		var backends []string
-		for _, b := range v.Backends {
-			s := fmt.Sprintf("%s#%d", b.Address, b.BackendID)
-			if b.State != "active" {
-				s += "(" + b.State + ")"
-			}
-			backends = append(backends, s)
-		}
-		if len(backends) == 0 {
-			backends = []string{"<none: connects refused>"}
-		}
 		name := v.Service
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", v.Frontend, v.Protocol, name, v.ServiceID, v.Flags, v.Active, v.Terminating, strings.Join(backends, " "))
-		for _, p := range v.Problems {
-			fmt.Fprintf(tw, "\t\t\t\t\t\t\tPROBLEM: %s\n", p)
+		writeScopeRow(tw, v.Frontend, v.Protocol, name, ScopeView{ServiceID: v.ServiceID, Flags: v.Flags, Active: v.Active,
+			Terminating: v.Terminating, Backends: v.Backends, Problems: v.Problems})
+		if v.Internal != nil {
+			writeScopeRow(tw, v.Frontend+scopeSuffix(lbmap.ScopeInternal), v.Protocol, name, *v.Internal)
 		}
 	}
 	return tw.Flush()
+}
+
+func writeScopeRow(w io.Writer, frontend, proto, name string, v ScopeView) {
+	var backends []string
+	for _, b := range v.Backends {
+		s := fmt.Sprintf("%s#%d", b.Address, b.BackendID)
+		if b.State != "active" {
+			s += "(" + b.State + ")"
+		}
+		backends = append(backends, s)
+	}
+	if len(backends) == 0 {
+		backends = []string{"<none: connects refused>"}
+	}
+	fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", frontend, proto, name, v.ServiceID, v.Flags, v.Active, v.Terminating, strings.Join(backends, " "))
+	for _, p := range v.Problems {
+		fmt.Fprintf(w, "\t\t\t\t\t\t\tPROBLEM: %s\n", p)
+	}
 }
 
 // WriteBackends prints views in format f.

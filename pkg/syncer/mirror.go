@@ -8,61 +8,106 @@ import (
 	"github.com/socklb/socklb/pkg/lbmap"
 )
 
-// frontendEntries is what the services map holds for one frontend.
-type frontendEntries struct {
+// scopeEntries is what the services map holds for one frontend scope.
+type scopeEntries struct {
+	// master.ServiceId is the scope's service id even before the master is
+	// written, so that a retry keeps it.
 	master  lbmap.ServiceValue
 	written bool              // the master entry is in the map, not only its slots
 	slots   map[uint16]uint32 // slot number -> backend id
 }
 
+// regions splits the slots into the active and terminating backend ids the
+// master entry currently exposes.
+func (e *scopeEntries) regions() (active, terminating []uint32) {
+	if !e.written {
+		return nil, nil
+	}
+	f := lbmap.Frontend{Master: e.master, HasMaster: true, Slots: e.slots}
+	return f.Regions()
+}
+
 // mirror is socklb's copy of the map contents, kept exactly in step with
 // every successful write.
 type mirror struct {
-	frontends  map[desired.Frontend]*frontendEntries
-	strays     []lbmap.ServiceKey // services entries that belong to no frontend socklb manages
+	frontends  map[frontendScope]*scopeEntries
+	strays     map[lbmap.ServiceKey]bool // services entries that belong to no frontend scope socklb manages
 	backends   map[uint32]lbmap.Backend
 	backendIDs map[desired.Backend]uint32
 	revNat     map[uint32]lbmap.RevNat
 	names      map[uint32]lbmap.ServiceName
 	// backendRefs counts the slots naming each backend; a backend whose count
-	// drops to zero is queued in unreferenced and deleted at the end of a sync.
+	// drops to zero is queued in unreferenced and deleted by the next plan.
 	backendRefs  map[uint32]int
 	unreferenced map[uint32]bool
-	// frontendIDs holds the service ids of the frontends, for allocation.
-	frontendIDs map[uint32]bool
-	// serviceEntries counts the services map entries of the frontends
+	// serviceIDRefs counts the frontend scopes holding each service id: the
+	// scopes of one frontend share it, and its rev_nat and name entries go
+	// only when the last scope does.
+	serviceIDRefs map[uint32]int
+	// serviceEntries counts the services map entries of the frontend scopes
 	// (masters written and slots), so that room is known without a scan.
 	serviceEntries int
 }
 
 func newMirror() *mirror {
 	return &mirror{
-		frontends:    map[desired.Frontend]*frontendEntries{},
-		backends:     map[uint32]lbmap.Backend{},
-		backendIDs:   map[desired.Backend]uint32{},
-		revNat:       map[uint32]lbmap.RevNat{},
-		names:        map[uint32]lbmap.ServiceName{},
-		backendRefs:  map[uint32]int{},
-		unreferenced: map[uint32]bool{},
-		frontendIDs:  map[uint32]bool{},
+		frontends:     map[frontendScope]*scopeEntries{},
+		strays:        map[lbmap.ServiceKey]bool{},
+		backends:      map[uint32]lbmap.Backend{},
+		backendIDs:    map[desired.Backend]uint32{},
+		revNat:        map[uint32]lbmap.RevNat{},
+		names:         map[uint32]lbmap.ServiceName{},
+		backendRefs:   map[uint32]int{},
+		unreferenced:  map[uint32]bool{},
+		serviceIDRefs: map[uint32]int{},
 	}
 }
 
-func (mr *mirror) addFrontend(fe desired.Frontend, id uint32) *frontendEntries {
-	e := &frontendEntries{master: lbmap.ServiceValue{ServiceId: id}, slots: map[uint16]uint32{}}
-	mr.frontends[fe] = e
-	mr.frontendIDs[id] = true
+// serviceIDInUse says whether id is held by a frontend scope or names a
+// rev_nat or name entry, so that it is not handed out again.
+func (mr *mirror) serviceIDInUse(id uint32) bool {
+	_, rev := mr.revNat[id]
+	_, name := mr.names[id]
+	return rev || name || mr.serviceIDRefs[id] > 0
+}
+
+// entry returns the entries of fs, remembering it under id when it is new.
+func (mr *mirror) entry(fs frontendScope, id uint32) *scopeEntries {
+	if e, ok := mr.frontends[fs]; ok {
+		return e
+	}
+	e := &scopeEntries{master: lbmap.ServiceValue{ServiceId: id}, slots: map[uint16]uint32{}}
+	mr.frontends[fs] = e
+	mr.serviceIDRefs[id]++
 	return e
 }
 
-func (mr *mirror) removeFrontend(fe desired.Frontend) {
-	if e, ok := mr.frontends[fe]; ok {
-		delete(mr.frontendIDs, e.master.ServiceId)
-		delete(mr.frontends, fe)
+// forgetIfEmpty drops fs once the maps hold nothing of it.
+func (mr *mirror) forgetIfEmpty(fs frontendScope) {
+	e, ok := mr.frontends[fs]
+	if !ok || e.written || len(e.slots) > 0 {
+		return
+	}
+	mr.unrefServiceID(e.master.ServiceId)
+	delete(mr.frontends, fs)
+}
+
+func (mr *mirror) unrefServiceID(id uint32) {
+	if mr.serviceIDRefs[id]--; mr.serviceIDRefs[id] <= 0 {
+		delete(mr.serviceIDRefs, id)
 	}
 }
 
-func (mr *mirror) setWritten(e *frontendEntries, written bool) {
+func (mr *mirror) setMaster(e *scopeEntries, v lbmap.ServiceValue) {
+	if v.ServiceId != e.master.ServiceId {
+		mr.unrefServiceID(e.master.ServiceId)
+		mr.serviceIDRefs[v.ServiceId]++
+	}
+	e.master = v
+	mr.setWritten(e, true)
+}
+
+func (mr *mirror) setWritten(e *scopeEntries, written bool) {
 	if e.written != written {
 		if written {
 			mr.serviceEntries++
@@ -73,9 +118,9 @@ func (mr *mirror) setWritten(e *frontendEntries, written bool) {
 	e.written = written
 }
 
-func (mr *mirror) setSlot(e *frontendEntries, slot uint16, backendID uint32) {
+func (mr *mirror) setSlot(e *scopeEntries, slot uint16, backendID uint32) {
 	if old, ok := e.slots[slot]; ok {
-		mr.unref(old)
+		mr.unrefBackend(old)
 	} else {
 		mr.serviceEntries++
 	}
@@ -84,98 +129,20 @@ func (mr *mirror) setSlot(e *frontendEntries, slot uint16, backendID uint32) {
 	delete(mr.unreferenced, backendID)
 }
 
-func (mr *mirror) deleteSlot(e *frontendEntries, slot uint16) {
+func (mr *mirror) deleteSlot(e *scopeEntries, slot uint16) {
 	if old, ok := e.slots[slot]; ok {
 		delete(e.slots, slot)
 		mr.serviceEntries--
-		mr.unref(old)
+		mr.unrefBackend(old)
 	}
 }
 
-func (mr *mirror) unref(backendID uint32) {
+func (mr *mirror) unrefBackend(backendID uint32) {
 	mr.backendRefs[backendID]--
 	if mr.backendRefs[backendID] <= 0 {
 		delete(mr.backendRefs, backendID)
 		mr.unreferenced[backendID] = true
 	}
-}
-
-// loadMirror reads the maps. This is how service and backend ids survive an
-// agent restart.
-func loadMirror(m *lbmap.Maps) (*mirror, error) {
-	mr := newMirror()
-
-	bkeys, bvals, err := lbmap.Dump[uint32, lbmap.Backend](m.Backends)
-	if err != nil {
-		return nil, fmt.Errorf("restore backends: %w", err)
-	}
-	for i, id := range bkeys {
-		mr.setBackend(id, bvals[i])
-		mr.unreferenced[id] = true // until a slot names it
-	}
-
-	skeys, svals, err := lbmap.Dump[lbmap.ServiceKey, lbmap.ServiceValue](m.Services)
-	if err != nil {
-		return nil, fmt.Errorf("restore services: %w", err)
-	}
-	slotsOf := map[desired.Frontend]map[uint16]uint32{}
-	var slotKeys []lbmap.ServiceKey
-	for i, k := range skeys {
-		fe, ok := frontendOfKey(k)
-		if !ok {
-			mr.strays = append(mr.strays, k)
-			continue
-		}
-		if k.Slot == 0 {
-			e := mr.addFrontend(fe, svals[i].ServiceId)
-			e.master = svals[i]
-			mr.setWritten(e, true)
-			continue
-		}
-		if slotsOf[fe] == nil {
-			slotsOf[fe] = map[uint16]uint32{}
-		}
-		slotsOf[fe][k.Slot] = svals[i].BackendId
-		slotKeys = append(slotKeys, k)
-	}
-	for _, k := range slotKeys {
-		fe, _ := frontendOfKey(k)
-		if e, ok := mr.frontends[fe]; ok {
-			mr.setSlot(e, k.Slot, slotsOf[fe][k.Slot])
-		} else {
-			// Slots left behind by a master that is gone: no reader reaches them.
-			mr.strays = append(mr.strays, k)
-		}
-	}
-
-	rkeys, rvals, err := lbmap.Dump[uint32, lbmap.RevNat](m.RevNat)
-	if err != nil {
-		return nil, fmt.Errorf("restore rev_nat: %w", err)
-	}
-	for i, id := range rkeys {
-		mr.revNat[id] = rvals[i]
-	}
-	nkeys, nvals, err := lbmap.Dump[uint32, lbmap.ServiceName](m.ServiceNames)
-	if err != nil {
-		return nil, fmt.Errorf("restore service names: %w", err)
-	}
-	for i, id := range nkeys {
-		mr.names[id] = nvals[i]
-	}
-	return mr, nil
-}
-
-func frontendOfKey(k lbmap.ServiceKey) (desired.Frontend, bool) {
-	if k.Scope != lbmap.ScopeDefault {
-		return desired.Frontend{}, false
-	}
-	ap := k.AddrPort()
-	return desired.Frontend{Addr: ap.Addr(), Port: ap.Port(), Proto: desired.Protocol(k.Proto)}, true
-}
-
-func backendOfValue(v lbmap.Backend) desired.Backend {
-	ap := v.AddrPort()
-	return desired.Backend{Addr: ap.Addr(), Port: ap.Port(), Proto: desired.Protocol(v.Proto)}
 }
 
 func (mr *mirror) setBackend(id uint32, v lbmap.Backend) {
@@ -186,6 +153,9 @@ func (mr *mirror) setBackend(id uint32, v lbmap.Backend) {
 	if old, ok := mr.backendIDs[b]; !ok || id < old {
 		mr.backendIDs[b] = id
 	}
+	if mr.backendRefs[id] == 0 {
+		mr.unreferenced[id] = true // until a slot names it
+	}
 }
 
 func (mr *mirror) deleteBackend(id uint32) {
@@ -194,28 +164,87 @@ func (mr *mirror) deleteBackend(id uint32) {
 		return
 	}
 	delete(mr.backends, id)
+	delete(mr.unreferenced, id)
 	b := backendOfValue(v)
 	if mr.backendIDs[b] == id {
 		delete(mr.backendIDs, b)
 	}
 }
 
-// idAllocator hands out ids that are not in use, moving forward so that a
-// freed id is not reused soon (a socket may still remember it).
-type idAllocator struct {
-	next  uint32
-	inUse func(uint32) bool
+// loadMirror reads the maps. This is how service and backend ids survive an
+// agent restart.
+func loadMirror(t lbmap.Tables) (*mirror, error) {
+	mr := newMirror()
+	bkeys, bvals, err := t.Backends.Dump()
+	if err != nil {
+		return nil, fmt.Errorf("restore backends: %w", err)
+	}
+	for i, id := range bkeys {
+		mr.setBackend(id, bvals[i])
+	}
+	skeys, svals, err := t.Services.Dump()
+	if err != nil {
+		return nil, fmt.Errorf("restore services: %w", err)
+	}
+	for _, f := range lbmap.DecodeFrontends(skeys, svals, nil) {
+		mr.restoreFrontend(f)
+	}
+	rkeys, rvals, err := t.RevNat.Dump()
+	if err != nil {
+		return nil, fmt.Errorf("restore rev_nat: %w", err)
+	}
+	for i, id := range rkeys {
+		mr.revNat[id] = rvals[i]
+	}
+	nkeys, nvals, err := t.ServiceNames.Dump()
+	if err != nil {
+		return nil, fmt.Errorf("restore service names: %w", err)
+	}
+	for i, id := range nkeys {
+		mr.names[id] = nvals[i]
+	}
+	return mr, nil
 }
 
-func newIDAllocator(used []uint32, inUse func(uint32) bool) *idAllocator {
+func (mr *mirror) restoreFrontend(f lbmap.Frontend) {
+	fs, ours := frontendScopeOfKey(f.Key)
+	if !ours || !f.HasMaster {
+		// Another scope, or slots left behind by a master that is gone: no
+		// reader reaches them.
+		if f.HasMaster {
+			mr.strays[f.Key] = true
+		}
+		for slot := range f.Slots {
+			k := f.Key
+			k.Slot = slot
+			mr.strays[k] = true
+		}
+		return
+	}
+	e := mr.entry(fs, f.Master.ServiceId)
+	mr.setMaster(e, f.Master)
+	for slot, id := range f.Slots {
+		mr.setSlot(e, slot, id)
+	}
+}
+
+// idAllocator hands out ids that are not in use, moving forward so that a
+// freed id is not reused soon (a socket may still remember it). It is a
+// value: a plan allocates from a copy, and the syncer keeps the copy once
+// the plan is applied.
+type idAllocator struct {
+	next uint32
+}
+
+func newIDAllocator(used []uint32) idAllocator {
 	var highest uint32
 	for _, id := range used {
 		highest = max(highest, id)
 	}
-	return &idAllocator{next: highest + 1, inUse: inUse}
+	return idAllocator{next: highest + 1}
 }
 
-func (a *idAllocator) allocate() (uint32, error) {
+func (a *idAllocator) allocate(inUse func(uint32) bool) (uint32, error) {
 	for range 1 << 20 {
 		id := a.next
 		if a.next == math.MaxUint32 {
@@ -223,7 +252,7 @@ func (a *idAllocator) allocate() (uint32, error) {
 		} else {
 			a.next++
 		}
-		if id != 0 && !a.inUse(id) {
+		if id != 0 && !inUse(id) {
 			return id, nil
 		}
 	}

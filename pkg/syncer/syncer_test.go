@@ -3,58 +3,17 @@ package syncer
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/lbmap"
-	"github.com/socklb/socklb/tests/sandbox"
 )
-
-// newTestMaps creates unpinned maps with the real layouts; maxEntries
-// overrides the size of the named maps.
-func newTestMaps(t testing.TB, maxEntries map[string]uint32) *lbmap.Maps {
-	t.Helper()
-	sandbox.Require(t)
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Fatal(err)
-	}
-	spec, err := lbmap.LoadSpec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	created := map[string]*ebpf.Map{}
-	for name, ms := range spec.Maps {
-		if !strings.HasPrefix(name, "lb_") {
-			continue
-		}
-		ms = ms.Copy()
-		ms.Pinning = ebpf.PinNone
-		if n, ok := maxEntries[name]; ok {
-			ms.MaxEntries = n
-		}
-		m, err := ebpf.NewMap(ms)
-		if err != nil {
-			t.Fatalf("create map %s: %v", name, err)
-		}
-		t.Cleanup(func() { m.Close() })
-		created[name] = m
-	}
-	return &lbmap.Maps{
-		Services:     created[lbmap.ServicesMap],
-		Backends:     created[lbmap.BackendsMap],
-		RevNat:       created[lbmap.RevNatMap],
-		ServiceNames: created[lbmap.ServiceNamesMap],
-		SockRevNat:   created[lbmap.SockRevNatMap],
-		SockBackend:  created[lbmap.SockBackendMap],
-	}
-}
 
 func tcp(vip string, port uint16) desired.Frontend {
 	return desired.Frontend{Addr: netip.MustParseAddr(vip), Port: port, Proto: desired.TCP}
@@ -83,192 +42,24 @@ func svc(name string, fe desired.Frontend, active, terminating []desired.Backend
 	return &desired.FrontendEntry{Frontend: fe, Name: desired.ServicePortName{Namespace: "default", Name: name}, BackendSet: desired.BackendSet{Active: active, Terminating: terminating}}
 }
 
-// frontendView is what a reader of the maps finds for one frontend: the
-// backends reachable from its master entry.
-type frontendView struct {
-	name        string
-	active      []string
-	terminating []string
+// twoScopes gives e an internal scope: the backends node-local clients use.
+func twoScopes(e *desired.FrontendEntry, active, terminating []desired.Backend) *desired.FrontendEntry {
+	e.Internal = &desired.BackendSet{Active: active, Terminating: terminating}
+	return e
 }
 
-// readMaps decodes the maps the way the datapath reads them, checking that no
-// reachable slot or backend dangles.
-func readMaps(t *testing.T, m *lbmap.Maps) map[string]frontendView {
-	t.Helper()
-	skeys, svals, err := lbmap.Dump[lbmap.ServiceKey, lbmap.ServiceValue](m.Services)
-	if err != nil {
-		t.Fatal(err)
+func addrs(bs []desired.Backend) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, netip.AddrPortFrom(b.Addr, b.Port).String())
 	}
-	entries := map[lbmap.ServiceKey]lbmap.ServiceValue{}
-	for i, k := range skeys {
-		entries[k] = svals[i]
-	}
-	bkeys, bvals, err := lbmap.Dump[uint32, lbmap.Backend](m.Backends)
-	if err != nil {
-		t.Fatal(err)
-	}
-	backendByID := map[uint32]lbmap.Backend{}
-	for i, id := range bkeys {
-		backendByID[id] = bvals[i]
-	}
-	out := map[string]frontendView{}
-	reachable := 0
-	for k, v := range entries {
-		if k.Slot != 0 {
-			continue
-		}
-		var rn lbmap.RevNat
-		if err := m.RevNat.Lookup(v.ServiceId, &rn); err != nil {
-			t.Errorf("frontend %s: rev_nat %d missing: %v", k, v.ServiceId, err)
-		} else if rn.AddrPort() != k.AddrPort() {
-			t.Errorf("frontend %s: rev_nat %d says %s", k, v.ServiceId, rn.AddrPort())
-		}
-		var name lbmap.ServiceName
-		_ = m.ServiceNames.Lookup(v.ServiceId, &name)
-		view := frontendView{name: name.Get()}
-		for slot := uint16(1); slot <= v.Count+v.Terminating; slot++ {
-			reachable++
-			sk := k
-			sk.Slot = slot
-			sv, ok := entries[sk]
-			if !ok {
-				t.Errorf("frontend %s: slot %d missing", k, slot)
-				continue
-			}
-			b, ok := backendByID[sv.BackendId]
-			if !ok {
-				t.Errorf("frontend %s: slot %d names missing backend %d", k, slot, sv.BackendId)
-				continue
-			}
-			if slot <= v.Count {
-				view.active = append(view.active, b.AddrPort().String())
-			} else {
-				view.terminating = append(view.terminating, b.AddrPort().String())
-			}
-		}
-		slices.Sort(view.active)
-		slices.Sort(view.terminating)
-		out[k.AddrPort().String()+"/"+lbmap.ProtoString(k.Proto)] = view
-	}
-	if masters, slots := len(out), len(entries)-len(out); slots != reachable {
-		t.Errorf("services map holds %d slot entries for %d masters, but only %d are reachable: leftovers", slots, masters, reachable)
-	}
+	slices.Sort(out)
 	return out
-}
-
-func TestSyncSequences(t *testing.T) {
-	fe := tcp("10.96.0.10", 80)
-	fe6 := desired.Frontend{Addr: netip.MustParseAddr("fd00::10"), Port: 80, Proto: desired.TCP}
-	abc := backends(desired.TCP, 8080, "10.244.0.2", "10.244.0.3", "10.244.0.4")
-
-	type step struct {
-		desc  string
-		state *desired.State
-		want  map[string]frontendView
-	}
-	cases := []struct {
-		name  string
-		steps []step
-	}{
-		{
-			name: "add, shrink, grow, delete",
-			steps: []step{
-				{"three backends", state(svc("web", fe, abc, nil)), map[string]frontendView{
-					"10.96.0.10:80/TCP": {name: "default/web", active: []string{"10.244.0.2:8080", "10.244.0.3:8080", "10.244.0.4:8080"}},
-				}},
-				{"one removed", state(svc("web", fe, abc[1:], nil)), map[string]frontendView{
-					"10.96.0.10:80/TCP": {name: "default/web", active: []string{"10.244.0.3:8080", "10.244.0.4:8080"}},
-				}},
-				{"back to three", state(svc("web", fe, abc, nil)), map[string]frontendView{
-					"10.96.0.10:80/TCP": {name: "default/web", active: []string{"10.244.0.2:8080", "10.244.0.3:8080", "10.244.0.4:8080"}},
-				}},
-				{"service deleted", state(), map[string]frontendView{}},
-			},
-		},
-		{
-			name: "terminating tail and no endpoints",
-			steps: []step{
-				{"one ready, two terminating", state(svc("web", fe, abc[:1], abc[1:])), map[string]frontendView{
-					"10.96.0.10:80/TCP": {name: "default/web", active: []string{"10.244.0.2:8080"}, terminating: []string{"10.244.0.3:8080", "10.244.0.4:8080"}},
-				}},
-				{"ready one becomes terminating", state(svc("web", fe, nil, abc)), map[string]frontendView{
-					"10.96.0.10:80/TCP": {name: "default/web", terminating: []string{"10.244.0.2:8080", "10.244.0.3:8080", "10.244.0.4:8080"}},
-				}},
-				{"no endpoints: frontend kept to refuse connects", state(svc("web", fe, nil, nil)), map[string]frontendView{
-					"10.96.0.10:80/TCP": {name: "default/web"},
-				}},
-			},
-		},
-		{
-			name: "shared backend across frontends and families",
-			steps: []step{
-				{"two frontends share backends", state(
-					svc("a", fe, abc[:2], nil),
-					svc("b", tcp("10.96.0.11", 80), abc[1:], nil),
-					svc("a6", fe6, backends(desired.TCP, 8080, "fd00:10:244::2"), nil),
-				), map[string]frontendView{
-					"10.96.0.10:80/TCP": {name: "default/a", active: []string{"10.244.0.2:8080", "10.244.0.3:8080"}},
-					"10.96.0.11:80/TCP": {name: "default/b", active: []string{"10.244.0.3:8080", "10.244.0.4:8080"}},
-					"[fd00::10]:80/TCP": {name: "default/a6", active: []string{"[fd00:10:244::2]:8080"}},
-				}},
-				{"one frontend goes, the shared backend stays", state(svc("b", tcp("10.96.0.11", 80), abc[1:], nil)), map[string]frontendView{
-					"10.96.0.11:80/TCP": {name: "default/b", active: []string{"10.244.0.3:8080", "10.244.0.4:8080"}},
-				}},
-			},
-		},
-	}
-	modes := []struct {
-		name string
-		sync func(s *Syncer, prev, next *desired.State) (Stats, error)
-	}{
-		{"full", func(s *Syncer, _, next *desired.State) (Stats, error) { return s.Sync(next) }},
-		{"changed frontends only", func(s *Syncer, prev, next *desired.State) (Stats, error) {
-			return s.SyncFrontends(next, changedFrontends(prev, next))
-		}},
-	}
-	for _, mode := range modes {
-		for _, tc := range cases {
-			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
-				m := newTestMaps(t, nil)
-				s, err := New(m, zaptest.NewLogger(t))
-				if err != nil {
-					t.Fatal(err)
-				}
-				prev := state()
-				for _, st := range tc.steps {
-					if _, err := mode.sync(s, prev, st.state); err != nil {
-						t.Fatalf("%s: sync: %v", st.desc, err)
-					}
-					prev = st.state
-					got := readMaps(t, m)
-					if !equalViews(got, st.want) {
-						t.Fatalf("%s: maps hold\n%v\nwant\n%v", st.desc, got, st.want)
-					}
-					// The same state again writes nothing.
-					if stats, err := s.Sync(st.state); err != nil || stats != (Stats{}) {
-						t.Fatalf("%s: second sync of the same state: %+v, %v; want no writes", st.desc, stats, err)
-					}
-				}
-				bkeys, _, _ := lbmap.Dump[uint32, lbmap.Backend](m.Backends)
-				used := map[uint32]bool{}
-				for _, e := range s.mirror.frontends {
-					for _, id := range e.slots {
-						used[id] = true
-					}
-				}
-				for _, id := range bkeys {
-					if !used[id] {
-						t.Errorf("backend %d is left in the map with no frontend using it", id)
-					}
-				}
-			})
-		}
-	}
 }
 
 // changedFrontends is what desired.Builder reports between two states.
 func changedFrontends(prev, next *desired.State) []desired.Frontend {
-	var out []desired.Frontend
+	out := []desired.Frontend{}
 	for fe, svc := range next.Frontends {
 		if old, ok := prev.Frontends[fe]; !ok || !old.Equal(svc) {
 			out = append(out, fe)
@@ -282,116 +73,338 @@ func changedFrontends(prev, next *desired.State) []desired.Frontend {
 	return out
 }
 
-func equalViews(a, b map[string]frontendView) bool {
-	if len(a) != len(b) {
-		return false
+// syncMode is how a test step reaches the syncer: changed nil is a full Sync.
+type syncMode struct {
+	name    string
+	changed func(prev, next *desired.State) []desired.Frontend
+}
+
+var syncModes = []syncMode{
+	{"full", func(_, _ *desired.State) []desired.Frontend { return nil }},
+	{"changed frontends only", changedFrontends},
+}
+
+func syncWith(s *Syncer, next *desired.State, changed []desired.Frontend) (Result, error) {
+	if changed == nil {
+		return s.Sync(next)
 	}
-	for k, va := range a {
-		vb, ok := b[k]
-		if !ok || va.name != vb.name || !slices.Equal(va.active, vb.active) || !slices.Equal(va.terminating, vb.terminating) {
-			return false
+	return s.SyncFrontends(next, changed)
+}
+
+func wroteNothing(r Result) bool {
+	return r.Upserts == 0 && r.Deletes == 0 && len(r.Frontends) == 0 && len(r.RemovedBackends) == 0
+}
+
+type sequenceStep struct {
+	desc  string
+	state *desired.State
+	want  map[string]frontendView
+}
+
+func sequenceCases() []struct {
+	name  string
+	steps []sequenceStep
+} {
+	fe := tcp("10.96.0.10", 80)
+	fe6 := desired.Frontend{Addr: netip.MustParseAddr("fd00::10"), Port: 80, Proto: desired.TCP}
+	abc := backends(desired.TCP, 8080, "10.244.0.2", "10.244.0.3", "10.244.0.4")
+	web := func(active []desired.Backend) frontendView {
+		return frontendView{name: "default/web", scopeView: scopeView{active: addrs(active)}}
+	}
+	withInternal := func(v frontendView, active, terminating []desired.Backend) frontendView {
+		v.internal = &scopeView{active: addrs(active), terminating: addrs(terminating)}
+		return v
+	}
+	return []struct {
+		name  string
+		steps []sequenceStep
+	}{
+		{"add, shrink, grow, delete", []sequenceStep{
+			{"three backends", state(svc("web", fe, abc, nil)), map[string]frontendView{"10.96.0.10:80/TCP": web(abc)}},
+			{"one removed", state(svc("web", fe, abc[1:], nil)), map[string]frontendView{"10.96.0.10:80/TCP": web(abc[1:])}},
+			{"back to three", state(svc("web", fe, abc, nil)), map[string]frontendView{"10.96.0.10:80/TCP": web(abc)}},
+			{"service deleted", state(), map[string]frontendView{}},
+		}},
+		{"terminating tail and no endpoints", []sequenceStep{
+			{"one ready, two terminating", state(svc("web", fe, abc[:1], abc[1:])), map[string]frontendView{
+				"10.96.0.10:80/TCP": {name: "default/web", scopeView: scopeView{active: addrs(abc[:1]), terminating: addrs(abc[1:])}},
+			}},
+			{"ready one becomes terminating", state(svc("web", fe, nil, abc)), map[string]frontendView{
+				"10.96.0.10:80/TCP": {name: "default/web", scopeView: scopeView{terminating: addrs(abc)}},
+			}},
+			{"no endpoints: frontend kept to refuse connects", state(svc("web", fe, nil, nil)), map[string]frontendView{
+				"10.96.0.10:80/TCP": {name: "default/web"},
+			}},
+		}},
+		{"shared backend across frontends and families", []sequenceStep{
+			{"two frontends share backends", state(
+				svc("a", fe, abc[:2], nil),
+				svc("b", tcp("10.96.0.11", 80), abc[1:], nil),
+				svc("a6", fe6, backends(desired.TCP, 8080, "fd00:10:244::2"), nil),
+			), map[string]frontendView{
+				"10.96.0.10:80/TCP": {name: "default/a", scopeView: scopeView{active: addrs(abc[:2])}},
+				"10.96.0.11:80/TCP": {name: "default/b", scopeView: scopeView{active: addrs(abc[1:])}},
+				"[fd00::10]:80/TCP": {name: "default/a6", scopeView: scopeView{active: []string{"[fd00:10:244::2]:8080"}}},
+			}},
+			{"one frontend goes, the shared backend stays", state(svc("b", tcp("10.96.0.11", 80), abc[1:], nil)), map[string]frontendView{
+				"10.96.0.11:80/TCP": {name: "default/b", scopeView: scopeView{active: addrs(abc[1:])}},
+			}},
+		}},
+		{"one scope to two and back", []sequenceStep{
+			{"one scope", state(svc("web", fe, abc, nil)), map[string]frontendView{"10.96.0.10:80/TCP": web(abc)}},
+			{"node-local clients get their own set", state(twoScopes(svc("web", fe, abc, nil), abc[:1], nil)), map[string]frontendView{
+				"10.96.0.10:80/TCP": withInternal(web(abc), abc[:1], nil),
+			}},
+			{"the internal set changes, a backend only it uses", state(twoScopes(svc("web", fe, abc[:2], nil), abc[2:], abc[:1])), map[string]frontendView{
+				"10.96.0.10:80/TCP": withInternal(web(abc[:2]), abc[2:], abc[:1]),
+			}},
+			{"back to one scope", state(svc("web", fe, abc[:2], nil)), map[string]frontendView{"10.96.0.10:80/TCP": web(abc[:2])}},
+			{"two scopes again, the internal one empty", state(twoScopes(svc("web", fe, abc, nil), nil, nil)), map[string]frontendView{
+				"10.96.0.10:80/TCP": withInternal(web(abc), nil, nil),
+			}},
+			{"service deleted with both scopes", state(), map[string]frontendView{}},
+		}},
+		{"a new frontend with two scopes at once", []sequenceStep{
+			{"added with two scopes", state(twoScopes(svc("web", fe, abc[:1], nil), abc[1:], nil), svc("other", tcp("10.96.0.11", 80), abc[:1], nil)), map[string]frontendView{
+				"10.96.0.10:80/TCP": withInternal(web(abc[:1]), abc[1:], nil),
+				"10.96.0.11:80/TCP": {name: "default/other", scopeView: scopeView{active: addrs(abc[:1])}},
+			}},
+			{"the other frontend goes", state(twoScopes(svc("web", fe, abc[:1], nil), abc[1:], nil)), map[string]frontendView{
+				"10.96.0.10:80/TCP": withInternal(web(abc[:1]), abc[1:], nil),
+			}},
+		}},
+	}
+}
+
+// Every step of every sequence, on memory and kernel maps, in both modes:
+// the maps then hold what the step wants and nothing else, and the same state
+// again writes nothing. On memory maps every prefix of every plan is checked
+// too (checkEveryPrefix).
+func TestSyncSequences(t *testing.T) {
+	for _, kind := range mapKinds {
+		for _, mode := range syncModes {
+			for _, tc := range sequenceCases() {
+				t.Run(kind.name+"/"+mode.name+"/"+tc.name, func(t *testing.T) {
+					tables, mem := kind.open(t, nil)
+					s, err := NewWithTables(tables, zaptest.NewLogger(t))
+					if err != nil {
+						t.Fatal(err)
+					}
+					prev := state()
+					for _, st := range tc.steps {
+						changed := mode.changed(prev, st.state)
+						if mem != nil {
+							checkEveryPrefix(t, st.desc, s, mem, st.state, changed)
+						}
+						if _, err := syncWith(s, st.state, changed); err != nil {
+							t.Fatalf("%s: sync: %v", st.desc, err)
+						}
+						prev = st.state
+						got := readMaps(t, tables)
+						if !equalViews(got.frontends, st.want) {
+							t.Fatalf("%s: maps hold\n%v\nwant\n%v", st.desc, got.frontends, st.want)
+						}
+						if len(got.dangling)+len(got.leftovers) > 0 {
+							t.Fatalf("%s: after the sync:\n%s", st.desc, strings.Join(append(got.dangling, got.leftovers...), "\n"))
+						}
+						if res, err := s.Sync(st.state); err != nil || !wroteNothing(res) {
+							t.Fatalf("%s: second sync of the same state: %+v, %v; want no writes", st.desc, res, err)
+						}
+					}
+				})
+			}
 		}
 	}
-	return true
+}
+
+// checkEveryPrefix plans state, checks that planning changes nothing and
+// gives the same plan twice, then applies every prefix of the plan to a copy
+// of the maps: after each op, nothing a connecting socket can reach may
+// dangle. This is the promise of doc.go, checked between any two writes.
+func checkEveryPrefix(t *testing.T, desc string, s *Syncer, mem *lbmap.MemoryTables, st *desired.State, changed []desired.Frontend) {
+	t.Helper()
+	serviceIDs, backendIDs, entries := s.serviceIDs, s.backendIDs, s.mirror.serviceEntries
+	p := s.plan(st, changed)
+	if again := s.plan(st, changed); !reflect.DeepEqual(p, again) {
+		t.Fatalf("%s: planning twice gives two plans: the planner is not pure", desc)
+	}
+	if s.serviceIDs != serviceIDs || s.backendIDs != backendIDs || s.mirror.serviceEntries != entries {
+		t.Fatalf("%s: planning changed the syncer's allocators or mirror", desc)
+	}
+	if before := readMaps(t, mem.Tables()); len(before.dangling) > 0 {
+		t.Fatalf("%s: dangling before the sync:\n%s", desc, strings.Join(before.dangling, "\n"))
+	}
+	for n := 1; n <= len(p.ops); n++ {
+		c := mem.Clone()
+		mr, err := loadMirror(c.Tables())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := newApplier(c.Tables(), mr, p.label)
+		a.run(p.ops[:n])
+		if len(a.errs) > 0 {
+			t.Fatalf("%s: applying %d ops: %v", desc, n, a.errs)
+		}
+		if got := readMaps(t, c.Tables()); len(got.dangling) > 0 {
+			t.Fatalf("%s: after op %d of %d (%s): a connecting socket finds\n%s\nplan:\n%s",
+				desc, n, len(p.ops), describeOp(p.ops[n-1]), strings.Join(got.dangling, "\n"), describePlan(p))
+		}
+	}
+}
+
+func describeOp(o op) string {
+	switch o.action {
+	case writeBackend, deleteBackend:
+		return fmt.Sprintf("%s %d", doing[o.action], o.id)
+	case writeRevNat, writeName, deleteRevNat, deleteName:
+		return fmt.Sprintf("%s %d", doing[o.action], o.id)
+	case forgetScope:
+		return fmt.Sprintf("%s %s", doing[o.action], o.fs)
+	}
+	return fmt.Sprintf("%s %s = %s", doing[o.action], o.key, o.value)
+}
+
+func describePlan(p *plan) string {
+	var lines []string
+	for i, o := range p.ops {
+		lines = append(lines, fmt.Sprintf("%3d %s", i+1, describeOp(o)))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func scopeEntry(s *Syncer, fe desired.Frontend, scope lbmap.Scope) *scopeEntries {
+	return s.mirror.frontends[frontendScope{fe, scope}]
 }
 
 // A restarted agent finds its ids in the maps and rewrites nothing.
 func TestRestoreKeepsIDsAndWritesNothing(t *testing.T) {
-	m := newTestMaps(t, nil)
 	fe := tcp("10.96.0.10", 80)
-	want := state(svc("web", fe, backends(desired.TCP, 8080, "10.244.0.2", "10.244.0.3"), nil))
-	first, err := New(m, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name string
+		svc  *desired.FrontendEntry
+	}{
+		{"one scope", svc("web", fe, backends(desired.TCP, 8080, "10.244.0.2", "10.244.0.3"), nil)},
+		{"two scopes under one id", twoScopes(svc("web", fe, backends(desired.TCP, 8080, "10.244.0.2", "10.244.0.3"), nil), backends(desired.TCP, 8080, "10.244.0.4"), nil)},
 	}
-	if _, err := first.Sync(want); err != nil {
-		t.Fatal(err)
-	}
-	id := first.mirror.frontends[fe].master.ServiceId
+	for _, kind := range mapKinds {
+		for _, tc := range cases {
+			t.Run(kind.name+"/"+tc.name, func(t *testing.T) {
+				tables, _ := kind.open(t, nil)
+				want := state(tc.svc)
+				first, err := NewWithTables(tables, zaptest.NewLogger(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := first.Sync(want); err != nil {
+					t.Fatal(err)
+				}
+				id := scopeEntry(first, fe, lbmap.ScopeDefault).master.ServiceId
 
-	second, err := New(m, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := second.mirror.frontends[fe].master.ServiceId; got != id {
-		t.Errorf("service id after restart = %d, want %d", got, id)
-	}
-	stats, err := second.Sync(want)
-	if err != nil || stats != (Stats{}) {
-		t.Errorf("first sync after restart: %+v, %v; want no writes", stats, err)
-	}
-	// A new frontend gets a fresh id, not a restored one.
-	want.Frontends[tcp("10.96.0.11", 80)] = svc("other", tcp("10.96.0.11", 80), nil, nil)
-	want.Frontends[tcp("10.96.0.11", 80)].Kind = desired.ClusterIP
-	if _, err := second.Sync(want); err != nil {
-		t.Fatal(err)
-	}
-	if got := second.mirror.frontends[tcp("10.96.0.11", 80)].master.ServiceId; got == id {
-		t.Errorf("new frontend reused service id %d", got)
+				second, err := NewWithTables(tables, zaptest.NewLogger(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, scope := range scopes {
+					e := scopeEntry(second, fe, scope)
+					if scope == lbmap.ScopeInternal && tc.svc.Internal == nil {
+						if e != nil {
+							t.Errorf("restored an internal scope that was never written")
+						}
+						continue
+					}
+					if e == nil || e.master.ServiceId != id {
+						t.Errorf("scope %d after restart: %+v, want service id %d", scope, e, id)
+					}
+				}
+				if res, err := second.Sync(want); err != nil || !wroteNothing(res) {
+					t.Errorf("first sync after restart: %+v, %v; want no writes", res, err)
+				}
+				// A new frontend gets a fresh id, not a restored one.
+				other := tcp("10.96.0.11", 80)
+				want.Frontends[other] = svc("other", other, nil, nil)
+				want.Frontends[other].Kind = desired.ClusterIP
+				if _, err := second.Sync(want); err != nil {
+					t.Fatal(err)
+				}
+				if got := scopeEntry(second, other, lbmap.ScopeDefault).master.ServiceId; got == id {
+					t.Errorf("new frontend reused service id %d", got)
+				}
+			})
+		}
 	}
 }
 
 // Removing one backend rewrites one slot, and the others keep theirs.
 func TestRemovalKeepsOtherSlots(t *testing.T) {
-	m := newTestMaps(t, nil)
-	fe := tcp("10.96.0.10", 80)
-	abcd := backends(desired.TCP, 8080, "10.244.0.2", "10.244.0.3", "10.244.0.4", "10.244.0.5")
-	s, err := New(m, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Sync(state(svc("web", fe, abcd, nil))); err != nil {
-		t.Fatal(err)
-	}
-	before := map[uint16]uint32{}
-	for slot, id := range s.mirror.frontends[fe].slots {
-		before[slot] = id
-	}
-	stats, err := s.Sync(state(svc("web", fe, slices.Delete(slices.Clone(abcd), 1, 2), nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := s.mirror.frontends[fe].slots
-	moved := 0
-	for slot, id := range after {
-		if before[slot] != id {
-			moved++
-		}
-	}
-	if moved != 1 {
-		t.Errorf("%d slots changed backend, want 1 (the removed backend's slot takes the last one)", moved)
-	}
-	// slot rewrite + master + last slot delete + backend delete
-	if stats.Upserts != 2 || stats.Deletes != 2 {
-		t.Errorf("writes = %+v, want 2 upserts and 2 deletes", stats)
+	for _, kind := range mapKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			tables, _ := kind.open(t, nil)
+			fe := tcp("10.96.0.10", 80)
+			abcd := backends(desired.TCP, 8080, "10.244.0.2", "10.244.0.3", "10.244.0.4", "10.244.0.5")
+			s, err := NewWithTables(tables, zaptest.NewLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Sync(state(svc("web", fe, abcd, nil))); err != nil {
+				t.Fatal(err)
+			}
+			before := map[uint16]uint32{}
+			for slot, id := range scopeEntry(s, fe, lbmap.ScopeDefault).slots {
+				before[slot] = id
+			}
+			res, err := s.Sync(state(svc("web", fe, slices.Delete(slices.Clone(abcd), 1, 2), nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			moved := 0
+			for slot, id := range scopeEntry(s, fe, lbmap.ScopeDefault).slots {
+				if before[slot] != id {
+					moved++
+				}
+			}
+			if moved != 1 {
+				t.Errorf("%d slots changed backend, want 1 (the removed backend's slot takes the last one)", moved)
+			}
+			// slot rewrite + master + last slot delete + backend delete
+			if res.Upserts != 2 || res.Deletes != 2 {
+				t.Errorf("writes = %d upserts, %d deletes, want 2 and 2", res.Upserts, res.Deletes)
+			}
+		})
 	}
 }
 
 // A full map fails only the Services that do not fit; the others work.
 func TestFullMapFailsOnlyWhatDoesNotFit(t *testing.T) {
-	m := newTestMaps(t, map[string]uint32{lbmap.ServicesMap: 4})
-	s, err := New(m, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	small := svc("small", tcp("10.96.0.10", 80), backends(desired.TCP, 8080, "10.244.0.2"), nil)
-	big := svc("big", tcp("10.96.0.20", 80), backends(desired.TCP, 8080, "10.244.0.3", "10.244.0.4", "10.244.0.5"), nil)
-	_, err = s.Sync(state(small, big))
-	if err == nil {
-		t.Fatal("sync into a too small map succeeded")
-	}
-	if !strings.Contains(err.Error(), "default/big") {
-		t.Errorf("error does not name the Service that did not fit: %v", err)
-	}
-	if strings.Contains(err.Error(), "default/small") {
-		t.Errorf("error names a Service that fit: %v", err)
-	}
-	got := readMaps(t, m)
-	if v, ok := got["10.96.0.10:80/TCP"]; !ok || len(v.active) != 1 {
-		t.Errorf("the Service that fits is not programmed: %v", got)
-	}
-	if _, ok := got["10.96.0.20:80/TCP"]; ok {
-		t.Errorf("the Service that does not fit has a master entry: %v", got)
+	for _, kind := range mapKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			tables, _ := kind.open(t, map[string]uint32{lbmap.ServicesMap: 4})
+			s, err := NewWithTables(tables, zaptest.NewLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			small := svc("small", tcp("10.96.0.10", 80), backends(desired.TCP, 8080, "10.244.0.2"), nil)
+			big := svc("big", tcp("10.96.0.20", 80), backends(desired.TCP, 8080, "10.244.0.3", "10.244.0.4", "10.244.0.5"), nil)
+			_, err = s.Sync(state(small, big))
+			if err == nil {
+				t.Fatal("sync into a too small map succeeded")
+			}
+			if !strings.Contains(err.Error(), "default/big") {
+				t.Errorf("error does not name the Service that did not fit: %v", err)
+			}
+			if strings.Contains(err.Error(), "default/small") {
+				t.Errorf("error names a Service that fit: %v", err)
+			}
+			got := readMaps(t, tables)
+			if v, ok := got.frontends["10.96.0.10:80/TCP"]; !ok || len(v.active) != 1 {
+				t.Errorf("the Service that fits is not programmed: %v", got.frontends)
+			}
+			if _, ok := got.frontends["10.96.0.20:80/TCP"]; ok {
+				t.Errorf("the Service that does not fit has a master entry: %v", got.frontends)
+			}
+			if len(got.dangling)+len(got.leftovers) > 0 {
+				t.Errorf("after a sync into a full map:\n%s", strings.Join(append(got.dangling, got.leftovers...), "\n"))
+			}
+		})
 	}
 }
 
@@ -466,22 +479,28 @@ func BenchmarkSync(b *testing.B) {
 
 // A frontend listed twice as changed is planned once: a new one gets one id.
 func TestSyncFrontendsListedTwice(t *testing.T) {
-	m := newTestMaps(t, nil)
-	s, err := New(m, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe := tcp("10.96.0.10", 80)
-	st := state(svc("web", fe, backends(desired.TCP, 8080, "10.244.0.2"), nil))
-	if _, err := s.SyncFrontends(st, []desired.Frontend{fe, fe}); err != nil {
-		t.Fatal(err)
-	}
-	readMaps(t, m)
-	keys, _, err := lbmap.Dump[uint32, lbmap.RevNat](m.RevNat)
-	if err != nil || len(keys) != 1 {
-		t.Errorf("rev_nat holds %d entries (%v), want 1", len(keys), err)
-	}
-	if stats, err := s.Sync(st); err != nil || stats != (Stats{}) {
-		t.Errorf("a full sync afterwards wrote %+v, %v; want nothing", stats, err)
+	for _, kind := range mapKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			tables, _ := kind.open(t, nil)
+			s, err := NewWithTables(tables, zaptest.NewLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fe := tcp("10.96.0.10", 80)
+			st := state(svc("web", fe, backends(desired.TCP, 8080, "10.244.0.2"), nil))
+			if _, err := s.SyncFrontends(st, []desired.Frontend{fe, fe}); err != nil {
+				t.Fatal(err)
+			}
+			if got := readMaps(t, tables); len(got.dangling)+len(got.leftovers) > 0 {
+				t.Errorf("after the sync:\n%s", strings.Join(append(got.dangling, got.leftovers...), "\n"))
+			}
+			keys, _, err := tables.RevNat.Dump()
+			if err != nil || len(keys) != 1 {
+				t.Errorf("rev_nat holds %d entries (%v), want 1", len(keys), err)
+			}
+			if res, err := s.Sync(st); err != nil || !wroteNothing(res) {
+				t.Errorf("a full sync afterwards wrote %+v, %v; want nothing", res, err)
+			}
+		})
 	}
 }

@@ -1,0 +1,249 @@
+package lbmap
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+)
+
+// Table is one map as its writer and its readers reach it: the kernel's map,
+// or a map in memory with the same behaviour for tests that have no kernel.
+type Table[K comparable, V any] interface {
+	// Update writes keys[i]=values[i] for every i. A failing entry (a full
+	// map, say) does not stop the others: its index and cause are returned.
+	Update(keys []K, values []V) []EntryError
+	// Delete removes keys; keys already absent are not an error.
+	Delete(keys []K) []EntryError
+	// Lookup returns the value of key, or an error wrapping
+	// ebpf.ErrKeyNotExist.
+	Lookup(key K) (V, error)
+	// Dump reads every entry, in no particular order.
+	Dump() ([]K, []V, error)
+	// MaxEntries is the map's capacity.
+	MaxEntries() uint32
+}
+
+// Tables are the load-balancing maps the syncer writes and inspect reads.
+type Tables struct {
+	Services     Table[ServiceKey, ServiceValue]
+	Backends     Table[uint32, Backend]
+	RevNat       Table[uint32, RevNat]
+	ServiceNames Table[uint32, ServiceName]
+}
+
+// Tables reaches m's load-balancing maps through Table.
+func (m *Maps) Tables() Tables {
+	return Tables{
+		Services:     NewKernelTable[ServiceKey, ServiceValue](m.Services),
+		Backends:     NewKernelTable[uint32, Backend](m.Backends),
+		RevNat:       NewKernelTable[uint32, RevNat](m.RevNat),
+		ServiceNames: NewKernelTable[uint32, ServiceName](m.ServiceNames),
+	}
+}
+
+// KernelTable is a Table over a kernel map, written and read in batches.
+type KernelTable[K comparable, V any] struct {
+	m *ebpf.Map
+}
+
+// NewKernelTable reaches m, whose key and value must have K's and V's layout.
+func NewKernelTable[K comparable, V any](m *ebpf.Map) *KernelTable[K, V] {
+	return &KernelTable[K, V]{m: m}
+}
+
+func (t *KernelTable[K, V]) Update(keys []K, values []V) []EntryError {
+	return Update(t.m, keys, values)
+}
+
+func (t *KernelTable[K, V]) Delete(keys []K) []EntryError { return Delete(t.m, keys) }
+
+func (t *KernelTable[K, V]) Lookup(key K) (V, error) {
+	var v V
+	if err := t.m.Lookup(&key, &v); err != nil {
+		return v, fmt.Errorf("look up %v in %s: %w", key, t.m, err)
+	}
+	return v, nil
+}
+
+func (t *KernelTable[K, V]) Dump() ([]K, []V, error) { return Dump[K, V](t.m) }
+
+func (t *KernelTable[K, V]) MaxEntries() uint32 { return t.m.MaxEntries() }
+
+// Update writes keys[i]=values[i] for every i in batches. A failing entry (a
+// full map, say) does not stop the others: its index and cause are returned.
+// Batch operations on hash maps arrived in Linux 5.6, before socklb's minimum
+// of 5.8, so there is no one-syscall-per-entry fallback.
+func Update[K, V any](m *ebpf.Map, keys []K, values []V) []EntryError {
+	var failed []EntryError
+	for start := 0; start < len(keys); {
+		n, err := m.BatchUpdate(keys[start:], values[start:], nil)
+		if err == nil {
+			break
+		}
+		// The kernel stops at the first failing entry and reports how many
+		// went in before it.
+		failed = append(failed, EntryError{Index: start + n, Err: fmt.Errorf("update %s: %w", m, err)})
+		start += n + 1
+	}
+	return failed
+}
+
+// Delete removes keys in batches; keys already absent are not an error.
+func Delete[K any](m *ebpf.Map, keys []K) []EntryError {
+	var failed []EntryError
+	for start := 0; start < len(keys); {
+		n, err := m.BatchDelete(keys[start:], nil)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			failed = append(failed, EntryError{Index: start + n, Err: fmt.Errorf("delete from %s: %w", m, err)})
+		}
+		start += n + 1
+	}
+	return failed
+}
+
+// Dump reads every entry of m in batches.
+func Dump[K, V any](m *ebpf.Map) ([]K, []V, error) {
+	var keys []K
+	var values []V
+	chunk := 4096
+	var cursor ebpf.MapBatchCursor
+	for {
+		kbuf := make([]K, chunk)
+		vbuf := make([]V, chunk)
+		n, err := m.BatchLookup(&cursor, kbuf, vbuf, nil)
+		keys = append(keys, kbuf[:n]...)
+		values = append(values, vbuf[:n]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, values, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("dump %s: %w", m, err)
+		}
+	}
+}
+
+// MemoryTable is a Table in memory that behaves like a kernel hash map: a
+// new key does not fit once MaxEntries keys are held (E2BIG, as the kernel
+// says), while an existing key can always be rewritten.
+type MemoryTable[K comparable, V any] struct {
+	name    string
+	max     uint32
+	entries map[K]V
+	// Fail, when set and returning an error for a key, makes every Update
+	// and Delete of that key fail with it, as a kernel write can.
+	Fail func(key K) error
+}
+
+// NewMemoryTable is an empty map called name that holds up to maxEntries.
+func NewMemoryTable[K comparable, V any](name string, maxEntries uint32) *MemoryTable[K, V] {
+	return &MemoryTable[K, V]{name: name, max: maxEntries, entries: map[K]V{}}
+}
+
+// Clone copies the entries and the capacity, not Fail.
+func (t *MemoryTable[K, V]) Clone() *MemoryTable[K, V] {
+	return &MemoryTable[K, V]{name: t.name, max: t.max, entries: maps.Clone(t.entries)}
+}
+
+// Len is the number of entries held.
+func (t *MemoryTable[K, V]) Len() int { return len(t.entries) }
+
+func (t *MemoryTable[K, V]) fail(key K) error {
+	if t.Fail == nil {
+		return nil
+	}
+	return t.Fail(key)
+}
+
+func (t *MemoryTable[K, V]) Update(keys []K, values []V) []EntryError {
+	var failed []EntryError
+	for i, k := range keys {
+		if err := t.fail(k); err != nil {
+			failed = append(failed, EntryError{Index: i, Err: fmt.Errorf("update %s: %w", t.name, err)})
+			continue
+		}
+		if _, ok := t.entries[k]; !ok && len(t.entries) >= int(t.max) {
+			failed = append(failed, EntryError{Index: i, Err: fmt.Errorf("update %s: %w", t.name, syscall.E2BIG)})
+			continue
+		}
+		t.entries[k] = values[i]
+	}
+	return failed
+}
+
+func (t *MemoryTable[K, V]) Delete(keys []K) []EntryError {
+	var failed []EntryError
+	for i, k := range keys {
+		if err := t.fail(k); err != nil {
+			failed = append(failed, EntryError{Index: i, Err: fmt.Errorf("delete from %s: %w", t.name, err)})
+			continue
+		}
+		delete(t.entries, k)
+	}
+	return failed
+}
+
+func (t *MemoryTable[K, V]) Lookup(key K) (V, error) {
+	v, ok := t.entries[key]
+	if !ok {
+		return v, fmt.Errorf("look up %v in %s: %w", key, t.name, ebpf.ErrKeyNotExist)
+	}
+	return v, nil
+}
+
+func (t *MemoryTable[K, V]) Dump() ([]K, []V, error) {
+	keys := make([]K, 0, len(t.entries))
+	values := make([]V, 0, len(t.entries))
+	for k, v := range t.entries {
+		keys = append(keys, k)
+		values = append(values, v)
+	}
+	return keys, values, nil
+}
+
+func (t *MemoryTable[K, V]) MaxEntries() uint32 { return t.max }
+
+// MemoryTables is a set of load-balancing maps in memory.
+type MemoryTables struct {
+	Services     *MemoryTable[ServiceKey, ServiceValue]
+	Backends     *MemoryTable[uint32, Backend]
+	RevNat       *MemoryTable[uint32, RevNat]
+	ServiceNames *MemoryTable[uint32, ServiceName]
+}
+
+// NewMemoryTables makes empty maps of 65536 entries each; maxEntries
+// overrides the size of the maps it names (ServicesMap, ...).
+func NewMemoryTables(maxEntries map[string]uint32) *MemoryTables {
+	size := func(name string) uint32 {
+		if n, ok := maxEntries[name]; ok {
+			return n
+		}
+		return 1 << 16
+	}
+	return &MemoryTables{
+		Services:     NewMemoryTable[ServiceKey, ServiceValue](ServicesMap, size(ServicesMap)),
+		Backends:     NewMemoryTable[uint32, Backend](BackendsMap, size(BackendsMap)),
+		RevNat:       NewMemoryTable[uint32, RevNat](RevNatMap, size(RevNatMap)),
+		ServiceNames: NewMemoryTable[uint32, ServiceName](ServiceNamesMap, size(ServiceNamesMap)),
+	}
+}
+
+// Clone copies every map.
+func (m *MemoryTables) Clone() *MemoryTables {
+	return &MemoryTables{
+		Services:     m.Services.Clone(),
+		Backends:     m.Backends.Clone(),
+		RevNat:       m.RevNat.Clone(),
+		ServiceNames: m.ServiceNames.Clone(),
+	}
+}
+
+// Tables reaches the maps through Table.
+func (m *MemoryTables) Tables() Tables {
+	return Tables{Services: m.Services, Backends: m.Backends, RevNat: m.RevNat, ServiceNames: m.ServiceNames}
+}

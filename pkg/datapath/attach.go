@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -22,15 +23,23 @@ type AttachKind uint8
 
 const (
 	// AttachCgroup attaches to a cgroup v2 directory: the socket hooks.
-	// The north-south programs will add an XDP link per device and tcx
-	// links, each with its own kind.
 	AttachCgroup AttachKind = iota + 1
+	// AttachXDP attaches to a device's XDP hook: north-south ingress.
+	AttachXDP
+	// AttachTCEgress attaches to a device's tc egress: replies of local
+	// backends to outside clients. Through a tcx link where the kernel has
+	// tcx (6.6), else a clsact qdisc and a direct-action filter.
+	AttachTCEgress
 )
 
 func (k AttachKind) String() string {
 	switch k {
 	case AttachCgroup:
 		return "cgroup"
+	case AttachXDP:
+		return "xdp"
+	case AttachTCEgress:
+		return "tc-egress"
 	}
 	return fmt.Sprintf("attach-kind(%d)", uint8(k))
 }
@@ -39,7 +48,28 @@ func (k AttachKind) String() string {
 type Attachment struct {
 	Program string // the program's name in its object, e.g. "connect4"
 	Kind    AttachKind
-	Target  string // AttachCgroup: the cgroup directory
+	Target  string // AttachCgroup: the cgroup directory; the others: a device name
+	XDPMode XDPMode
+}
+
+// XDPMode is how an XDP program runs on a device.
+type XDPMode string
+
+const (
+	// XDPNative runs in the driver, before any socket buffer exists; a
+	// driver without XDP support refuses it and generic is used instead.
+	XDPNative XDPMode = "native"
+	// XDPGeneric runs on socket buffers: any device, at a cost.
+	XDPGeneric XDPMode = "generic"
+)
+
+// ParseXDPMode checks an --xdp-mode value.
+func ParseXDPMode(s string) (XDPMode, error) {
+	switch m := XDPMode(s); m {
+	case XDPNative, XDPGeneric:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown XDP mode %q: want native or generic", s)
 }
 
 // pinName is the link's file under links/, named for what it attaches to:
@@ -61,7 +91,8 @@ func (a Attachment) legacyPinName() string {
 	return ""
 }
 
-// Attachments is the attach table of cfg: every socket hook on cfg.Cgroup.
+// Attachments is the attach table of cfg: every socket hook on cfg.Cgroup,
+// and the north-south programs on each of cfg.Devices.
 func Attachments(cfg Config) []Attachment {
 	var table []Attachment
 	for _, prog := range []string{
@@ -71,6 +102,15 @@ func Attachments(cfg Config) []Attachment {
 		sockProgGetpeername4, sockProgGetpeername6,
 	} {
 		table = append(table, Attachment{Program: prog, Kind: AttachCgroup, Target: cfg.Cgroup})
+	}
+	mode := cfg.XDPMode
+	if mode == "" {
+		mode = XDPNative
+	}
+	for _, dev := range cfg.Devices {
+		table = append(table,
+			Attachment{Program: nodeportProgNodeportXdp, Kind: AttachXDP, Target: dev, XDPMode: mode},
+			Attachment{Program: nodeportProgNodeportTcEgress, Kind: AttachTCEgress, Target: dev})
 	}
 	return table
 }
@@ -90,7 +130,9 @@ func attachAll(table []Attachment, progs programs, pinDir string, log *zap.Logge
 		if err != nil {
 			return nil, errors.Join(err, closeLinks(links))
 		}
-		links = append(links, l)
+		if l != nil { // a clsact filter has no link
+			links = append(links, l)
+		}
 	}
 	return links, nil
 }
@@ -107,6 +149,9 @@ func closeLinks(links []link.Link) error {
 // legacy name, which it renames atomically), or attaches anew and pins.
 func attachOne(a Attachment, p program, pinDir string, log *zap.Logger) (link.Link, error) {
 	pin := filepath.Join(pinDir, linksDir, a.pinName())
+	if a.Kind == AttachTCEgress && isTCFilterMarker(pin) {
+		return nil, attachTCFilter(a, p, pin, log)
+	}
 	l, err := takeOver(a, pin, p.prog)
 	if err != nil {
 		return nil, err
@@ -156,6 +201,15 @@ func attachNew(a Attachment, p program, pin string, log *zap.Logger) (link.Link,
 	switch a.Kind {
 	case AttachCgroup:
 		l, err = link.AttachCgroup(link.CgroupOptions{Path: a.Target, Attach: p.attachType, Program: p.prog})
+	case AttachXDP:
+		l, err = attachXDP(a, p, log)
+	case AttachTCEgress:
+		l, err = attachTCX(a, p)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			// Before Linux 6.6: no tcx link to pin, the filter is the state.
+			log.Info("tcx is not supported: tc egress uses a clsact filter", zap.String("device", a.Target))
+			return nil, attachTCFilter(a, p, pin, log)
+		}
 	default:
 		err = errors.New("unknown attach kind")
 	}
@@ -211,6 +265,22 @@ func attachedTo(a Attachment, l link.Link) (bool, error) {
 		}
 		info, err := l.Info()
 		return err == nil && info.Cgroup() != nil && info.Cgroup().CgroupId == want, nil
+	case AttachXDP, AttachTCEgress:
+		ifindex, err := deviceIndex(a.Target)
+		if err != nil {
+			return false, err
+		}
+		info, err := l.Info()
+		if err != nil {
+			return false, nil
+		}
+		if x := info.XDP(); a.Kind == AttachXDP && x != nil {
+			return x.Ifindex == uint32(ifindex), nil
+		}
+		if x := info.TCX(); a.Kind == AttachTCEgress && x != nil {
+			return x.Ifindex == uint32(ifindex) && ebpf.AttachType(x.AttachType) == ebpf.AttachTCXEgress, nil
+		}
+		return false, nil
 	}
 	return false, fmt.Errorf("check the target of a %s link: unknown attach kind", a.Kind)
 }
@@ -230,4 +300,43 @@ func detachPinned(pin string) error {
 		return fmt.Errorf("detach pinned link %s: %w", pin, err)
 	}
 	return nil
+}
+
+// pruneStaleLinks detaches what an earlier configuration attached and this
+// one does not (a device no longer in --devices), so that no device keeps a
+// program nobody maintains.
+func pruneStaleLinks(table []Attachment, pinDir string, log *zap.Logger) error {
+	want := map[string]bool{}
+	for _, a := range table {
+		want[a.pinName()] = true
+		if name := a.legacyPinName(); name != "" {
+			want[name] = true // attachOne has already dealt with it
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(pinDir, linksDir))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", filepath.Join(pinDir, linksDir), err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if want[e.Name()] {
+			continue
+		}
+		if err := detachAny(filepath.Join(pinDir, linksDir, e.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("stale attachment removed", zap.String("pin", e.Name()))
+	}
+	return errors.Join(errs...)
+}
+
+// detachAny detaches what a file under links/ records: a pinned link, or
+// the marker of a clsact filter ("tc-egress-<device>").
+func detachAny(pin string) error {
+	if isTCFilterMarker(pin) {
+		device := strings.TrimPrefix(filepath.Base(pin), AttachTCEgress.String()+"-")
+		return detachTCFilter(device, pin)
+	}
+	return detachPinned(pin)
 }

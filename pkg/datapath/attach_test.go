@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -47,5 +48,30 @@ func TestAttachmentsCoverEverySocketProgram(t *testing.T) {
 	slices.Sort(inObject)
 	if !slices.Equal(inTable, inObject) {
 		t.Errorf("the attach table has %v, the object %v", inTable, inObject)
+	}
+}
+
+// Every device gets the XDP and tc egress programs, each link pinned under
+// a name that says its device, so that two devices never share a pin.
+func TestAttachmentsPerDevice(t *testing.T) {
+	table := Attachments(Config{Cgroup: "/cg", Devices: []string{"eth0", "eth1"}, XDPMode: XDPGeneric})
+	var got []string
+	for _, a := range table {
+		if a.Kind == AttachCgroup {
+			continue
+		}
+		got = append(got, fmt.Sprintf("%s %s %s mode=%s", a.pinName(), a.Program, a.Target, a.XDPMode))
+	}
+	want := []string{
+		"xdp-eth0 nodeport_xdp eth0 mode=generic",
+		"tc-egress-eth0 nodeport_tc_egress eth0 mode=",
+		"xdp-eth1 nodeport_xdp eth1 mode=generic",
+		"tc-egress-eth1 nodeport_tc_egress eth1 mode=",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("device attachments\n got %q\nwant %q", got, want)
+	}
+	if a := Attachments(Config{Devices: []string{"eth0"}}); a[len(a)-2].XDPMode != XDPNative {
+		t.Errorf("default XDP mode %q, want native", a[len(a)-2].XDPMode)
 	}
 }

@@ -16,7 +16,7 @@ func Cleanup(pinDir string, log *zap.Logger) error {
 	var errs []error
 	links, _ := filepath.Glob(filepath.Join(pinDir, linksDir, "*"))
 	for _, pin := range links {
-		if err := detachPinned(pin); err != nil {
+		if err := detachAny(pin); err != nil {
 			errs = append(errs, err)
 			continue
 		}

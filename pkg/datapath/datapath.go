@@ -18,6 +18,11 @@ import (
 type Config struct {
 	PinDir string // on a bpffs, e.g. /sys/fs/bpf/socklb
 	Cgroup string // the cgroup v2 directory whose sockets are balanced
+	// Devices are the node's devices that outside traffic arrives on: the
+	// north-south programs attach to each (XDP in, tc out). None: no
+	// north-south datapath.
+	Devices []string
+	XDPMode XDPMode // native (default) or generic
 }
 
 // Datapath is the maps, the programs using them and the links attaching
@@ -69,7 +74,12 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 		d.Close()
 		return nil, err
 	}
-	if d.links, err = attachAll(Attachments(cfg), d.progs, cfg.PinDir, log); err != nil {
+	table := Attachments(cfg)
+	if d.links, err = attachAll(table, d.progs, cfg.PinDir, log); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := pruneStaleLinks(table, cfg.PinDir, log); err != nil {
 		d.Close()
 		return nil, err
 	}

@@ -62,5 +62,12 @@ func loadPrograms(m *lbmap.Maps, feats Features) (programs, error) {
 	} {
 		progs[name] = program{prog: prog, attachType: spec.Programs[name].AttachType}
 	}
+	np, err := loadNodePortPrograms(m)
+	if err != nil {
+		progs.close()
+		return nil, err
+	}
+	progs[nodeportProgNodeportXdp] = program{prog: np.XDP}
+	progs[nodeportProgNodeportTcEgress] = program{prog: np.TCEgress, attachType: ebpf.AttachTCXEgress}
 	return progs, nil
 }

@@ -27,6 +27,13 @@ func newInspectCommand() *cobra.Command {
 			}
 			return inspect.WriteBackends(c.OutOrStdout(), f, views)
 		}),
+		newInspectSubcommand("flows", "Connections from outside the node (NodePort, LoadBalancer, external IPs) with their backend and SNAT", func(c *cobra.Command, m *lbmap.Maps, f inspect.Format) error {
+			views, err := inspect.Flows(m)
+			if err != nil {
+				return err
+			}
+			return inspect.WriteFlows(c.OutOrStdout(), f, views)
+		}),
 	)
 	return cmd
 }

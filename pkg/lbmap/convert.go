@@ -143,3 +143,14 @@ func NewSourceRangeKey(serviceID uint32, prefix netip.Prefix) SourceRangeKey {
 	return SourceRangeKey{Prefixlen: uint32(32 + bits), ServiceId: binary.NativeEndian.Uint32(id[:]),
 		Addr: addrTo16(prefix.Masked().Addr())}
 }
+
+// NewFlow is a connection-table value rewriting destinations to dst and,
+// when src is valid, sources to src.
+func NewFlow(dst, src netip.AddrPort, backendID, serviceID uint32, flags FlowFlags, createdNs uint64) Flow {
+	f := Flow{NewDaddr: addrTo16(dst.Addr()), NewDport: portToNet(dst.Port()),
+		BackendId: backendID, ServiceId: serviceID, Flags: flags, CreatedNs: createdNs}
+	if src.IsValid() {
+		f.NewSaddr, f.NewSport = addrTo16(src.Addr()), portToNet(src.Port())
+	}
+	return f
+}

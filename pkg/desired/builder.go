@@ -33,7 +33,7 @@ func NewBuilder(node NodeInfo) *Builder {
 // the one full build: Build and the agent's full sync both come here.
 func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) {
 	x.node = node
-	x.state = &State{Frontends: make(map[Frontend]*FrontendEntry, len(services))}
+	x.state = &State{Frontends: make(map[Frontend]*FrontendEntry, len(services)), Node: node}
 	x.builds = make(map[ServiceRef]*serviceBuild, len(services))
 	x.claims = map[Frontend][]ServiceRef{}
 	index := indexEndpointSlices(endpointSlices)

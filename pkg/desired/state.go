@@ -144,6 +144,9 @@ type FrontendEntry struct {
 // frontends.
 type State struct {
 	Frontends map[Frontend]*FrontendEntry
+	// Node is the node the state was built for: which endpoints are local,
+	// and which hints are this node's, depend on it.
+	Node NodeInfo
 }
 
 // Sorted returns the services ordered by frontend (family, address, port,

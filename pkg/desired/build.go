@@ -193,32 +193,48 @@ func (b *serviceBuild) servicePorts(views []ServicePortView) []servicePort {
 // slice by name wins a tie), so that the result does not depend on the
 // order the slices came in.
 func (b *serviceBuild) endpointsOf(family discoveryv1.AddressType, sp servicePort) []Endpoint {
-	best := map[Backend]Endpoint{}
+	var parsed []*parsedSlice
+	n := 0
 	for _, slice := range b.slices {
-		parsed := b.parse(slice)
-		if parsed.addressType != family {
-			continue
+		if p := b.parse(slice); p.addressType == family {
+			parsed = append(parsed, p)
+			n += len(p.endpoints)
 		}
+	}
+	out := make([]Endpoint, 0, n) // one port per slice matches, as a rule
+	for _, parsed := range parsed {
 		for _, port := range parsed.ports {
 			// Names equal and protocols equal is how a named targetPort is
 			// resolved: the endpointslice controller already wrote the number.
 			if port.name != sp.name || port.proto != sp.proto {
 				continue
 			}
-			for _, ep := range parsed.endpoints {
-				e := endpointOf(ep.endpoint, Backend{Addr: ep.addr, Port: port.port, Proto: port.proto})
-				if have, ok := best[e.Backend]; !ok || e.usability() > have.usability() {
-					best[e.Backend] = e
-				}
+			for _, e := range parsed.endpoints {
+				e.Port, e.Proto = port.port, port.proto
+				out = append(out, e)
 			}
 		}
 	}
-	out := make([]Endpoint, 0, len(best))
-	for _, e := range best {
-		out = append(out, e)
+	// Stable, so that among equal backends slice order (by name) decides.
+	slices.SortStableFunc(out, func(a, b Endpoint) int { return a.Backend.Compare(b.Backend) })
+	return slices.CompactFunc(mostUsableFirst(out), func(a, b Endpoint) bool { return a.Backend == b.Backend })
+}
+
+// mostUsableFirst moves, within each run of one backend in sorted, the
+// first of its most usable copies to the front of the run, so that
+// compacting keeps it.
+func mostUsableFirst(sorted []Endpoint) []Endpoint {
+	for start := 0; start < len(sorted); {
+		end, best := start+1, start
+		for ; end < len(sorted) && sorted[end].Backend == sorted[start].Backend; end++ {
+			if sorted[end].usability() > sorted[best].usability() {
+				best = end
+			}
+		}
+		sorted[start], sorted[best] = sorted[best], sorted[start]
+		start = end
 	}
-	slices.SortFunc(out, func(a, b Endpoint) int { return a.Backend.Compare(b.Backend) })
-	return out
+	return sorted
 }
 
 type slicePort struct {
@@ -227,16 +243,11 @@ type slicePort struct {
 	proto Protocol
 }
 
-type sliceEndpoint struct {
-	addr     netip.Addr // the first address, parsed
-	endpoint discoveryv1.Endpoint
-}
-
 // parsedSlice is the usable part of one EndpointSlice.
 type parsedSlice struct {
 	addressType discoveryv1.AddressType
 	ports       []slicePort
-	endpoints   []sliceEndpoint
+	endpoints   []Endpoint // each with its address only: ports come from the Service port
 }
 
 func (b *serviceBuild) parse(s *discoveryv1.EndpointSlice) *parsedSlice {
@@ -280,6 +291,7 @@ func (b *serviceBuild) parse(s *discoveryv1.EndpointSlice) *parsedSlice {
 		p.ports = append(p.ports, slicePort{name: name, port: uint16(*port.Port), proto: parsedProto})
 	}
 
+	p.endpoints = make([]Endpoint, 0, len(s.Endpoints))
 	for i, ep := range s.Endpoints {
 		if len(ep.Addresses) == 0 {
 			b.sliceError(s, fmt.Errorf("endpoint %d: no addresses", i))
@@ -296,7 +308,7 @@ func (b *serviceBuild) parse(s *discoveryv1.EndpointSlice) *parsedSlice {
 			b.sliceError(s, fmt.Errorf("endpoint %d: address %s is %s in a slice of addressType %s", i, addr, got, s.AddressType))
 			continue
 		}
-		p.endpoints = append(p.endpoints, sliceEndpoint{addr: addr, endpoint: ep})
+		p.endpoints = append(p.endpoints, endpointOf(ep, addr))
 	}
 	return p
 }

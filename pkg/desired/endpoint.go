@@ -1,6 +1,7 @@
 package desired
 
 import (
+	"net/netip"
 	"slices"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -52,8 +53,9 @@ func (e Endpoint) usability() int {
 }
 
 // endpointOf reads one endpoint of a slice; addr is its first address,
-// already parsed.
-func endpointOf(ep discoveryv1.Endpoint, be Backend) Endpoint {
+// already parsed. The backend's port and protocol are left for the Service
+// port to fill in.
+func endpointOf(ep discoveryv1.Endpoint, addr netip.Addr) Endpoint {
 	c := ep.Conditions
 	ready := c.Ready == nil || *c.Ready
 	serving := ready
@@ -61,7 +63,7 @@ func endpointOf(ep discoveryv1.Endpoint, be Backend) Endpoint {
 		serving = *c.Serving
 	}
 	out := Endpoint{
-		Backend:     be,
+		Backend:     Backend{Addr: addr},
 		Ready:       ready,
 		Serving:     serving,
 		Terminating: c.Terminating != nil && *c.Terminating,

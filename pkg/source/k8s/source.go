@@ -200,7 +200,7 @@ func (s *Source) nodeInfo(node *corev1.Node, report bool) *desired.NodeInfo {
 	return &info
 }
 
-// HasSynced reports whether both informers listed everything once.
+// HasSynced reports whether the three informers listed everything once.
 func (s *Source) HasSynced() bool {
 	return s.services.HasSynced() && s.slices.HasSynced() && s.nodes.HasSynced()
 }

@@ -72,9 +72,11 @@ type Agent struct {
 	desired *desired.Builder
 	built   bool
 	// triggers holds when each change not yet programmed was triggered,
-	// kept across failed syncs: the network programming latency counts
-	// until a sync succeeds.
-	triggers map[desired.ServiceRef]time.Time
+	// per Service, and allTriggered when a change of everything was: they
+	// are kept across failed syncs, as the network programming latency
+	// counts until a sync succeeds.
+	triggers     map[desired.ServiceRef]time.Time
+	allTriggered time.Time
 	// lastFailed makes the next sync full: after a failure the mirror is
 	// right but which frontends still differ is not tracked.
 	lastFailed bool
@@ -234,33 +236,28 @@ func (a *Agent) buildChanged(inc source.Incremental, refs []desired.ServiceRef) 
 // keepTriggers adds the trigger times of changes to those not yet
 // programmed, keeping the oldest per Service.
 func (a *Agent) keepTriggers(c source.Changes) {
-	add := func(ref desired.ServiceRef, t time.Time) {
+	for ref, t := range c.TriggerTimes {
 		if have, ok := a.triggers[ref]; !ok || t.Before(have) {
 			a.triggers[ref] = t
 		}
 	}
-	for ref, t := range c.TriggerTimes {
-		add(ref, t)
-	}
-	if c.All {
-		add(allServices, c.AllTriggered)
+	if c.All && (a.allTriggered.IsZero() || c.AllTriggered.Before(a.allTriggered)) {
+		a.allTriggered = c.AllTriggered
 	}
 }
-
-// allServices stands for every Service among the trigger times.
-var allServices = desired.ServiceRef{}
 
 // programmed forgets the trigger times after a successful sync and returns
 // the network programming latency: from the oldest of them to now; ok is
 // false when there were none. The metrics will export it.
 func (a *Agent) programmed(now time.Time) (latency time.Duration, ok bool) {
-	var oldest time.Time
+	oldest := a.allTriggered
 	for _, t := range a.triggers {
 		if oldest.IsZero() || t.Before(oldest) {
 			oldest = t
 		}
 	}
 	clear(a.triggers)
+	a.allTriggered = time.Time{}
 	if oldest.IsZero() {
 		return 0, false
 	}

@@ -12,7 +12,6 @@ import (
 // Service at a time, so that a change costs what that Service costs, not what
 // the whole cluster does. Its result equals Build over the same objects.
 type Builder struct {
-	node   NodeInfo
 	state  *State
 	builds map[ServiceRef]*serviceBuild
 	// claims lists, per frontend, the Services asking for it, sorted by
@@ -32,7 +31,6 @@ func NewBuilder(node NodeInfo) *Builder {
 // Slices of a Service not listed translate nothing and are left out. It is
 // the one full build: Build and the agent's full sync both come here.
 func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) {
-	x.node = node
 	x.state = &State{Frontends: make(map[Frontend]*FrontendEntry, len(services)), Node: node}
 	x.builds = make(map[ServiceRef]*serviceBuild, len(services))
 	x.claims = map[Frontend][]ServiceRef{}
@@ -47,7 +45,7 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 }
 
 // Node is the node the state is built for.
-func (x *Builder) Node() NodeInfo { return x.node }
+func (x *Builder) Node() NodeInfo { return x.state.Node }
 
 // Endpoints returns the endpoints, with their locality, that the backends
 // of frontend fe were chosen from; nil when no Service owns fe.
@@ -59,9 +57,10 @@ func (x *Builder) Endpoints(fe Frontend) []Endpoint {
 	return x.builds[claimants[0]].endpoints[fe]
 }
 
-// Update rebuilds Service ref from svc (nil when it was deleted) and the
-// EndpointSlices that belong to it, reading only its ServiceView, and returns the frontends whose entry in
-// State changed (added, changed or removed).
+// Update rebuilds Service ref from svc (nil when it was deleted), of which
+// it reads only the ServiceView, and the EndpointSlices that belong to it,
+// and returns the frontends whose entry in State changed (added, changed or
+// removed).
 func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) []Frontend {
 	touched := map[Frontend]bool{}
 	if old, ok := x.builds[ref]; ok {
@@ -72,7 +71,7 @@ func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*
 		delete(x.builds, ref)
 	}
 	if svc != nil {
-		b := buildService(ServiceViewOf(svc), endpointSlices, x.node)
+		b := buildService(ServiceViewOf(svc), endpointSlices, x.state.Node)
 		x.builds[ref] = b
 		for _, s := range b.frontends {
 			touched[s.Frontend] = true

@@ -4,6 +4,8 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 )
 
 // ServiceView is every field of a Service that the builder reads, and
@@ -51,4 +53,30 @@ func ServiceViewOf(svc *corev1.Service) ServiceView {
 // Equal reports whether two views build the same.
 func (v ServiceView) Equal(o ServiceView) bool {
 	return v.Ref == o.Ref && v.Type == o.Type && slices.Equal(v.ClusterIPs, o.ClusterIPs) && slices.Equal(v.Ports, o.Ports)
+}
+
+// EndpointSliceReadsEqual reports whether the builder reads the same of two
+// EndpointSlices: the Service they belong to, the address type, the ports,
+// and of each endpoint its first address, conditions, node, zone and hints.
+// Other fields (further addresses, which the API declares fungible,
+// hostnames, target references) are not read.
+func EndpointSliceReadsEqual(a, b *discoveryv1.EndpointSlice) bool {
+	if a.Labels[discoveryv1.LabelServiceName] != b.Labels[discoveryv1.LabelServiceName] ||
+		a.AddressType != b.AddressType || len(a.Endpoints) != len(b.Endpoints) ||
+		!equality.Semantic.DeepEqual(a.Ports, b.Ports) {
+		return false
+	}
+	for i := range a.Endpoints {
+		ea, eb := &a.Endpoints[i], &b.Endpoints[i]
+		if (len(ea.Addresses) == 0) != (len(eb.Addresses) == 0) || len(ea.Addresses) > 0 && ea.Addresses[0] != eb.Addresses[0] {
+			return false
+		}
+		if !equality.Semantic.DeepEqual(ea.Conditions, eb.Conditions) ||
+			!equality.Semantic.DeepEqual(ea.NodeName, eb.NodeName) ||
+			!equality.Semantic.DeepEqual(ea.Zone, eb.Zone) ||
+			!equality.Semantic.DeepEqual(ea.Hints, eb.Hints) {
+			return false
+		}
+	}
+	return true
 }

@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/socklb/socklb/pkg/desired"
@@ -211,8 +210,5 @@ func serviceView(svc *corev1.Service) *desired.ServiceView {
 
 // endpointSliceEqual compares what the desired state reads of a slice.
 func endpointSliceEqual(a, b discoveryv1.EndpointSlice) bool {
-	return a.AddressType == b.AddressType &&
-		a.Labels[discoveryv1.LabelServiceName] == b.Labels[discoveryv1.LabelServiceName] &&
-		equality.Semantic.DeepEqual(a.Endpoints, b.Endpoints) &&
-		equality.Semantic.DeepEqual(a.Ports, b.Ports)
+	return desired.EndpointSliceReadsEqual(&a, &b)
 }

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/socklb/socklb/pkg/desired"
 )
@@ -35,6 +36,12 @@ func slice(name, service string, addrs ...string) *discoveryv1.EndpointSlice {
 	for _, a := range addrs {
 		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}})
 	}
+	return s
+}
+
+// withEndpoint changes the first endpoint of s.
+func withEndpoint(s *discoveryv1.EndpointSlice, f func(*discoveryv1.Endpoint)) *discoveryv1.EndpointSlice {
+	f(&s.Endpoints[0])
 	return s
 }
 
@@ -107,6 +114,24 @@ func TestChangeTracker(t *testing.T) {
 		{"a slice that moves concerns both Services",
 			[]event{sliceEvent(slice("x-1", "web", "10.244.0.2"), slice("x-1", "api", "10.244.0.2"))},
 			map[string]time.Time{"default/api": at(1), "default/web": at(1)}, time.Time{}},
+		{"a slice update of what socklb does not read (hostname, target, a second address) is dropped",
+			[]event{sliceEvent(slice("web-1", "web", "10.244.0.2"), withEndpoint(slice("web-1", "web", "10.244.0.2"), func(e *discoveryv1.Endpoint) {
+				e.Hostname = ptr.To("web-0")
+				e.TargetRef = &corev1.ObjectReference{Kind: "Pod", Name: "web-0"}
+				e.Addresses = append(e.Addresses, "10.244.0.9")
+			}))}, nil, time.Time{}},
+		{"a slice update of an endpoint's node is recorded",
+			[]event{sliceEvent(slice("web-1", "web", "10.244.0.2"), withEndpoint(slice("web-1", "web", "10.244.0.2"), func(e *discoveryv1.Endpoint) {
+				e.NodeName = ptr.To("node-1")
+			}))}, map[string]time.Time{"default/web": at(1)}, time.Time{}},
+		{"a slice update of an endpoint's hints is recorded",
+			[]event{sliceEvent(slice("web-1", "web", "10.244.0.2"), withEndpoint(slice("web-1", "web", "10.244.0.2"), func(e *discoveryv1.Endpoint) {
+				e.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}}
+			}))}, map[string]time.Time{"default/web": at(1)}, time.Time{}},
+		{"a slice update of an endpoint's conditions is recorded",
+			[]event{sliceEvent(slice("web-1", "web", "10.244.0.2"), withEndpoint(slice("web-1", "web", "10.244.0.2"), func(e *discoveryv1.Endpoint) {
+				e.Conditions.Terminating = ptr.To(true)
+			}))}, map[string]time.Time{"default/web": at(1)}, time.Time{}},
 		{"a slice update with the same endpoints is dropped",
 			[]event{sliceEvent(slice("web-1", "web", "10.244.0.2"), slice("web-1", "web", "10.244.0.2"))}, nil, time.Time{}},
 		{"MarkAll asks for everything",

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,6 +31,8 @@ type agentFlags struct {
 	fromDir    string
 	kubeconfig string
 	nodeName   string
+	zone       string
+	nodeIPs    []string
 	logLevel   string
 }
 
@@ -47,6 +52,8 @@ func newAgentCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
+	cmd.Flags().StringVar(&f.zone, "zone", "", "standalone mode: this node's zone, as the topology.kubernetes.io/zone label gives it in a cluster (default: none)")
+	cmd.Flags().StringSliceVar(&f.nodeIPs, "node-ip", nil, "standalone mode: this node's addresses, repeated or comma-separated, as a Node's InternalIPs (default: none)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
@@ -59,6 +66,10 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	defer log.Sync()
 
 	nodeName, err := resolveNodeName(f.nodeName)
+	if err != nil {
+		return err
+	}
+	node, err := standaloneNode(f, nodeName)
 	if err != nil {
 		return err
 	}
@@ -86,7 +97,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	cfg := agent.DefaultConfig()
-	cfg.Node = desired.NodeInfo{Name: nodeName}
+	cfg.Node = node
 	log.Info("agent running", zap.String("pin_dir", f.node.pinDir), zap.String("cgroup", cgroup), zap.String("version", version))
 	err = agent.New(cfg, src, s, log.Named("agent")).Run(ctx)
 	log.Info("agent stopped; the datapath stays attached")
@@ -146,4 +157,24 @@ func resolveNodeName(flag string) (string, error) {
 		return "", fmt.Errorf("find the node name: %w", err)
 	}
 	return host, nil
+}
+
+// standaloneNode describes the node from the flags; in a cluster the Node
+// object replaces it once the source has read it.
+func standaloneNode(f agentFlags, nodeName string) (desired.NodeInfo, error) {
+	if f.fromDir == "" && (f.zone != "" || len(f.nodeIPs) > 0) {
+		return desired.NodeInfo{}, errors.New("--zone and --node-ip are for standalone mode (--from-dir): in a cluster the Node object gives them")
+	}
+	node := desired.NodeInfo{Name: nodeName, Zone: f.zone}
+	for _, s := range f.nodeIPs {
+		addr, err := desired.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return desired.NodeInfo{}, fmt.Errorf("read --node-ip: %w", err)
+		}
+		na := desired.NodeAddress{Type: corev1.NodeInternalIP, Addr: addr}
+		if !slices.Contains(node.Addresses, na) {
+			node.Addresses = append(node.Addresses, na)
+		}
+	}
+	return node, nil
 }

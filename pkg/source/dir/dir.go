@@ -99,7 +99,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	reread := func() {
 		differs, err := s.read()
 		if err != nil {
-			s.log.Error("Keep the previous objects: the directory cannot be read", zap.Error(err))
+			s.log.Error("keep the previous objects: the directory cannot be read", zap.Error(err))
 			return
 		}
 		if differs {
@@ -140,7 +140,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 			}
 			// Most likely the event queue overflowed: events were lost, so
 			// read the whole directory again.
-			s.log.Warn("Reread the directory: watching it failed", zap.Error(err))
+			s.log.Warn("reread the directory: watching it failed", zap.Error(err))
 			if !pending {
 				pending = true
 				debounce.Reset(s.debounce)
@@ -155,7 +155,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 				if err := watcher.Add(s.dir); err == nil {
 					watching = true
 				} else if !errors.Is(err, fsnotify.ErrClosed) {
-					s.log.Debug("Directory still cannot be watched", zap.Error(err))
+					s.log.Debug("directory still cannot be watched", zap.Error(err))
 				}
 			}
 			reread()
@@ -179,7 +179,7 @@ func (s *Source) read() (differs bool, err error) {
 	s.snapshot = snap
 	s.mu.Unlock()
 	s.lastRead = sum
-	s.log.Info("Read directory", zap.Int("files", len(files)), zap.Int("services", len(snap.Services)),
-		zap.Int("endpointSlices", len(snap.EndpointSlices)))
+	s.log.Info("read directory", zap.Int("files", len(files)), zap.Int("services", len(snap.Services)),
+		zap.Int("endpoint_slices", len(snap.EndpointSlices)))
 	return true, nil
 }

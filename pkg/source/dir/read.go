@@ -66,7 +66,7 @@ func readFiles(dir string, log *zap.Logger) ([]fileData, error) {
 			continue
 		}
 		if err != nil {
-			log.Error("Skip file", zap.String(fieldFile, name), zap.Error(err))
+			log.Error("skip file", zap.String(fieldFile, name), zap.Error(err))
 			continue
 		}
 		if !info.Mode().IsRegular() {
@@ -77,7 +77,7 @@ func readFiles(dir string, log *zap.Logger) ([]fileData, error) {
 			continue
 		}
 		if err != nil {
-			log.Error("Skip file", zap.String(fieldFile, name), zap.Error(err))
+			log.Error("skip file", zap.String(fieldFile, name), zap.Error(err))
 			continue
 		}
 		files = append(files, fileData{name: name, data: data})
@@ -136,7 +136,7 @@ func snapshotOf(files []fileData, log *zap.Logger) source.Snapshot {
 	// keep reports whether an object is the first definition of its key.
 	keep := func(file string, key objectKey) bool {
 		if first, ok := definedIn[key]; ok {
-			log.Error("Ignore duplicate object", zap.String(fieldFile, file), zap.String(fieldObject, key.String()),
+			log.Error("ignore duplicate object", zap.String(fieldFile, file), zap.String(fieldObject, key.String()),
 				zap.Error(fmt.Errorf("read %s: already defined in %s", key, first)))
 			return false
 		}
@@ -158,7 +158,7 @@ func snapshotOf(files []fileData, log *zap.Logger) source.Snapshot {
 			if errors.As(err, &docErr) && docErr.object != "" {
 				fields = append(fields, zap.String(fieldObject, docErr.object))
 			}
-			log.Error("Ignore file: it cannot be decoded", fields...)
+			log.Error("ignore file: it cannot be decoded", fields...)
 			continue
 		}
 		for _, svc := range objs.services {
@@ -183,12 +183,12 @@ func snapshotOf(files []fileData, log *zap.Logger) source.Snapshot {
 		if in.endpoints.Labels[discoveryv1.LabelSkipMirror] == "true" {
 			// Set by the endpoints controller on Endpoints it derives from a
 			// selector; the EndpointSlices of such a Service come on their own.
-			log.Info("Skip Endpoints labelled not to be mirrored", zap.String(fieldFile, in.file), zap.String(fieldObject, object))
+			log.Info("skip Endpoints labelled not to be mirrored", zap.String(fieldFile, in.file), zap.String(fieldObject, object))
 			continue
 		}
 		slices, errs := mirrorEndpoints(in.endpoints)
 		for _, err := range errs {
-			log.Error("Drop Endpoints address", zap.String(fieldFile, in.file), zap.String(fieldObject, object), zap.Error(err))
+			log.Error("drop Endpoints address", zap.String(fieldFile, in.file), zap.String(fieldObject, object), zap.Error(err))
 		}
 		snap.EndpointSlices = append(snap.EndpointSlices, slices...)
 	}
@@ -273,10 +273,10 @@ func (objs *fileObjects) add(doc []byte, file string, log *zap.Logger) error {
 	switch {
 	case err == nil:
 	case runtime.IsStrictDecodingError(err) && obj != nil:
-		log.Warn("Ignore unknown or duplicate fields", zap.String(fieldFile, file), zap.String(fieldObject, describe(doc)), zap.Error(err))
+		log.Warn("ignore unknown or duplicate fields", zap.String(fieldFile, file), zap.String(fieldObject, describe(doc)), zap.Error(err))
 	case runtime.IsNotRegisteredError(err):
 		// A custom resource, say: not ours to read, and not an error.
-		log.Info("Ignore object of a kind socklb does not read", zap.String(fieldFile, file),
+		log.Info("ignore object of a kind socklb does not read", zap.String(fieldFile, file),
 			zap.String(fieldObject, describe(doc)), zap.String(fieldKind, kindOf(gvk)))
 		return nil
 	default:
@@ -315,7 +315,7 @@ func (objs *fileObjects) add(doc []byte, file string, log *zap.Logger) error {
 			}
 		}
 	default:
-		log.Info("Ignore object of a kind socklb does not read", zap.String(fieldFile, file),
+		log.Info("ignore object of a kind socklb does not read", zap.String(fieldFile, file),
 			zap.String(fieldObject, describe(doc)), zap.String(fieldKind, kindOf(gvk)))
 	}
 	return nil

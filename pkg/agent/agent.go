@@ -54,8 +54,8 @@ const (
 
 // Syncer writes desired states into the maps: *syncer.Syncer.
 type Syncer interface {
-	Sync(state *desired.State) (syncer.Stats, error)
-	SyncFrontends(state *desired.State, changed []desired.Frontend) (syncer.Stats, error)
+	Sync(state *desired.State) (syncer.Result, error)
+	SyncFrontends(state *desired.State, changed []desired.Frontend) (syncer.Result, error)
 }
 
 // Agent connects a source to the syncer.
@@ -178,7 +178,7 @@ func (a *Agent) syncOnce(full bool) error {
 		full = full || changes.All
 	}
 
-	var stats syncer.Stats
+	var stats syncer.Result
 	var err error
 	if full {
 		// Changes taken above are in the snapshot too.

@@ -36,7 +36,7 @@ type recordingSyncer struct {
 	records []syncRecord
 }
 
-func (r *recordingSyncer) record(state *desired.State, full bool) (syncer.Stats, error) {
+func (r *recordingSyncer) record(state *desired.State, full bool) (syncer.Result, error) {
 	rec := syncRecord{full: full, node: state.Node}
 	for _, fe := range state.Sorted() {
 		rec.frontends = append(rec.frontends, fmt.Sprintf("%s -> %v", fe.Frontend, fe.Active))
@@ -44,14 +44,14 @@ func (r *recordingSyncer) record(state *desired.State, full bool) (syncer.Stats,
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.records = append(r.records, rec)
-	return syncer.Stats{}, nil
+	return syncer.Result{}, nil
 }
 
-func (r *recordingSyncer) Sync(state *desired.State) (syncer.Stats, error) {
+func (r *recordingSyncer) Sync(state *desired.State) (syncer.Result, error) {
 	return r.record(state, true)
 }
 
-func (r *recordingSyncer) SyncFrontends(state *desired.State, _ []desired.Frontend) (syncer.Stats, error) {
+func (r *recordingSyncer) SyncFrontends(state *desired.State, _ []desired.Frontend) (syncer.Result, error) {
 	return r.record(state, false)
 }
 

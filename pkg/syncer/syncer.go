@@ -33,9 +33,6 @@ type Result struct {
 	RemovedBackends []RemovedBackend
 }
 
-// Stats is the former name of Result, which pkg/agent still uses.
-type Stats = Result
-
 // Change is what a sync did to one scope of a frontend.
 type Change uint8
 

@@ -20,6 +20,7 @@ import (
 	"github.com/socklb/socklb/pkg/agent"
 	"github.com/socklb/socklb/pkg/datapath"
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/source/dir"
 	"github.com/socklb/socklb/pkg/source/k8s"
@@ -77,7 +78,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	log = log.With(zap.String("node", nodeName))
+	log = log.With(zap.String(logfield.Node, nodeName))
 
 	src, err := newSource(f, nodeName, log)
 	if err != nil {
@@ -98,7 +99,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	}
 	cfg := agent.DefaultConfig()
 	cfg.Node = node
-	log.Info("agent running", zap.String("pin_dir", f.node.pinDir), zap.String("cgroup", cgroup), zap.String("version", version))
+	log.Info("agent running", zap.String(logfield.PinDir, f.node.pinDir), zap.String(logfield.Cgroup, cgroup), zap.String(logfield.Version, version))
 	err = agent.New(cfg, src, s, log.Named("agent")).Run(ctx)
 	log.Info("agent stopped; the datapath stays attached")
 	return err
@@ -141,7 +142,7 @@ func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, e
 	if err != nil {
 		return nil, fmt.Errorf("make an API client: %w", err)
 	}
-	log.Info("cluster mode", zap.String("api_server", cfg.Host))
+	log.Info("cluster mode", zap.String(logfield.APIServer, cfg.Host))
 	return k8s.NewSource(client, nodeName, log.Named("source"))
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/syncer"
 )
@@ -153,7 +154,7 @@ func (a *Agent) processOne(ctx context.Context) bool {
 		return false
 	}
 	if err := a.syncOnce(key == fullSyncKey); err != nil {
-		a.log.Error("sync failed; retrying", zap.Error(err), zap.Int("retries", a.queue.NumRequeues(key)))
+		a.log.Error("sync failed; retrying", zap.Error(err), zap.Int(logfield.Retries, a.queue.NumRequeues(key)))
 		a.queue.AddRateLimited(key)
 		return true
 	}
@@ -189,16 +190,16 @@ func (a *Agent) syncOnce(full bool) error {
 	}
 	a.lastFailed = err != nil
 	fields := []zap.Field{
-		zap.Bool("full", full),
-		zap.Int("services_changed", len(changes.Services)),
-		zap.Int("frontends", len(a.desired.State().Frontends)),
-		zap.Int("upserts", stats.Upserts),
-		zap.Int("deletes", stats.Deletes),
-		zap.Duration("took", time.Since(start)),
+		zap.Bool(logfield.Full, full),
+		zap.Int(logfield.ServicesChanged, len(changes.Services)),
+		zap.Int(logfield.Frontends, len(a.desired.State().Frontends)),
+		zap.Int(logfield.Upserts, stats.Upserts),
+		zap.Int(logfield.Deletes, stats.Deletes),
+		zap.Duration(logfield.Took, time.Since(start)),
 	}
 	if err == nil {
 		if latency, ok := a.programmed(time.Now()); ok {
-			fields = append(fields, zap.Duration("programming_latency", latency))
+			fields = append(fields, zap.Duration(logfield.ProgrammingLatency, latency))
 		}
 	}
 	a.log.Debug("synced", fields...)
@@ -213,8 +214,8 @@ func (a *Agent) buildAll(snap source.Snapshot) {
 		node = *snap.Node
 	}
 	if !a.built || !node.Equal(a.desired.Node()) {
-		a.log.Info("build for node", zap.String("name", node.Name), zap.String("zone", node.Zone),
-			zap.Stringers("addresses", nodeAddrs(node)))
+		a.log.Info("build for node", zap.String(logfield.Name, node.Name), zap.String(logfield.Zone, node.Zone),
+			zap.Stringers(logfield.Addresses, nodeAddrs(node)))
 	}
 	a.desired.Reset(node, snap.Services, snap.EndpointSlices)
 	a.built = true
@@ -298,7 +299,7 @@ func (a *Agent) logServiceProblems(ref desired.ServiceRef) {
 func (a *Agent) logProblem(p error) {
 	var oe *desired.ObjectError
 	if errors.As(p, &oe) {
-		a.log.Error("bad object", zap.String("object", oe.Object()), zap.Error(oe.Err))
+		a.log.Error("bad object", zap.String(logfield.Object, oe.Object()), zap.Error(oe.Err))
 	} else {
 		a.log.Error("bad object", zap.Error(p))
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
+	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 )
 
@@ -51,7 +52,7 @@ func NewSource(dir string, log *zap.Logger) *Source {
 	dir = filepath.Clean(dir) // as fsnotify names the directory in its events
 	return &Source{
 		dir:      dir,
-		log:      log.With(zap.String("dir", dir)),
+		log:      log.With(zap.String(logfield.Dir, dir)),
 		debounce: defaultDebounce,
 		resync:   defaultResync,
 	}
@@ -179,7 +180,7 @@ func (s *Source) read() (differs bool, err error) {
 	s.snapshot = snap
 	s.mu.Unlock()
 	s.lastRead = sum
-	s.log.Info("read directory", zap.Int("files", len(files)), zap.Int("services", len(snap.Services)),
-		zap.Int("endpoint_slices", len(snap.EndpointSlices)))
+	s.log.Info("read directory", zap.Int(logfield.Files, len(files)), zap.Int(logfield.Services, len(snap.Services)),
+		zap.Int(logfield.EndpointSlices, len(snap.EndpointSlices)))
 	return true, nil
 }

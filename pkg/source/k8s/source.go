@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 )
 
@@ -138,7 +139,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	if !cache.WaitForCacheSync(ctx.Done(), s.services.HasSynced, s.slices.HasSynced, s.nodes.HasSynced) {
 		return ctx.Err()
 	}
-	s.log.Info("informers synced", zap.Duration("took", time.Since(start)))
+	s.log.Info("informers synced", zap.Duration(logfield.Took, time.Since(start)))
 	changed()
 	<-ctx.Done()
 	for _, f := range s.factories {
@@ -195,7 +196,7 @@ func (s *Source) nodeInfo(node *corev1.Node, report bool) *desired.NodeInfo {
 	}
 	info, err := NodeInfoFromNode(node)
 	if err != nil && report {
-		s.log.Warn("leave out node addresses", zap.String("node", node.Name), zap.Error(err))
+		s.log.Warn("leave out node addresses", zap.String(logfield.Node, node.Name), zap.Error(err))
 	}
 	return &info
 }

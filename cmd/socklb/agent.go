@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -17,6 +20,7 @@ import (
 	"github.com/socklb/socklb/pkg/agent"
 	"github.com/socklb/socklb/pkg/datapath"
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/source/dir"
 	"github.com/socklb/socklb/pkg/source/k8s"
@@ -28,6 +32,8 @@ type agentFlags struct {
 	fromDir    string
 	kubeconfig string
 	nodeName   string
+	zone       string
+	nodeIPs    []string
 	logLevel   string
 }
 
@@ -47,6 +53,8 @@ func newAgentCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
+	cmd.Flags().StringVar(&f.zone, "zone", "", "standalone mode: this node's zone, as the topology.kubernetes.io/zone label gives it in a cluster (default: none)")
+	cmd.Flags().StringSliceVar(&f.nodeIPs, "node-ip", nil, "standalone mode: this node's addresses, repeated or comma-separated, as a Node's InternalIPs (default: none)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
@@ -62,11 +70,15 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
+	node, err := standaloneNode(f, nodeName)
+	if err != nil {
+		return err
+	}
 	cgroup, err := f.node.cgroupDir()
 	if err != nil {
 		return err
 	}
-	log = log.With(zap.String("node", nodeName))
+	log = log.With(zap.String(logfield.Node, nodeName))
 
 	src, err := newSource(f, nodeName, log)
 	if err != nil {
@@ -86,8 +98,8 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	cfg := agent.DefaultConfig()
-	cfg.Node = desired.NodeInfo{Name: nodeName}
-	log.Info("agent running", zap.String("pin_dir", f.node.pinDir), zap.String("cgroup", cgroup), zap.String("version", version))
+	cfg.Node = node
+	log.Info("agent running", zap.String(logfield.PinDir, f.node.pinDir), zap.String(logfield.Cgroup, cgroup), zap.String(logfield.Version, version))
 	err = agent.New(cfg, src, s, log.Named("agent")).Run(ctx)
 	log.Info("agent stopped; the datapath stays attached")
 	return err
@@ -130,7 +142,7 @@ func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, e
 	if err != nil {
 		return nil, fmt.Errorf("make an API client: %w", err)
 	}
-	log.Info("cluster mode", zap.String("api_server", cfg.Host))
+	log.Info("cluster mode", zap.String(logfield.APIServer, cfg.Host))
 	return k8s.NewSource(client, nodeName, log.Named("source"))
 }
 
@@ -146,4 +158,24 @@ func resolveNodeName(flag string) (string, error) {
 		return "", fmt.Errorf("find the node name: %w", err)
 	}
 	return host, nil
+}
+
+// standaloneNode describes the node from the flags; in a cluster the Node
+// object replaces it once the source has read it.
+func standaloneNode(f agentFlags, nodeName string) (desired.NodeInfo, error) {
+	if f.fromDir == "" && (f.zone != "" || len(f.nodeIPs) > 0) {
+		return desired.NodeInfo{}, errors.New("--zone and --node-ip are for standalone mode (--from-dir): in a cluster the Node object gives them")
+	}
+	node := desired.NodeInfo{Name: nodeName, Zone: f.zone}
+	for _, s := range f.nodeIPs {
+		addr, err := desired.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return desired.NodeInfo{}, fmt.Errorf("read --node-ip: %w", err)
+		}
+		na := desired.NodeAddress{Type: corev1.NodeInternalIP, Addr: addr}
+		if !slices.Contains(node.Addresses, na) {
+			node.Addresses = append(node.Addresses, na)
+		}
+	}
+	return node, nil
 }

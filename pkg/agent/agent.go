@@ -10,18 +10,19 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/syncer"
 )
 
 // Config tunes the sync loop.
 type Config struct {
+	// Node describes the node when the source has no Node object
+	// (standalone mode, or a cluster whose Node was not seen yet).
 	Node desired.NodeInfo
 	// MinSyncInterval and SyncBurst bound how often the maps are synced,
 	// however fast objects change: changes in between are coalesced.
@@ -52,18 +53,31 @@ const (
 	fullSyncKey = "full-sync" // rebuild and diff everything
 )
 
+// Syncer writes desired states into the maps: *syncer.Syncer.
+type Syncer interface {
+	Sync(state *desired.State) (syncer.Result, error)
+	SyncFrontends(state *desired.State, changed []desired.Frontend) (syncer.Result, error)
+}
+
 // Agent connects a source to the syncer.
 type Agent struct {
 	cfg     Config
 	source  source.Source
-	syncer  *syncer.Syncer
+	syncer  Syncer
 	log     *zap.Logger
 	queue   workqueue.TypedRateLimitingInterface[string]
 	limiter flowcontrol.RateLimiter
 
 	// desired is the desired state, updated one Service at a time between
-	// full syncs.
+	// full syncs; built tells whether a full sync has filled it.
 	desired *desired.Builder
+	built   bool
+	// triggers holds when each change not yet programmed was triggered,
+	// per Service, and allTriggered when a change of everything was: they
+	// are kept across failed syncs, as the network programming latency
+	// counts until a sync succeeds.
+	triggers     map[desired.ServiceRef]time.Time
+	allTriggered time.Time
 	// lastFailed makes the next sync full: after a failure the mirror is
 	// right but which frontends still differ is not tracked.
 	lastFailed bool
@@ -73,7 +87,7 @@ type Agent struct {
 }
 
 // New makes an agent; Run starts it.
-func New(cfg Config, src source.Source, s *syncer.Syncer, log *zap.Logger) *Agent {
+func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 	retry := workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.RetryBase, cfg.RetryMax)
 	return &Agent{
 		cfg:    cfg,
@@ -84,6 +98,8 @@ func New(cfg Config, src source.Source, s *syncer.Syncer, log *zap.Logger) *Agen
 			Name: "socklb-sync",
 		}),
 		limiter:      flowcontrol.NewTokenBucketRateLimiter(float32(time.Second)/float32(cfg.MinSyncInterval), cfg.SyncBurst),
+		desired:      desired.NewBuilder(cfg.Node),
+		triggers:     map[desired.ServiceRef]time.Time{},
 		lastProblems: map[string]bool{},
 	}
 }
@@ -138,7 +154,7 @@ func (a *Agent) processOne(ctx context.Context) bool {
 		return false
 	}
 	if err := a.syncOnce(key == fullSyncKey); err != nil {
-		a.log.Error("sync failed; retrying", zap.Error(err), zap.Int("retries", a.queue.NumRequeues(key)))
+		a.log.Error("sync failed; retrying", zap.Error(err), zap.Int(logfield.Retries, a.queue.NumRequeues(key)))
 		a.queue.AddRateLimited(key)
 		return true
 	}
@@ -155,65 +171,104 @@ func (a *Agent) processOne(ctx context.Context) bool {
 func (a *Agent) syncOnce(full bool) error {
 	start := time.Now()
 	inc, incremental := a.source.(source.Incremental)
-	full = full || !incremental || a.desired == nil || a.lastFailed
-	var refs []desired.ServiceRef
+	full = full || !incremental || !a.built || a.lastFailed
+	var changes source.Changes
 	if incremental {
-		var all bool
-		refs, all = inc.TakeChanges()
-		full = full || all
+		changes = inc.TakeChanges()
+		a.keepTriggers(changes)
+		full = full || changes.All
 	}
 
-	var stats syncer.Stats
+	var stats syncer.Result
 	var err error
 	if full {
 		// Changes taken above are in the snapshot too.
-		snap := a.source.Snapshot()
-		a.desired = desired.NewBuilder(a.cfg.Node)
-		for ref, objs := range groupByService(snap) {
-			a.desired.Update(ref, objs.svc, objs.slices)
-		}
-		a.logProblems(a.desired.Errors())
+		a.buildAll(a.source.Snapshot())
 		stats, err = a.syncer.Sync(a.desired.State())
 	} else {
-		var changed []desired.Frontend
-		for _, ref := range refs {
-			svc, slices := inc.Objects(ref)
-			changed = append(changed, a.desired.Update(ref, svc, slices)...)
-			a.logServiceProblems(ref)
-		}
-		stats, err = a.syncer.SyncFrontends(a.desired.State(), changed)
+		stats, err = a.syncer.SyncFrontends(a.desired.State(), a.buildChanged(inc, changes.Services))
 	}
 	a.lastFailed = err != nil
-	a.log.Debug("synced",
-		zap.Bool("full", full),
-		zap.Int("services_changed", len(refs)),
-		zap.Int("frontends", len(a.desired.State().Frontends)),
-		zap.Int("upserts", stats.Upserts),
-		zap.Int("deletes", stats.Deletes),
-		zap.Duration("took", time.Since(start)))
+	fields := []zap.Field{
+		zap.Bool(logfield.Full, full),
+		zap.Int(logfield.ServicesChanged, len(changes.Services)),
+		zap.Int(logfield.Frontends, len(a.desired.State().Frontends)),
+		zap.Int(logfield.Upserts, stats.Upserts),
+		zap.Int(logfield.Deletes, stats.Deletes),
+		zap.Duration(logfield.Took, time.Since(start)),
+	}
+	if err == nil {
+		if latency, ok := a.programmed(time.Now()); ok {
+			fields = append(fields, zap.Duration(logfield.ProgrammingLatency, latency))
+		}
+	}
+	a.log.Debug("synced", fields...)
 	return err
 }
 
-type serviceObjects struct {
-	svc    *corev1.Service
-	slices []*discoveryv1.EndpointSlice
+// buildAll rebuilds the whole desired state from snap, for the node the
+// source describes or, without one, the node of the config.
+func (a *Agent) buildAll(snap source.Snapshot) {
+	node := a.cfg.Node
+	if snap.Node != nil {
+		node = *snap.Node
+	}
+	if !a.built || !node.Equal(a.desired.Node()) {
+		a.log.Info("build for node", zap.String(logfield.Name, node.Name), zap.String(logfield.Zone, node.Zone),
+			zap.Stringers(logfield.Addresses, nodeAddrs(node)))
+	}
+	a.desired.Reset(node, snap.Services, snap.EndpointSlices)
+	a.built = true
+	a.logProblems(a.desired.Errors())
 }
 
-// groupByService pairs each Service with its EndpointSlices. Slices of a
-// Service that does not exist are left out: they translate nothing.
-func groupByService(snap source.Snapshot) map[desired.ServiceRef]*serviceObjects {
-	out := make(map[desired.ServiceRef]*serviceObjects, len(snap.Services))
-	for _, svc := range snap.Services {
-		out[desired.ServiceRef{Namespace: svc.Namespace, Name: svc.Name}] = &serviceObjects{svc: svc}
+// buildChanged rebuilds the Services in refs and returns the frontends
+// whose entry changed.
+func (a *Agent) buildChanged(inc source.Incremental, refs []desired.ServiceRef) []desired.Frontend {
+	var changed []desired.Frontend
+	for _, ref := range refs {
+		svc, slices := inc.Objects(ref)
+		changed = append(changed, a.desired.Update(ref, svc, slices)...)
+		a.logServiceProblems(ref)
 	}
-	for _, s := range snap.EndpointSlices {
-		ref, ok := desired.SliceServiceRef(s)
-		if !ok {
-			continue
+	return changed
+}
+
+// keepTriggers adds the trigger times of changes to those not yet
+// programmed, keeping the oldest per Service.
+func (a *Agent) keepTriggers(c source.Changes) {
+	for ref, t := range c.TriggerTimes {
+		if have, ok := a.triggers[ref]; !ok || t.Before(have) {
+			a.triggers[ref] = t
 		}
-		if objs, ok := out[ref]; ok {
-			objs.slices = append(objs.slices, s)
+	}
+	if c.All && (a.allTriggered.IsZero() || c.AllTriggered.Before(a.allTriggered)) {
+		a.allTriggered = c.AllTriggered
+	}
+}
+
+// programmed forgets the trigger times after a successful sync and returns
+// the network programming latency: from the oldest of them to now; ok is
+// false when there were none. The metrics will export it.
+func (a *Agent) programmed(now time.Time) (latency time.Duration, ok bool) {
+	oldest := a.allTriggered
+	for _, t := range a.triggers {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
 		}
+	}
+	clear(a.triggers)
+	a.allTriggered = time.Time{}
+	if oldest.IsZero() {
+		return 0, false
+	}
+	return now.Sub(oldest), true
+}
+
+func nodeAddrs(node desired.NodeInfo) []fmt.Stringer {
+	out := make([]fmt.Stringer, 0, len(node.Addresses))
+	for _, a := range node.Addresses {
+		out = append(out, a.Addr)
 	}
 	return out
 }
@@ -244,7 +299,7 @@ func (a *Agent) logServiceProblems(ref desired.ServiceRef) {
 func (a *Agent) logProblem(p error) {
 	var oe *desired.ObjectError
 	if errors.As(p, &oe) {
-		a.log.Error("bad object", zap.String("object", oe.Object()), zap.Error(oe.Err))
+		a.log.Error("bad object", zap.String(logfield.Object, oe.Object()), zap.Error(oe.Err))
 	} else {
 		a.log.Error("bad object", zap.Error(p))
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/socklb/socklb/pkg/logfield"
 	"go.uber.org/zap"
 )
 
@@ -161,7 +162,7 @@ func attachOne(a Attachment, p program, pinDir string, log *zap.Logger) (link.Li
 		legacy = filepath.Join(pinDir, linksDir, name)
 	}
 	if l != nil {
-		log.Info("program replaced in pinned link", zap.String("program", a.Program), zap.String("pin", pin))
+		log.Info("program replaced in pinned link", zap.String(logfield.Program, a.Program), zap.String(logfield.Pin, pin))
 		// Both namings at once: an older agent ran after this one. Its
 		// link would run the hook a second time.
 		if legacy != "" {
@@ -191,7 +192,7 @@ func takeOverLegacy(a Attachment, legacy, pin string, prog *ebpf.Program, log *z
 		l.Close()
 		return nil, fmt.Errorf("rename pinned link %s to %s: %w", legacy, pin, err)
 	}
-	log.Info("program replaced in pinned link", zap.String("program", a.Program), zap.String("pin", pin), zap.String("old_pin", legacy))
+	log.Info("program replaced in pinned link", zap.String(logfield.Program, a.Program), zap.String(logfield.Pin, pin), zap.String(logfield.OldPin, legacy))
 	return l, nil
 }
 
@@ -220,7 +221,7 @@ func attachNew(a Attachment, p program, pin string, log *zap.Logger) (link.Link,
 		l.Close()
 		return nil, fmt.Errorf("pin link of %s at %s: %w", a.Program, pin, err)
 	}
-	log.Info("program attached", zap.String("program", a.Program), zap.Stringer("kind", a.Kind), zap.String("target", a.Target), zap.String("pin", pin))
+	log.Info("program attached", zap.String(logfield.Program, a.Program), zap.Stringer(logfield.Kind, a.Kind), zap.String(logfield.Target, a.Target), zap.String(logfield.Pin, pin))
 	return l, nil
 }
 

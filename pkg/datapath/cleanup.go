@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/socklb/socklb/pkg/logfield"
 	"go.uber.org/zap"
 )
 
@@ -20,7 +21,7 @@ func Cleanup(pinDir string, log *zap.Logger) error {
 			errs = append(errs, err)
 			continue
 		}
-		log.Info("program detached", zap.String("pin", pin))
+		log.Info("program detached", zap.String(logfield.Pin, pin))
 	}
 	entries, err := os.ReadDir(pinDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -38,7 +39,7 @@ func Cleanup(pinDir string, log *zap.Logger) error {
 			errs = append(errs, fmt.Errorf("unpin %s: %w", path, err))
 			continue
 		}
-		log.Info("map unpinned", zap.String("pin", path))
+		log.Info("map unpinned", zap.String(logfield.Pin, path))
 	}
 	for _, dir := range []string{filepath.Join(pinDir, linksDir), pinDir} {
 		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/socklb/socklb/pkg/lbmap"
+	"github.com/socklb/socklb/pkg/logfield"
 )
 
 // Config says where the datapath lives on this node.
@@ -69,7 +70,7 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 	}
 	d := &Datapath{Maps: m}
 	feats := ProbeFeatures()
-	log.Info("kernel features", zap.Bool("set_retval", feats.SetRetval))
+	log.Info("kernel features", zap.Bool(logfield.SetRetval, feats.SetRetval))
 	if d.progs, err = loadPrograms(m, feats); err != nil {
 		d.Close()
 		return nil, err

@@ -26,26 +26,18 @@ func (e *ObjectError) Error() string { return e.Object() + ": " + e.Err.Error() 
 
 func (e *ObjectError) Unwrap() error { return e.Err }
 
-// Build computes the desired state. It never fails as a whole: each problem
-// with one object (a malformed EndpointSlice, an address of the wrong family,
-// an invalid ClusterIP, two Services claiming one frontend, an unsupported
-// protocol such as SCTP) becomes one *ObjectError in the returned slice, and
-// everything else is still built. The result and the order of the errors do
-// not depend on the order of the inputs.
-//
-// node is not read yet: topology aware routing and local traffic policies
-// will read it, and callers already pass it so that those need no API change.
+// Build computes the desired state for the node described by node. It never
+// fails as a whole: each problem with one object (a malformed EndpointSlice,
+// an address of the wrong family, an invalid ClusterIP, two Services claiming
+// one frontend, an unsupported protocol such as SCTP) becomes one
+// *ObjectError in the returned slice, and everything else is still built.
+// The result and the order of the errors do not depend on the order of the
+// inputs. It is Builder.Reset on a new Builder, the path the agent's full
+// sync takes too.
 func Build(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo) (*State, []error) {
-	index := indexEndpointSlices(endpointSlices)
-	inc := NewBuilder(node)
-	for _, svc := range services {
-		if svc == nil {
-			continue
-		}
-		ref := ServiceRef{Namespace: svc.Namespace, Name: svc.Name}
-		inc.Update(ref, svc, index[ref])
-	}
-	return inc.State(), inc.Errors()
+	x := NewBuilder(node)
+	x.Reset(node, services, endpointSlices)
+	return x.State(), x.Errors()
 }
 
 // ServiceRef names a Service.
@@ -87,6 +79,9 @@ func indexEndpointSlices(all []*discoveryv1.EndpointSlice) map[ServiceRef][]*dis
 type serviceBuild struct {
 	ref       ServiceRef
 	frontends []*FrontendEntry
+	// endpoints holds, per frontend, the endpoints its backends were
+	// chosen from, with their locality.
+	endpoints map[Frontend][]Endpoint
 	errs      []error
 	// parsed holds each EndpointSlice validated once, so that its errors are
 	// reported once however many frontends read it.
@@ -94,17 +89,18 @@ type serviceBuild struct {
 	slices []*discoveryv1.EndpointSlice
 }
 
-// buildService is the pure function from one Service and its slices to the
-// frontends it asks for.
-func buildService(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) *serviceBuild {
+// buildService is the pure function from what the builder reads of one
+// Service, its slices and the node to the frontends the Service asks for.
+func buildService(svc ServiceView, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo) *serviceBuild {
 	b := &serviceBuild{
-		ref:    ServiceRef{Namespace: svc.Namespace, Name: svc.Name},
-		parsed: map[*discoveryv1.EndpointSlice]*parsedSlice{},
-		slices: slices.DeleteFunc(slices.Clone(endpointSlices), func(s *discoveryv1.EndpointSlice) bool { return s == nil }),
+		ref:       svc.Ref,
+		endpoints: map[Frontend][]Endpoint{},
+		parsed:    map[*discoveryv1.EndpointSlice]*parsedSlice{},
+		slices:    slices.DeleteFunc(slices.Clone(endpointSlices), func(s *discoveryv1.EndpointSlice) bool { return s == nil }),
 	}
 	// Sorted by name so that errors come out in a stable order.
 	slices.SortFunc(b.slices, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
-	b.addService(svc)
+	b.addService(svc, node)
 	return b
 }
 
@@ -122,30 +118,61 @@ type servicePort struct {
 	proto Protocol
 }
 
-func (b *serviceBuild) addService(svc *corev1.Service) {
-	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+func (b *serviceBuild) addService(svc ServiceView, node NodeInfo) {
+	if svc.Type == corev1.ServiceTypeExternalName {
 		return // a DNS alias: nothing to translate
 	}
-	ipStrings := svc.Spec.ClusterIPs
-	if len(ipStrings) == 0 && svc.Spec.ClusterIP != "" {
-		ipStrings = []string{svc.Spec.ClusterIP}
-	}
-	if len(ipStrings) == 0 || ipStrings[0] == corev1.ClusterIPNone {
+	if len(svc.ClusterIPs) == 0 || svc.ClusterIPs[0] == corev1.ClusterIPNone {
 		return // headless, or not allocated yet: clients resolve pod addresses themselves
 	}
+	addrs := b.clusterIPs(svc.ClusterIPs)
+	ports := b.servicePorts(svc.Ports)
 
+	claimed := map[Frontend]bool{}
+	for _, addr := range addrs {
+		for _, p := range ports {
+			fe := Frontend{Addr: addr, Port: p.port, Proto: p.proto}
+			if claimed[fe] {
+				b.serviceError(fmt.Errorf("claim frontend %s for port %q: another port of this Service has it", fe, p.name))
+				continue
+			}
+			claimed[fe] = true
+			endpoints := b.endpointsOf(AddressTypeOf(addr), p)
+			b.endpoints[fe] = endpoints
+			b.frontends = append(b.frontends, &FrontendEntry{
+				Frontend:   fe,
+				Name:       ServicePortName{Namespace: svc.Ref.Namespace, Name: svc.Ref.Name, Port: p.name},
+				Kind:       ClusterIP,
+				BackendSet: clusterIPBackends(CategorizeEndpoints(endpoints, node, IgnoreHints)),
+			})
+		}
+	}
+}
+
+// clusterIPBackends chooses a ClusterIP frontend's backends among the
+// categories: the cluster set, for every client. The internal traffic
+// policy and topology aware routing will choose here (and pass FollowHints
+// above); until then every usable endpoint serves, as before.
+func clusterIPBackends(c EndpointCategories) BackendSet {
+	return c.Cluster
+}
+
+func (b *serviceBuild) clusterIPs(ipStrings []string) []netip.Addr {
 	var addrs []netip.Addr
 	for _, s := range ipStrings {
-		addr, err := parseAddr(s)
+		addr, err := ParseAddr(s)
 		if err != nil {
 			b.serviceError(fmt.Errorf("parse clusterIP: %w", err))
 			continue
 		}
 		addrs = append(addrs, addr)
 	}
+	return addrs
+}
 
+func (b *serviceBuild) servicePorts(views []ServicePortView) []servicePort {
 	var ports []servicePort
-	for _, p := range svc.Spec.Ports {
+	for _, p := range views {
 		proto, err := parseProtocol(p.Protocol)
 		if err != nil {
 			b.serviceError(fmt.Errorf("port %q (%d/%s): %w", p.Name, p.Port, p.Protocol, err))
@@ -157,88 +184,57 @@ func (b *serviceBuild) addService(svc *corev1.Service) {
 		}
 		ports = append(ports, servicePort{name: p.Name, port: uint16(p.Port), proto: proto})
 	}
-
-	claimed := map[Frontend]bool{}
-	for _, addr := range addrs {
-		for _, p := range ports {
-			fe := Frontend{Addr: addr, Port: p.port, Proto: p.proto}
-			if claimed[fe] {
-				b.serviceError(fmt.Errorf("claim frontend %s for port %q: another port of this Service has it", fe, p.name))
-				continue
-			}
-			claimed[fe] = true
-			active, terminating := b.backends(addressTypeOf(addr), p)
-			b.frontends = append(b.frontends, &FrontendEntry{
-				Frontend:   fe,
-				Name:       ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.name},
-				Kind:       ClusterIP,
-				BackendSet: BackendSet{Active: active, Terminating: terminating},
-			})
-		}
-	}
+	return ports
 }
 
-// backends merges every slice of one Service and address family into the
-// sorted Active and Terminating sets of one Service port. An endpoint listed
-// in several slices counts once, with its most usable condition, so that the
-// result does not depend on which slice was seen first.
-func (b *serviceBuild) backends(family discoveryv1.AddressType, sp servicePort) (active, terminating []Backend) {
-	best := map[Backend]usability{}
+// endpointsOf merges every slice of one Service and address family into the
+// endpoints of one Service port, sorted by backend. An endpoint listed in
+// several slices counts once, with its most usable conditions (the first
+// slice by name wins a tie), so that the result does not depend on the
+// order the slices came in.
+func (b *serviceBuild) endpointsOf(family discoveryv1.AddressType, sp servicePort) []Endpoint {
+	var parsed []*parsedSlice
+	n := 0
 	for _, slice := range b.slices {
-		parsed := b.parse(slice)
-		if parsed.addressType != family {
-			continue
+		if p := b.parse(slice); p.addressType == family {
+			parsed = append(parsed, p)
+			n += len(p.endpoints)
 		}
+	}
+	out := make([]Endpoint, 0, n) // one port per slice matches, as a rule
+	for _, parsed := range parsed {
 		for _, port := range parsed.ports {
 			// Names equal and protocols equal is how a named targetPort is
 			// resolved: the endpointslice controller already wrote the number.
 			if port.name != sp.name || port.proto != sp.proto {
 				continue
 			}
-			for _, ep := range parsed.endpoints {
-				be := Backend{Addr: ep.addr, Port: port.port, Proto: port.proto}
-				best[be] = max(best[be], ep.use)
+			for _, e := range parsed.endpoints {
+				e.Port, e.Proto = port.port, port.proto
+				out = append(out, e)
 			}
 		}
 	}
-	for be, use := range best {
-		switch use {
-		case useActive:
-			active = append(active, be)
-		case useTerminating:
-			terminating = append(terminating, be)
-		}
-	}
-	slices.SortFunc(active, Backend.Compare)
-	slices.SortFunc(terminating, Backend.Compare)
-	return active, terminating
+	// Stable, so that among equal backends slice order (by name) decides.
+	slices.SortStableFunc(out, func(a, b Endpoint) int { return a.Backend.Compare(b.Backend) })
+	return slices.CompactFunc(mostUsableFirst(out), func(a, b Endpoint) bool { return a.Backend == b.Backend })
 }
 
-// usability orders endpoint conditions from least to most usable.
-type usability uint8
-
-const (
-	useNone usability = iota
-	useTerminating
-	useActive
-)
-
-// usabilityOf applies the EndpointSlice API's defaults: ready nil means
-// ready, serving nil means the value of ready, terminating nil means false.
-func usabilityOf(c discoveryv1.EndpointConditions) usability {
-	ready := c.Ready == nil || *c.Ready
-	serving := ready
-	if c.Serving != nil {
-		serving = *c.Serving
+// mostUsableFirst moves, within each run of one backend in sorted, the
+// first of its most usable copies to the front of the run, so that
+// compacting keeps it.
+func mostUsableFirst(sorted []Endpoint) []Endpoint {
+	for start := 0; start < len(sorted); {
+		end, best := start+1, start
+		for ; end < len(sorted) && sorted[end].Backend == sorted[start].Backend; end++ {
+			if sorted[end].usability() > sorted[best].usability() {
+				best = end
+			}
+		}
+		sorted[start], sorted[best] = sorted[best], sorted[start]
+		start = end
 	}
-	terminating := c.Terminating != nil && *c.Terminating
-	switch {
-	case ready:
-		return useActive
-	case serving && terminating:
-		return useTerminating
-	}
-	return useNone
+	return sorted
 }
 
 type slicePort struct {
@@ -247,16 +243,11 @@ type slicePort struct {
 	proto Protocol
 }
 
-type sliceEndpoint struct {
-	addr netip.Addr
-	use  usability
-}
-
 // parsedSlice is the usable part of one EndpointSlice.
 type parsedSlice struct {
 	addressType discoveryv1.AddressType
 	ports       []slicePort
-	endpoints   []sliceEndpoint // only those that serve in some way
+	endpoints   []Endpoint // each with its address only: ports come from the Service port
 }
 
 func (b *serviceBuild) parse(s *discoveryv1.EndpointSlice) *parsedSlice {
@@ -300,6 +291,7 @@ func (b *serviceBuild) parse(s *discoveryv1.EndpointSlice) *parsedSlice {
 		p.ports = append(p.ports, slicePort{name: name, port: uint16(*port.Port), proto: parsedProto})
 	}
 
+	p.endpoints = make([]Endpoint, 0, len(s.Endpoints))
 	for i, ep := range s.Endpoints {
 		if len(ep.Addresses) == 0 {
 			b.sliceError(s, fmt.Errorf("endpoint %d: no addresses", i))
@@ -307,44 +299,18 @@ func (b *serviceBuild) parse(s *discoveryv1.EndpointSlice) *parsedSlice {
 		}
 		// Like kube-proxy, use only the first address: the API declares
 		// all addresses of one endpoint fungible.
-		addr, err := parseAddr(ep.Addresses[0])
+		addr, err := ParseAddr(ep.Addresses[0])
 		if err != nil {
 			b.sliceError(s, fmt.Errorf("endpoint %d: %w", i, err))
 			continue
 		}
-		if got := addressTypeOf(addr); got != s.AddressType {
+		if got := AddressTypeOf(addr); got != s.AddressType {
 			b.sliceError(s, fmt.Errorf("endpoint %d: address %s is %s in a slice of addressType %s", i, addr, got, s.AddressType))
 			continue
 		}
-		if use := usabilityOf(ep.Conditions); use != useNone {
-			p.endpoints = append(p.endpoints, sliceEndpoint{addr: addr, use: use})
-		}
+		p.endpoints = append(p.endpoints, endpointOf(ep, addr))
 	}
 	return p
-}
-
-// parseAddr accepts the addresses a map key can hold: no zone, and no
-// IPv4-mapped IPv6 form, whose family would be ambiguous (the API rejects
-// it too).
-func parseAddr(s string) (netip.Addr, error) {
-	addr, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	if addr.Zone() != "" {
-		return netip.Addr{}, fmt.Errorf("address %q has a zone", s)
-	}
-	if addr.Is4In6() {
-		return netip.Addr{}, fmt.Errorf("address %q is IPv4-mapped IPv6, whose family is ambiguous", s)
-	}
-	return addr, nil
-}
-
-func addressTypeOf(addr netip.Addr) discoveryv1.AddressType {
-	if addr.Is4() {
-		return discoveryv1.AddressTypeIPv4
-	}
-	return discoveryv1.AddressTypeIPv6
 }
 
 // parseProtocol applies the API's default (TCP) and refuses what the

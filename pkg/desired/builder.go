@@ -12,7 +12,6 @@ import (
 // Service at a time, so that a change costs what that Service costs, not what
 // the whole cluster does. Its result equals Build over the same objects.
 type Builder struct {
-	node   NodeInfo
 	state  *State
 	builds map[ServiceRef]*serviceBuild
 	// claims lists, per frontend, the Services asking for it, sorted by
@@ -22,17 +21,46 @@ type Builder struct {
 
 // NewBuilder starts from no Services.
 func NewBuilder(node NodeInfo) *Builder {
-	return &Builder{
-		node:   node,
-		state:  &State{Frontends: map[Frontend]*FrontendEntry{}},
-		builds: map[ServiceRef]*serviceBuild{},
-		claims: map[Frontend][]ServiceRef{},
+	x := &Builder{}
+	x.Reset(node, nil, nil)
+	return x
+}
+
+// Reset replaces everything with the state of services and their
+// EndpointSlices on node, as if each Service were added to a new Builder.
+// Slices of a Service not listed translate nothing and are left out. It is
+// the one full build: Build and the agent's full sync both come here.
+func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) {
+	x.state = &State{Frontends: make(map[Frontend]*FrontendEntry, len(services)), Node: node}
+	x.builds = make(map[ServiceRef]*serviceBuild, len(services))
+	x.claims = map[Frontend][]ServiceRef{}
+	index := indexEndpointSlices(endpointSlices)
+	for _, svc := range services {
+		if svc == nil {
+			continue
+		}
+		ref := ServiceRef{Namespace: svc.Namespace, Name: svc.Name}
+		x.Update(ref, svc, index[ref])
 	}
 }
 
-// Update rebuilds Service ref from svc (nil when it was deleted) and the
-// EndpointSlices that belong to it, and returns the frontends whose entry in
-// State changed (added, changed or removed).
+// Node is the node the state is built for.
+func (x *Builder) Node() NodeInfo { return x.state.Node }
+
+// Endpoints returns the endpoints, with their locality, that the backends
+// of frontend fe were chosen from; nil when no Service owns fe.
+func (x *Builder) Endpoints(fe Frontend) []Endpoint {
+	claimants := x.claims[fe]
+	if len(claimants) == 0 {
+		return nil
+	}
+	return x.builds[claimants[0]].endpoints[fe]
+}
+
+// Update rebuilds Service ref from svc (nil when it was deleted), of which
+// it reads only the ServiceView, and the EndpointSlices that belong to it,
+// and returns the frontends whose entry in State changed (added, changed or
+// removed).
 func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) []Frontend {
 	touched := map[Frontend]bool{}
 	if old, ok := x.builds[ref]; ok {
@@ -43,7 +71,7 @@ func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*
 		delete(x.builds, ref)
 	}
 	if svc != nil {
-		b := buildService(svc, endpointSlices)
+		b := buildService(ServiceViewOf(svc), endpointSlices, x.state.Node)
 		x.builds[ref] = b
 		for _, s := range b.frontends {
 			touched[s.Frontend] = true

@@ -98,3 +98,29 @@ func BenchmarkBuilderUpdate(b *testing.B) {
 		inc.Update(ref, target, index[ref])
 	}
 }
+
+// Reset on a used Builder gives what a new one gives: nothing of the
+// previous Services, claims or node survives.
+func TestBuilderResetForgetsThePast(t *testing.T) {
+	p8080 := intstr.FromInt32(8080)
+	svc := func(name, ip string) *corev1.Service {
+		return makeTestService("default", name, func(s *corev1.Service) {
+			s.Spec.ClusterIP = ip
+			s.Spec.Ports = []corev1.ServicePort{makeServicePort("", 80, corev1.ProtocolTCP, p8080)}
+		})
+	}
+	x := NewBuilder(NodeInfo{Name: "node-1", Zone: "zone-a"})
+	x.Reset(NodeInfo{Name: "node-1", Zone: "zone-a"}, []*corev1.Service{svc("aaa", "10.96.0.10"), svc("old", "10.96.0.11")}, nil)
+	now := []*corev1.Service{svc("web", "10.96.0.10")}
+	x.Reset(NodeInfo{Name: "node-1", Zone: "zone-b"}, now, nil)
+	want, wantErrs := Build(now, nil, NodeInfo{Name: "node-1", Zone: "zone-b"})
+	if got, w := flows(t, x.State()), flows(t, want); !slices.Equal(got, w) {
+		t.Errorf("after Reset\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(w, "\n\t"))
+	}
+	if got, w := errorStrings(x.Errors()), errorStrings(wantErrs); !slices.Equal(got, w) {
+		t.Errorf("errors after Reset %v, want %v", got, w)
+	}
+	if x.Node().Zone != "zone-b" || x.State().Node.Zone != "zone-b" {
+		t.Errorf("after Reset the node is %+v (state %+v), want zone-b", x.Node(), x.State().Node)
+	}
+}

@@ -10,8 +10,16 @@
 // (Frontend) they share.
 //
 // Builder keeps the same result up to date one Service at a time, so that
-// a change among thousands of Services costs what that Service costs; Build
-// is defined on top of it, and a test checks that both agree.
+// a change among thousands of Services costs what that Service costs; its
+// Reset is the one full build, used by Build and by the agent alike, and a
+// test checks that updating one Service at a time agrees with it. The
+// builder reads a Service only through its ServiceView, which the change
+// tracker compares too.
+//
+// Each endpoint keeps its node, zone and topology hints (Endpoint), and
+// CategorizeEndpoints sorts a Service port's endpoints into the cluster and
+// local sets for this node (NodeInfo), as kube-proxy does; the traffic
+// policies and topology aware routing choose among those sets.
 //
 // The rules follow kube-proxy: only an endpoint's first address is used,
 // ready endpoints serve, serving-and-terminating endpoints serve only when no

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Protocol is a transport protocol; its values are the IPPROTO_ numbers so
@@ -142,6 +144,9 @@ type FrontendEntry struct {
 // frontends.
 type State struct {
 	Frontends map[Frontend]*FrontendEntry
+	// Node is the node the state was built for: which endpoints are local,
+	// and which hints are this node's, depend on it.
+	Node NodeInfo
 }
 
 // Sorted returns the services ordered by frontend (family, address, port,
@@ -155,9 +160,26 @@ func (s *State) Sorted() []*FrontendEntry {
 	return out
 }
 
-// NodeInfo is what the builder knows about the node it runs on. Topology
-// aware routing and local traffic policies will read it.
+// NodeInfo is what the builder knows about the node it runs on: the
+// categorisation reads Name (local endpoints, node hints) and Zone (zone
+// hints); the NodePort frontends will read Addresses. In a cluster it comes
+// from the Node object, in standalone mode from the agent's flags.
 type NodeInfo struct {
 	Name string
+	// Zone is the node's topology.kubernetes.io/zone label, "" when unset.
 	Zone string
+	// Addresses are the node's InternalIP and ExternalIP addresses in the
+	// order the Node lists them, without duplicates.
+	Addresses []NodeAddress
+}
+
+// NodeAddress is one address of the node and its kind.
+type NodeAddress struct {
+	Type corev1.NodeAddressType // corev1.NodeInternalIP or corev1.NodeExternalIP
+	Addr netip.Addr
+}
+
+// Equal reports whether two NodeInfos would build the same state.
+func (n NodeInfo) Equal(o NodeInfo) bool {
+	return n.Name == o.Name && n.Zone == o.Zone && slices.Equal(n.Addresses, o.Addresses)
 }

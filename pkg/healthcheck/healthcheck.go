@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/socklb/socklb/pkg/logfield"
 	"go.uber.org/zap"
 )
 
@@ -72,7 +73,7 @@ func (s *Server) Sync(want map[ServiceRef]Service) error {
 		if w, ok := want[ref]; !ok || w.Port != inst.port {
 			inst.close()
 			delete(s.services, ref)
-			s.log.Info("health check closed", zap.String("service", ref.String()), zap.Uint16("port", inst.port))
+			s.log.Info("health check closed", zap.String(logfield.Service, ref.String()), zap.Uint16(logfield.Port, inst.port))
 		}
 	}
 	var errs []error
@@ -87,7 +88,7 @@ func (s *Server) Sync(want map[ServiceRef]Service) error {
 			continue
 		}
 		s.services[ref] = inst
-		s.log.Info("health check opened", zap.String("service", ref.String()), zap.Uint16("port", w.Port))
+		s.log.Info("health check opened", zap.String(logfield.Service, ref.String()), zap.Uint16(logfield.Port, w.Port))
 	}
 	return errors.Join(errs...)
 }
@@ -110,7 +111,7 @@ func (s *Server) listen(ref ServiceRef, inst *instance) error {
 		inst.servers = append(inst.servers, srv)
 		go func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("health check stopped", zap.String("service", ref.String()), zap.Error(err))
+				s.log.Error("health check stopped", zap.String(logfield.Service, ref.String()), zap.Error(err))
 			}
 		}()
 	}

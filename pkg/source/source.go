@@ -7,6 +7,7 @@ package source
 
 import (
 	"context"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -18,9 +19,10 @@ import (
 type Snapshot struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
-	// Node is the node the agent runs on; nil when the source has none
-	// (standalone mode reads no Node objects).
-	Node *corev1.Node
+	// Node is what the source read of the node the agent runs on; nil when
+	// it has none (standalone mode reads no Node objects: the agent's flags
+	// describe the node) or has not seen it.
+	Node *desired.NodeInfo
 }
 
 // Source is a producer of Snapshots.
@@ -40,14 +42,30 @@ type Source interface {
 // ServiceRef names a Service.
 type ServiceRef = desired.ServiceRef
 
+// Changes is what changed since the last TakeChanges.
+type Changes struct {
+	// Services are the Services whose Service object or EndpointSlices
+	// changed in a way the desired state reads.
+	Services []ServiceRef
+	// TriggerTimes holds, for each of Services, when the oldest change now
+	// taken was triggered (kube-proxy's LastChangeTriggerTimes): the time of
+	// the change that caused it where the object says (an EndpointSlice's
+	// endpoints.kubernetes.io/last-change-trigger-time), else the time the
+	// source saw it. The time from it to the maps being written is the
+	// network programming latency.
+	TriggerTimes map[ServiceRef]time.Time
+	// All is true when something every Service reads changed (the Node);
+	// AllTriggered is when that change was first seen.
+	All          bool
+	AllTriggered time.Time
+}
+
 // Incremental is a Source that knows which Services changed, so that a sync
 // rebuilds and diffs only those instead of everything.
 type Incremental interface {
 	Source
-	// TakeChanges returns the Services whose Service object or
-	// EndpointSlices changed since the last call, and forgets them. all is
-	// true when something that concerns every Service changed (the Node).
-	TakeChanges() (changed []ServiceRef, all bool)
+	// TakeChanges returns what changed since the last call and forgets it.
+	TakeChanges() Changes
 	// Objects returns a Service (nil when it does not exist) and its
 	// EndpointSlices as they are now.
 	Objects(ref ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/lbmap"
+	"github.com/socklb/socklb/pkg/logfield"
 )
 
 // Syncer owns the writes to the load-balancing maps.
@@ -32,9 +33,6 @@ type Result struct {
 	// ordered by id. Sockets still connected to one reach nothing.
 	RemovedBackends []RemovedBackend
 }
-
-// Stats is the former name of Result, which pkg/agent still uses.
-type Stats = Result
 
 // Change is what a sync did to one scope of a frontend.
 type Change uint8
@@ -112,9 +110,9 @@ func NewWithTables(t lbmap.Tables, log *zap.Logger) (*Syncer, error) {
 	s.serviceIDs = newIDAllocator(serviceIDs)
 	s.backendIDs = newIDAllocator(backendIDs)
 	log.Info("map state restored",
-		zap.Int("frontends", len(frontends)),
-		zap.Int("backends", len(mr.backends)),
-		zap.Int("stray_entries", len(mr.strays)))
+		zap.Int(logfield.Frontends, len(frontends)),
+		zap.Int(logfield.Backends, len(mr.backends)),
+		zap.Int(logfield.StrayEntries, len(mr.strays)))
 	return s, nil
 }
 

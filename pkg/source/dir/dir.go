@@ -13,6 +13,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
+	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 )
 
@@ -51,7 +52,7 @@ func NewSource(dir string, log *zap.Logger) *Source {
 	dir = filepath.Clean(dir) // as fsnotify names the directory in its events
 	return &Source{
 		dir:      dir,
-		log:      log.With(zap.String("dir", dir)),
+		log:      log.With(zap.String(logfield.Dir, dir)),
 		debounce: defaultDebounce,
 		resync:   defaultResync,
 	}
@@ -99,7 +100,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	reread := func() {
 		differs, err := s.read()
 		if err != nil {
-			s.log.Error("Keep the previous objects: the directory cannot be read", zap.Error(err))
+			s.log.Error("keep the previous objects: the directory cannot be read", zap.Error(err))
 			return
 		}
 		if differs {
@@ -140,7 +141,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 			}
 			// Most likely the event queue overflowed: events were lost, so
 			// read the whole directory again.
-			s.log.Warn("Reread the directory: watching it failed", zap.Error(err))
+			s.log.Warn("reread the directory: watching it failed", zap.Error(err))
 			if !pending {
 				pending = true
 				debounce.Reset(s.debounce)
@@ -155,7 +156,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 				if err := watcher.Add(s.dir); err == nil {
 					watching = true
 				} else if !errors.Is(err, fsnotify.ErrClosed) {
-					s.log.Debug("Directory still cannot be watched", zap.Error(err))
+					s.log.Debug("directory still cannot be watched", zap.Error(err))
 				}
 			}
 			reread()
@@ -179,7 +180,7 @@ func (s *Source) read() (differs bool, err error) {
 	s.snapshot = snap
 	s.mu.Unlock()
 	s.lastRead = sum
-	s.log.Info("Read directory", zap.Int("files", len(files)), zap.Int("services", len(snap.Services)),
-		zap.Int("endpointSlices", len(snap.EndpointSlices)))
+	s.log.Info("read directory", zap.Int(logfield.Files, len(files)), zap.Int(logfield.Services, len(snap.Services)),
+		zap.Int(logfield.EndpointSlices, len(snap.EndpointSlices)))
 	return true, nil
 }

@@ -16,6 +16,8 @@
 //     the way Kubernetes' endpointslicemirroring controller does it, because
 //     no controller runs here to do it.
 //   - Objects without a namespace are in "default".
+//   - No Node object is read: the agent's flags (--node-name, --zone,
+//     --node-ip) describe the node, and Snapshot.Node stays nil.
 //
 // A file either counts whole or not at all: if any document in it cannot be
 // decoded, none of the file's objects count (not even those of an earlier

@@ -2,12 +2,13 @@ package dir
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/socklb/socklb/pkg/desired"
 )
 
 // mirrorControllerName is the managed-by value of mirrored slices, the same
@@ -64,22 +65,14 @@ func mirrorEndpoints(ep *corev1.Endpoints) ([]*discoveryv1.EndpointSlice, []erro
 	return slices, errs
 }
 
-// addressTypeOf says which slice an Endpoints address goes to. A zone or
-// the IPv4-mapped IPv6 form cannot go to either: the first has no meaning
-// off the node that wrote it, the second has an ambiguous family.
+// addressTypeOf says which slice an Endpoints address goes to; an address
+// desired.ParseAddr refuses goes to none.
 func addressTypeOf(ip string) (discoveryv1.AddressType, error) {
-	addr, err := netip.ParseAddr(ip)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("parse address: %w", err)
-	case addr.Zone() != "":
-		return "", fmt.Errorf("address %q has a zone", ip)
-	case addr.Is4In6():
-		return "", fmt.Errorf("address %q is IPv4-mapped IPv6, whose family is ambiguous", ip)
-	case addr.Is4():
-		return discoveryv1.AddressTypeIPv4, nil
+	addr, err := desired.ParseAddr(ip)
+	if err != nil {
+		return "", err
 	}
-	return discoveryv1.AddressTypeIPv6, nil
+	return desired.AddressTypeOf(addr), nil
 }
 
 func endpointOf(addr corev1.EndpointAddress, ready bool) discoveryv1.Endpoint {

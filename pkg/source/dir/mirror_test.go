@@ -153,10 +153,10 @@ func TestMirrorEndpoints(t *testing.T) {
 				}),
 			},
 			wantErrors: []string{
-				`mirror subset 0: parse address: ParseAddr("192.168.1.300"): IPv4 field has value >255`,
+				`mirror subset 0: ParseAddr("192.168.1.300"): IPv4 field has value >255`,
 				`mirror subset 0: address "fe80::1%eth0" has a zone`,
 				`mirror subset 0: address "::ffff:192.168.1.21" is IPv4-mapped IPv6, whose family is ambiguous`,
-				`mirror subset 0: parse address: ParseAddr(""): unable to parse IP`,
+				`mirror subset 0: ParseAddr(""): unable to parse IP`,
 			},
 		},
 		{

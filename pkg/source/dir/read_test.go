@@ -93,7 +93,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/a", "Service web/b"},
 			wantLogs: []wantLog{
-				{zapcore.InfoLevel, "Ignore object of a kind socklb does not read", "list.yaml", "ConfigMap default/c", "Ignore object"},
+				{zapcore.InfoLevel, "ignore object of a kind socklb does not read", "list.yaml", "ConfigMap default/c", "ignore object"},
 			},
 		},
 		{
@@ -103,8 +103,8 @@ func TestReadDirectory(t *testing.T) {
 				"---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"},
 			wantObjects: []string{"Service default/a"},
 			wantLogs: []wantLog{
-				{zapcore.InfoLevel, "Ignore object of a kind socklb does not read", "mixed.yaml", "Deployment default/nginx", "Ignore object"},
-				{zapcore.InfoLevel, "Ignore object of a kind socklb does not read", "mixed.yaml", "Widget default/w", "Ignore object"},
+				{zapcore.InfoLevel, "ignore object of a kind socklb does not read", "mixed.yaml", "Deployment default/nginx", "ignore object"},
+				{zapcore.InfoLevel, "ignore object of a kind socklb does not read", "mixed.yaml", "Widget default/w", "ignore object"},
 			},
 		},
 		{
@@ -130,7 +130,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/a", "Service default/c"},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "Ignore file: it cannot be decoded", "broken.yaml", "", "decode document 1"},
+				{zapcore.ErrorLevel, "ignore file: it cannot be decoded", "broken.yaml", "", "decode document 1"},
 			},
 		},
 		{
@@ -142,7 +142,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/c"},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "Ignore file: it cannot be decoded", "a.yaml", "Service default/b", "decode document 2 (Service default/b)"},
+				{zapcore.ErrorLevel, "ignore file: it cannot be decoded", "a.yaml", "Service default/b", "decode document 2 (Service default/b)"},
 			},
 		},
 		{
@@ -151,7 +151,7 @@ func TestReadDirectory(t *testing.T) {
 				"a.yaml": "metadata: {name: a}\nspec: {clusterIP: 10.96.0.1}\n",
 			},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "Ignore file: it cannot be decoded", "a.yaml", "", "Object 'Kind' is missing"},
+				{zapcore.ErrorLevel, "ignore file: it cannot be decoded", "a.yaml", "", "Object 'Kind' is missing"},
 			},
 		},
 		{
@@ -160,7 +160,7 @@ func TestReadDirectory(t *testing.T) {
 				"a.yaml": "apiVersion: v1\nkind: Service\nmetadata: {namespace: web}\nspec: {clusterIP: 10.96.0.1}\n",
 			},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "Ignore file: it cannot be decoded", "a.yaml", "", "metadata.name is empty"},
+				{zapcore.ErrorLevel, "ignore file: it cannot be decoded", "a.yaml", "", "metadata.name is empty"},
 			},
 		},
 		{
@@ -170,7 +170,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/a"},
 			wantLogs: []wantLog{
-				{zapcore.WarnLevel, "Ignore unknown or duplicate fields", "a.yaml", "Service default/a", `unknown field "spec.clusterIp"`},
+				{zapcore.WarnLevel, "ignore unknown or duplicate fields", "a.yaml", "Service default/a", `unknown field "spec.clusterIp"`},
 			},
 		},
 		{
@@ -181,7 +181,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/web 10.96.0.1"},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "Ignore duplicate object", "b.yaml", "Service default/web", "already defined in a.yaml"},
+				{zapcore.ErrorLevel, "ignore duplicate object", "b.yaml", "Service default/web", "already defined in a.yaml"},
 			},
 		},
 		{
@@ -193,7 +193,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/db", "EndpointSlice default/db-mirror-0-ipv4"},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "Drop Endpoints address", "db.yaml", "Endpoints default/db", `mirror subset 0: parse address: ParseAddr("bogus")`},
+				{zapcore.ErrorLevel, "drop Endpoints address", "db.yaml", "Endpoints default/db", `mirror subset 0: ParseAddr("bogus")`},
 			},
 		},
 		{
@@ -204,7 +204,7 @@ func TestReadDirectory(t *testing.T) {
 					"subsets:\n- addresses: [{ip: 192.168.1.20}]\n  ports: [{port: 5432}]\n",
 			},
 			wantLogs: []wantLog{
-				{zapcore.InfoLevel, "Skip Endpoints labelled not to be mirrored", "db.yaml", "Endpoints default/db", "Skip Endpoints"},
+				{zapcore.InfoLevel, "skip Endpoints labelled not to be mirrored", "db.yaml", "Endpoints default/db", "skip Endpoints"},
 			},
 		},
 	}
@@ -292,7 +292,7 @@ func checkLogs(t *testing.T, entries []observer.LoggedEntry, want []wantLog) {
 	t.Helper()
 	var got []observer.LoggedEntry
 	for _, e := range entries {
-		if e.Message != "Read directory" { // the summary of every read
+		if e.Message != "read directory" { // the summary of every read
 			got = append(got, e)
 		}
 	}

@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 )
 
@@ -81,7 +83,7 @@ func NewSource(client kubernetes.Interface, nodeName string, log *zap.Logger) (*
 		svcLister: svcFactory.Core().V1().Services().Lister(),
 		epsLister: sliceFactory.Discovery().V1().EndpointSlices().Lister(),
 		nodeList:  nodeFactory.Core().V1().Nodes().Lister(),
-		tracker:   NewChangeTracker(),
+		tracker:   NewChangeTracker(time.Now),
 	}
 	if err := s.slices.AddIndexers(cache.Indexers{byServiceIndex: sliceServiceIndex}); err != nil {
 		return nil, fmt.Errorf("index EndpointSlices by Service: %w", err)
@@ -127,13 +129,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	if _, err := s.slices.AddEventHandler(handlers(s.tracker.EndpointSliceUpdate, changed)); err != nil {
 		return fmt.Errorf("watch EndpointSlices: %w", err)
 	}
-	if _, err := s.nodes.AddEventHandler(handlers(func(previous, current *corev1.Node) bool {
-		if nodeEqual(previous, current) {
-			return false
-		}
-		s.tracker.MarkAll()
-		return true
-	}, changed)); err != nil {
+	if _, err := s.nodes.AddEventHandler(handlers(s.nodeUpdate, changed)); err != nil {
 		return fmt.Errorf("watch Node %s: %w", s.nodeName, err)
 	}
 	for _, f := range s.factories {
@@ -143,7 +139,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	if !cache.WaitForCacheSync(ctx.Done(), s.services.HasSynced, s.slices.HasSynced, s.nodes.HasSynced) {
 		return ctx.Err()
 	}
-	s.log.Info("informers synced", zap.Duration("took", time.Since(start)))
+	s.log.Info("informers synced", zap.Duration(logfield.Took, time.Since(start)))
 	changed()
 	<-ctx.Done()
 	for _, f := range s.factories {
@@ -183,15 +179,29 @@ func handlers[T any](update func(previous, current *T) bool, changed func()) cac
 	}
 }
 
-// nodeEqual compares what socklb reads of its Node: its labels (topology).
-func nodeEqual(a, b *corev1.Node) bool {
-	if a == nil || b == nil {
-		return a == b
+// nodeUpdate records a change of the agent's Node as the desired state
+// reads it: a change of its zone label or addresses rebuilds everything,
+// other labels and the status churn (heartbeats, conditions) nothing.
+func (s *Source) nodeUpdate(previous, current *corev1.Node) bool {
+	if n := cmp.Or(current, previous); n != nil && n.Name != s.nodeName {
+		return false // the field selector keeps other Nodes out; a fake client does not
 	}
-	return labels.Equals(a.Labels, b.Labels)
+	return s.tracker.NodeUpdate(s.nodeInfo(previous, false), s.nodeInfo(current, true))
 }
 
-// HasSynced reports whether both informers listed everything once.
+// nodeInfo reads a Node, nil when absent; report logs what it left out.
+func (s *Source) nodeInfo(node *corev1.Node, report bool) *desired.NodeInfo {
+	if node == nil {
+		return nil
+	}
+	info, err := NodeInfoFromNode(node)
+	if err != nil && report {
+		s.log.Warn("leave out node addresses", zap.String(logfield.Node, node.Name), zap.Error(err))
+	}
+	return &info
+}
+
+// HasSynced reports whether the three informers listed everything once.
 func (s *Source) HasSynced() bool {
 	return s.services.HasSynced() && s.slices.HasSynced() && s.nodes.HasSynced()
 }
@@ -204,11 +214,12 @@ func (s *Source) Snapshot() source.Snapshot {
 	if err != nil && !apierrors.IsNotFound(err) {
 		s.log.Warn("read own Node", zap.Error(err))
 	}
-	return source.Snapshot{Services: svcs, EndpointSlices: slices, Node: node}
+
+	return source.Snapshot{Services: svcs, EndpointSlices: slices, Node: s.nodeInfo(node, false)}
 }
 
-// TakeChanges returns the Services changed since the last call.
-func (s *Source) TakeChanges() ([]desired.ServiceRef, bool) {
+// TakeChanges returns what changed since the last call.
+func (s *Source) TakeChanges() source.Changes {
 	return s.tracker.TakeChanges()
 }
 

@@ -2,92 +2,157 @@ package k8s
 
 import (
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/source"
 )
 
-// change is an object's state at the last sync (previous) and now (current);
-// nil means absent.
+// change is what the desired state reads of one object at the last sync
+// (previous) and now (current), nil meaning absent, and when the change was
+// triggered.
 type change[T any] struct {
-	previous, current T
+	previous, current *T
+	triggered         time.Time
 }
 
 // ChangeTracker records changes between syncs. Informer handlers call it and
-// nothing else; a change that ends where it began (an update that touched
-// nothing socklb reads, or an add undone by a delete) is dropped.
+// nothing else. Like kube-proxy's trackers it converts each object into what
+// the desired state reads before comparing, so a change that ends where it
+// began (an update of a field socklb does not read, or an add undone by a
+// delete) is dropped.
 type ChangeTracker struct {
-	mu       sync.Mutex
-	services map[types.NamespacedName]*change[*corev1.Service]
-	slices   map[types.NamespacedName]*change[*discoveryv1.EndpointSlice]
-	all      bool
+	// now is the clock; start is when the tracker was made: a trigger time
+	// from before it belongs to a change the agent was not running for.
+	now   func() time.Time
+	start time.Time
+
+	mu           sync.Mutex
+	services     map[types.NamespacedName]*change[desired.ServiceView]
+	slices       map[types.NamespacedName]*change[discoveryv1.EndpointSlice]
+	all          bool
+	allTriggered time.Time
 }
 
-// NewChangeTracker starts with nothing recorded.
-func NewChangeTracker() *ChangeTracker {
+// NewChangeTracker starts with nothing recorded; now is the clock (time.Now
+// outside tests).
+func NewChangeTracker(now func() time.Time) *ChangeTracker {
 	return &ChangeTracker{
-		services: map[types.NamespacedName]*change[*corev1.Service]{},
-		slices:   map[types.NamespacedName]*change[*discoveryv1.EndpointSlice]{},
+		now:      now,
+		start:    now(),
+		services: map[types.NamespacedName]*change[desired.ServiceView]{},
+		slices:   map[types.NamespacedName]*change[discoveryv1.EndpointSlice]{},
 	}
 }
 
 // ServiceUpdate records a Service going from previous to current (either may
 // be nil) and reports whether a change is pending for it afterwards.
 func (t *ChangeTracker) ServiceUpdate(previous, current *corev1.Service) bool {
+	key, ok := keyOf(previous, current)
+	if !ok {
+		return false
+	}
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return record(t.services, previous, current, serviceEqual)
+	return record(t.services, key, serviceView(previous), serviceView(current), desired.ServiceView.Equal, now)
 }
 
 // EndpointSliceUpdate records an EndpointSlice going from previous to current.
 func (t *ChangeTracker) EndpointSliceUpdate(previous, current *discoveryv1.EndpointSlice) bool {
+	key, ok := keyOf(previous, current)
+	if !ok {
+		return false
+	}
+	triggered := t.sliceTriggerTime(previous, current)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return record(t.slices, previous, current, endpointSliceEqual)
+	return record(t.slices, key, previous, current, endpointSliceEqual, triggered)
 }
 
-// MarkAll asks for every Service to be rebuilt (the Node changed).
+// NodeUpdate records the agent's Node going from previous to current, as
+// NodeInfoFromNode reads it, and reports whether that changed anything.
+// Every Service reads the node, so a change marks everything.
+func (t *ChangeTracker) NodeUpdate(previous, current *desired.NodeInfo) bool {
+	if previous == nil || current == nil {
+		if previous == current {
+			return false
+		}
+	} else if previous.Equal(*current) {
+		return false
+	}
+	t.MarkAll()
+	return true
+}
+
+// MarkAll asks for every Service to be rebuilt.
 func (t *ChangeTracker) MarkAll() {
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.all = true
+	if !t.all {
+		t.all, t.allTriggered = true, now
+	}
 }
 
-// TakeChanges returns the Services concerned by the recorded changes and
-// forgets them.
-func (t *ChangeTracker) TakeChanges() (refs []desired.ServiceRef, all bool) {
+// TakeChanges returns the Services concerned by the recorded changes, with
+// their trigger times, and forgets them.
+func (t *ChangeTracker) TakeChanges() source.Changes {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	seen := map[desired.ServiceRef]bool{}
-	add := func(ref desired.ServiceRef) {
-		if !seen[ref] {
-			seen[ref] = true
-			refs = append(refs, ref)
+	c := source.Changes{TriggerTimes: map[desired.ServiceRef]time.Time{}, All: t.all, AllTriggered: t.allTriggered}
+	add := func(ref desired.ServiceRef, triggered time.Time) {
+		have, seen := c.TriggerTimes[ref]
+		if !seen {
+			c.Services = append(c.Services, ref)
+		}
+		if !seen || triggered.Before(have) {
+			c.TriggerTimes[ref] = triggered
 		}
 	}
-	for name := range t.services {
-		add(desired.ServiceRef{Namespace: name.Namespace, Name: name.Name})
+	for name, ch := range t.services {
+		add(desired.ServiceRef{Namespace: name.Namespace, Name: name.Name}, ch.triggered)
 	}
-	for _, c := range t.slices {
+	for _, ch := range t.slices {
 		// A slice moved from one Service to another concerns both.
-		for _, s := range []*discoveryv1.EndpointSlice{c.previous, c.current} {
+		for _, s := range []*discoveryv1.EndpointSlice{ch.previous, ch.current} {
 			if s == nil {
 				continue
 			}
 			if ref, ok := desired.SliceServiceRef(s); ok {
-				add(ref)
+				add(ref, ch.triggered)
 			}
 		}
 	}
-	all = t.all
 	clear(t.services)
 	clear(t.slices)
-	t.all = false
-	return refs, all
+	t.all, t.allTriggered = false, time.Time{}
+	return c
+}
+
+// sliceTriggerTime is when the change to a slice was triggered: the
+// EndpointSlice controller's last-change-trigger-time when the slice has one
+// from since the tracker started (kube-proxy ignores older ones the same
+// way), else now.
+func (t *ChangeTracker) sliceTriggerTime(previous, current *discoveryv1.EndpointSlice) time.Time {
+	now := t.now()
+	s := current
+	if s == nil {
+		s = previous
+	}
+	value, ok := s.Annotations[corev1.EndpointsLastChangeTriggerTime]
+	if !ok {
+		return now
+	}
+	triggered, err := time.Parse(time.RFC3339Nano, value)
+	if err != nil || triggered.Before(t.start) || triggered.After(now) {
+		return now
+	}
+	return triggered
 }
 
 type object interface {
@@ -96,44 +161,54 @@ type object interface {
 	GetName() string
 }
 
-func record[T object](pending map[types.NamespacedName]*change[T], previous, current T, equal func(a, b T) bool) bool {
+// keyOf names the object of an update; ok is false when both are nil.
+func keyOf[T object](previous, current T) (key types.NamespacedName, ok bool) {
 	var zero T
 	obj := current
 	if obj == zero {
 		obj = previous
 	}
 	if obj == zero {
-		return false
+		return key, false
 	}
-	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}
+	return types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}, true
+}
+
+// record updates the pending change of key. A change keeps the trigger time
+// of its first event: the latency counts from the oldest change not yet
+// programmed.
+func record[T any](pending map[types.NamespacedName]*change[T], key types.NamespacedName, previous, current *T, equal func(a, b T) bool, triggered time.Time) bool {
 	c, ok := pending[key]
 	if !ok {
-		c = &change[T]{previous: previous}
+		c = &change[T]{previous: previous, triggered: triggered}
 		pending[key] = c
+	} else if triggered.Before(c.triggered) {
+		c.triggered = triggered
 	}
 	c.current = current
-	if equal(c.previous, c.current) {
+	if bothAbsentOrEqual(c.previous, c.current, equal) {
 		delete(pending, key)
 		return false
 	}
 	return true
 }
 
-// serviceEqual compares what the desired state reads of a Service.
-func serviceEqual(a, b *corev1.Service) bool {
+func bothAbsentOrEqual[T any](a, b *T, equal func(a, b T) bool) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return equality.Semantic.DeepEqual(a.Spec, b.Spec)
+	return equal(*a, *b)
+}
+
+func serviceView(svc *corev1.Service) *desired.ServiceView {
+	if svc == nil {
+		return nil
+	}
+	v := desired.ServiceViewOf(svc)
+	return &v
 }
 
 // endpointSliceEqual compares what the desired state reads of a slice.
-func endpointSliceEqual(a, b *discoveryv1.EndpointSlice) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.AddressType == b.AddressType &&
-		a.Labels[discoveryv1.LabelServiceName] == b.Labels[discoveryv1.LabelServiceName] &&
-		equality.Semantic.DeepEqual(a.Endpoints, b.Endpoints) &&
-		equality.Semantic.DeepEqual(a.Ports, b.Ports)
+func endpointSliceEqual(a, b discoveryv1.EndpointSlice) bool {
+	return desired.EndpointSliceReadsEqual(&a, &b)
 }

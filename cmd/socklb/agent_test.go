@@ -1,0 +1,58 @@
+package main
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/socklb/socklb/pkg/desired"
+)
+
+func TestStandaloneNode(t *testing.T) {
+	internal := func(a string) desired.NodeAddress {
+		return desired.NodeAddress{Type: corev1.NodeInternalIP, Addr: netip.MustParseAddr(a)}
+	}
+	testCases := []struct {
+		name      string
+		args      []string
+		want      desired.NodeInfo
+		wantError string
+	}{
+		{"no flags: the name only", []string{"--from-dir", "/d"}, desired.NodeInfo{Name: "node-1"}, ""},
+		{"zone", []string{"--from-dir", "/d", "--zone", "zone-a"}, desired.NodeInfo{Name: "node-1", Zone: "zone-a"}, ""},
+		{"node IPs repeated and comma-separated, duplicates once",
+			[]string{"--from-dir", "/d", "--node-ip", "192.0.2.10,fd00::10", "--node-ip", "192.0.2.11", "--node-ip", "192.0.2.10"},
+			desired.NodeInfo{Name: "node-1", Addresses: []desired.NodeAddress{internal("192.0.2.10"), internal("fd00::10"), internal("192.0.2.11")}}, ""},
+		{"a node IP that is not an address", []string{"--from-dir", "/d", "--node-ip", "node-1"}, desired.NodeInfo{}, `read --node-ip: ParseAddr("node-1")`},
+		{"a node IP with a zone", []string{"--from-dir", "/d", "--node-ip", "fe80::1%eth0"}, desired.NodeInfo{}, `read --node-ip: address "fe80::1%eth0" has a zone`},
+		{"zone in cluster mode", []string{"--kubeconfig", "k", "--zone", "zone-a"}, desired.NodeInfo{}, "--zone and --node-ip are for standalone mode"},
+		{"node IP in cluster mode", []string{"--node-ip", "192.0.2.10"}, desired.NodeInfo{}, "--zone and --node-ip are for standalone mode"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var f agentFlags
+			cmd := newAgentCommand()
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatalf("parse %v: %v", tc.args, err)
+			}
+			f.fromDir, _ = cmd.Flags().GetString("from-dir")
+			f.zone, _ = cmd.Flags().GetString("zone")
+			f.nodeIPs, _ = cmd.Flags().GetStringSlice("node-ip")
+			got, err := standaloneNode(f, "node-1")
+			if tc.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantError) {
+					t.Fatalf("error = %v, want one saying %q", err, tc.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error = %v", err)
+			}
+			if !got.Equal(tc.want) {
+				t.Errorf("standaloneNode() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/source"
+	"github.com/socklb/socklb/pkg/source/k8s"
+	"github.com/socklb/socklb/pkg/syncer"
+)
+
+// syncRecord is what one call of the syncer was given, copied at the call:
+// the Builder keeps changing the state afterwards.
+type syncRecord struct {
+	full      bool
+	node      desired.NodeInfo
+	frontends []string // "frontend -> backends"
+}
+
+// recordingSyncer is a Syncer that writes no map and remembers each call.
+type recordingSyncer struct {
+	mu      sync.Mutex
+	records []syncRecord
+}
+
+func (r *recordingSyncer) record(state *desired.State, full bool) (syncer.Result, error) {
+	rec := syncRecord{full: full, node: state.Node}
+	for _, fe := range state.Sorted() {
+		rec.frontends = append(rec.frontends, fmt.Sprintf("%s -> %v", fe.Frontend, fe.Active))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, rec)
+	return syncer.Result{}, nil
+}
+
+func (r *recordingSyncer) Sync(state *desired.State) (syncer.Result, error) {
+	return r.record(state, true)
+}
+
+func (r *recordingSyncer) SyncFrontends(state *desired.State, _ []desired.Frontend) (syncer.Result, error) {
+	return r.record(state, false)
+}
+
+// waitForRecord waits at most five seconds for a call that match accepts.
+func (r *recordingSyncer) waitForRecord(t *testing.T, what string, match func(syncRecord) bool) syncRecord {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.mu.Lock()
+		i := slices.IndexFunc(r.records, match)
+		var rec syncRecord
+		if i >= 0 {
+			rec = r.records[i]
+		}
+		all := slices.Clone(r.records)
+		r.mu.Unlock()
+		if i >= 0 {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no sync %s; the syncer was given:\n%+v", what, all)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// runTestAgent runs an agent on src until the test ends.
+func runTestAgent(t *testing.T, cfg Config, src source.Source) *recordingSyncer {
+	t.Helper()
+	rec := &recordingSyncer{}
+	a := New(cfg, src, rec, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return rec
+}
+
+func testConfig(node desired.NodeInfo) Config {
+	cfg := DefaultConfig()
+	cfg.Node = node
+	cfg.MinSyncInterval = time.Millisecond
+	return cfg
+}
+
+// A change of the Node's zone label in the API reaches the desired state
+// the agent hands the syncer, through the informers, the change tracker and
+// a full build.
+func TestNodeLabelChangeReachesDesiredState(t *testing.T) {
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-1", Labels: map[string]string{corev1.LabelTopologyZone: "zone-a"}},
+		Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.10"}}},
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}},
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.0.2"}, NodeName: ptr.To("node-1")}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	client := fake.NewClientset(node, svc, slice)
+	src, err := k8s.NewSource(client, "node-1", zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatalf("NewSource: %v", err)
+	}
+	// The config's node is what the agent would use without a Node object.
+	rec := runTestAgent(t, testConfig(desired.NodeInfo{Name: "node-1", Zone: "from-flags"}), src)
+	wantFrontends := []string{"10.96.0.10:80/TCP -> [10.244.0.2:8080/TCP]"}
+
+	first := rec.waitForRecord(t, "for zone-a", func(r syncRecord) bool { return r.node.Zone == "zone-a" })
+	if !first.full || !slices.Equal(first.frontends, wantFrontends) || len(first.node.Addresses) != 1 {
+		t.Errorf("first sync = %+v, want a full one of %v on a node with one address", first, wantFrontends)
+	}
+
+	n, err := client.CoreV1().Nodes().Get(context.Background(), "node-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get Node: %v", err)
+	}
+	n.Labels[corev1.LabelTopologyZone] = "zone-b"
+	if _, err := client.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("update Node: %v", err)
+	}
+	after := rec.waitForRecord(t, "for zone-b", func(r syncRecord) bool { return r.node.Zone == "zone-b" })
+	if !after.full || !slices.Equal(after.frontends, wantFrontends) || after.node.Name != "node-1" {
+		t.Errorf("sync after the zone change = %+v, want a full one of %v on node-1", after, wantFrontends)
+	}
+}
+
+// staticSource is a Source of fixed objects and no Node, like the
+// directory source.
+type staticSource struct{ snap source.Snapshot }
+
+func (s staticSource) Run(ctx context.Context, changed func()) error {
+	changed()
+	<-ctx.Done()
+	return nil
+}
+func (s staticSource) HasSynced() bool           { return true }
+func (s staticSource) Snapshot() source.Snapshot { return s.snap }
+
+// Without a Node object the desired state is built for the node of the
+// config (the agent's flags in standalone mode).
+func TestNodeFromConfigWithoutNodeObject(t *testing.T) {
+	node := desired.NodeInfo{Name: "node-1", Zone: "zone-a"}
+	rec := runTestAgent(t, testConfig(node), staticSource{})
+	got := rec.waitForRecord(t, "at all", func(syncRecord) bool { return true })
+	if !got.node.Equal(node) {
+		t.Errorf("state built for %+v, want %+v", got.node, node)
+	}
+}
+
+// The network programming latency counts from the oldest change not yet
+// programmed, across failed syncs, to the sync that succeeds.
+func TestProgrammingLatency(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	web, api := desired.ServiceRef{Namespace: "default", Name: "web"}, desired.ServiceRef{Namespace: "default", Name: "api"}
+	type step struct {
+		changes     source.Changes
+		succeedAt   time.Time // zero: the sync fails
+		wantLatency time.Duration
+		wantOK      bool
+	}
+	testCases := []struct {
+		name  string
+		steps []step
+	}{
+		{"one change", []step{
+			{source.Changes{Services: []desired.ServiceRef{web}, TriggerTimes: map[desired.ServiceRef]time.Time{web: at(1)}}, at(3), 2 * time.Second, true},
+		}},
+		{"nothing triggered, nothing measured", []step{
+			{source.Changes{}, at(3), 0, false},
+		}},
+		{"a failed sync keeps its triggers for the next", []step{
+			{source.Changes{Services: []desired.ServiceRef{web}, TriggerTimes: map[desired.ServiceRef]time.Time{web: at(1)}}, time.Time{}, 0, false},
+			{source.Changes{Services: []desired.ServiceRef{api}, TriggerTimes: map[desired.ServiceRef]time.Time{api: at(5)}}, at(6), 5 * time.Second, true},
+		}},
+		{"a success forgets its triggers", []step{
+			{source.Changes{Services: []desired.ServiceRef{web}, TriggerTimes: map[desired.ServiceRef]time.Time{web: at(1)}}, at(2), time.Second, true},
+			{source.Changes{Services: []desired.ServiceRef{api}, TriggerTimes: map[desired.ServiceRef]time.Time{api: at(5)}}, at(6), time.Second, true},
+		}},
+		{"a Node change counts from when it was seen", []step{
+			{source.Changes{All: true, AllTriggered: at(1), Services: []desired.ServiceRef{web}, TriggerTimes: map[desired.ServiceRef]time.Time{web: at(2)}}, at(4), 3 * time.Second, true},
+		}},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := New(DefaultConfig(), staticSource{}, &recordingSyncer{}, zaptest.NewLogger(t))
+			for i, st := range tc.steps {
+				a.keepTriggers(st.changes)
+				if st.succeedAt.IsZero() {
+					continue
+				}
+				latency, ok := a.programmed(st.succeedAt)
+				if latency != st.wantLatency || ok != st.wantOK {
+					t.Errorf("step %d: latency %s (ok=%t), want %s (ok=%t)", i, latency, ok, st.wantLatency, st.wantOK)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,40 @@
+// Package logfield names the fields of socklb's structured logs, once, so
+// that every component calls the same thing by the same snake_case name and
+// a log query written for one line finds the others.
+package logfield
+
+const (
+	Addresses          = "addresses"
+	APIServer          = "api_server"
+	APIVersionKind     = "api_version_kind"
+	Backends           = "backends"
+	Cgroup             = "cgroup"
+	Deletes            = "deletes"
+	Dir                = "dir"
+	EndpointSlices     = "endpoint_slices"
+	File               = "file"
+	Files              = "files"
+	Frontends          = "frontends"
+	Full               = "full"
+	Kind               = "kind"
+	Name               = "name"
+	Node               = "node"
+	Object             = "object"
+	OldPin             = "old_pin"
+	Pin                = "pin"
+	Port               = "port"
+	PinDir             = "pin_dir"
+	Program            = "program"
+	ProgrammingLatency = "programming_latency"
+	Retries            = "retries"
+	Service            = "service"
+	Services           = "services"
+	ServicesChanged    = "services_changed"
+	SetRetval          = "set_retval"
+	StrayEntries       = "stray_entries"
+	Target             = "target"
+	Took               = "took"
+	Upserts            = "upserts"
+	Version            = "version"
+	Zone               = "zone"
+)

@@ -208,7 +208,7 @@ func attachNew(a Attachment, p program, pin string, log *zap.Logger) (link.Link,
 		l, err = attachTCX(a, p)
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			// Before Linux 6.6: no tcx link to pin, the filter is the state.
-			log.Info("tcx is not supported: tc egress uses a clsact filter", zap.String("device", a.Target))
+			log.Info("tcx is not supported: tc egress uses a clsact filter", zap.String(logfield.Device, a.Target))
 			return nil, attachTCFilter(a, p, pin, log)
 		}
 	default:
@@ -327,7 +327,7 @@ func pruneStaleLinks(table []Attachment, pinDir string, log *zap.Logger) error {
 			errs = append(errs, err)
 			continue
 		}
-		log.Info("stale attachment removed", zap.String("pin", e.Name()))
+		log.Info("stale attachment removed", zap.String(logfield.Pin, e.Name()))
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/socklb/socklb/pkg/logfield"
 )
 
 // tcFilterName names socklb's clsact filters, so that cleanup and a
@@ -38,7 +40,7 @@ func attachXDP(a Attachment, p program, log *zap.Logger) (link.Link, error) {
 	}
 	l, err := link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: ifindex, Flags: flags})
 	if err != nil && a.XDPMode == XDPNative && !errors.Is(err, unix.EBUSY) {
-		log.Info("native XDP refused by the driver: using generic XDP", zap.String("device", a.Target), zap.Error(err))
+		log.Info("native XDP refused by the driver: using generic XDP", zap.String(logfield.Device, a.Target), zap.Error(err))
 		l, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: ifindex, Flags: link.XDPGenericMode})
 	}
 	return l, err
@@ -85,7 +87,7 @@ func attachTCFilter(a Attachment, p program, pin string, log *zap.Logger) error 
 	if err := os.MkdirAll(pin, 0o700); err != nil {
 		return fmt.Errorf("record the tc filter of %s at %s: %w", a.Target, pin, err)
 	}
-	log.Info("program attached", zap.String("program", a.Program), zap.Stringer("kind", a.Kind), zap.String("target", a.Target), zap.String("filter", tcFilterName))
+	log.Info("program attached", zap.String(logfield.Program, a.Program), zap.Stringer(logfield.Kind, a.Kind), zap.String(logfield.Target, a.Target), zap.String(logfield.Filter, tcFilterName))
 	return nil
 }
 

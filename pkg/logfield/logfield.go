@@ -9,6 +9,8 @@ const (
 	APIVersionKind     = "api_version_kind"
 	Backends           = "backends"
 	Cgroup             = "cgroup"
+	Device             = "device"
+	Filter             = "filter"
 	Deletes            = "deletes"
 	Dir                = "dir"
 	EndpointSlices     = "endpoint_slices"

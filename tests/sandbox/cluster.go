@@ -17,14 +17,17 @@ import (
 )
 
 var (
-	lanNet4      = netip.MustParsePrefix("198.51.100.0/24")
-	lanNet6      = netip.MustParsePrefix("2001:db8:1::/64")
-	clientIPv4   = netip.MustParseAddr("198.51.100.100")
-	clientIPv6   = netip.MustParseAddr("2001:db8:1::100")
-	lanBridge    = "br0"
-	clusterLink  = "eth0"
-	maxNodes     = 99 // node addresses .1 to .99; the client is .100
-	maxPodsPerNd = 254
+	lanNet4    = netip.MustParsePrefix("198.51.100.0/24")
+	lanNet6    = netip.MustParsePrefix("2001:db8:1::/64")
+	clientIPv4 = netip.MustParseAddr("198.51.100.100")
+	clientIPv6 = netip.MustParseAddr("2001:db8:1::100")
+)
+
+const (
+	lanBridge      = "br0"
+	clusterLink    = "eth0" // the LAN interface of the nodes and the client
+	maxNodes       = 99     // node addresses .1 to .99; the client is .100
+	maxPodsPerNode = 254
 )
 
 // Cluster is the multi-node topology of the north-south (NodePort, XDP)

@@ -35,7 +35,7 @@ func (c *Cluster) AddPod(t testing.TB, node int, name string) *Host {
 	c.mu.Unlock()
 	n.mu.Lock()
 	idx := n.nextPod
-	if idx > maxPodsPerNd {
+	if idx > maxPodsPerNode {
 		n.mu.Unlock()
 		t.Fatalf("sandbox: too many pods on %s", n.Host.Name)
 	}

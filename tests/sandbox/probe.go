@@ -64,10 +64,19 @@ func Backends(rs []ProbeResult) map[string]int {
 // fails the test. It is bounded by a 2-minute timeout.
 func (s *Sandbox) Probe(t testing.TB, h *Host, inCgroup bool, args ...string) []ProbeResult {
 	t.Helper()
+	return runProbe(t, args, func(ctx context.Context, argv []string) (string, error) {
+		return s.Run(t, ctx, h, inCgroup, argv...)
+	})
+}
+
+// runProbe runs sockprobe args through run, bounded by 2 minutes, and
+// parses its lines; any error fails the test.
+func runProbe(t testing.TB, args []string, run func(ctx context.Context, argv []string) (string, error)) []ProbeResult {
+	t.Helper()
 	bin := Binaries(t, SockProbePkg)[SockProbePkg]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := s.Run(t, ctx, h, inCgroup, append([]string{bin}, args...)...)
+	out, err := run(ctx, append([]string{bin}, args...))
 	if err != nil {
 		t.Fatalf("sandbox: sockprobe %v: %v", args, err)
 	}

@@ -205,24 +205,42 @@ func (s *Sandbox) Start(t testing.TB, h *Host, inCgroup bool, argv ...string) *P
 }
 
 func (s *Sandbox) start(h *Host, inCgroup bool, argv []string) (*Process, error) {
-	if len(argv) == 0 {
-		return nil, errors.New("empty argv")
-	}
 	if h == nil {
 		h = s.Node
+	}
+	cgroup := ""
+	if inCgroup {
+		cgroup = s.Cgroup
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := startProcess(h.Netns, cgroup, argv)
+	if err != nil {
+		return nil, err
+	}
+	s.procs = append(s.procs, p)
+	return p, nil
+}
+
+// startProcess runs argv in the network namespace at netnsPath through
+// nsenter --net, cloned into the cgroup directory cgroup unless it is "",
+// with its output captured and Pdeathsig set.
+func startProcess(netnsPath, cgroup string, argv []string) (*Process, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("empty argv")
 	}
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--net=" + h.Netns, "--"}, argv...)
+	args := append([]string{"--net=" + netnsPath, "--"}, argv...)
 	cmd := exec.Command(nsenter, args...)
 	p := &Process{Cmd: cmd, stdout: newOutBuffer(), stderr: newOutBuffer(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	cmd.WaitDelay = 2 * time.Second // don't hang on pipes held by grandchildren
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if inCgroup {
-		fd, err := unix.Open(s.Cgroup, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if cgroup != "" {
+		fd, err := unix.Open(cgroup, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open cgroup: %w", err)
 		}
@@ -230,12 +248,9 @@ func (s *Sandbox) start(h *Host, inCgroup bool, argv []string) (*Process, error)
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := spawn(cmd); err != nil {
 		return nil, err
 	}
-	s.procs = append(s.procs, p)
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
@@ -257,6 +272,12 @@ func (s *Sandbox) Run(t testing.TB, ctx context.Context, h *Host, inCgroup bool,
 	if err != nil {
 		return "", fmt.Errorf("start %q: %w", argv, err)
 	}
+	return waitRun(ctx, p, argv)
+}
+
+// waitRun waits for a process started for Run and returns its stdout, or
+// kills it when ctx is done.
+func waitRun(ctx context.Context, p *Process, argv []string) (string, error) {
 	select {
 	case <-p.done:
 	case <-ctx.Done():
@@ -277,19 +298,26 @@ func (s *Sandbox) StartNameServer(t testing.TB, h *Host, tcpPorts, udpPorts []in
 	if h == nil {
 		h = s.Node
 	}
+	p := s.Start(t, h, false, nameServerArgv(t, h.Name, tcpPorts, udpPorts)...)
+	if err := p.WaitOutput("ready", 10*time.Second); err != nil {
+		t.Fatalf("sandbox: namesrv on %s: %v", h.Name, err)
+	}
+	return p
+}
+
+// nameServerArgv is the command line of namesrv answering as name on the
+// given ports, dual-stack, logging its peers.
+func nameServerArgv(t testing.TB, name string, tcpPorts, udpPorts []int) []string {
+	t.Helper()
 	bin := Binaries(t, NameSrvPkg)[NameSrvPkg]
-	argv := []string{bin, "--name", h.Name, "--log-peers"}
+	argv := []string{bin, "--name", name, "--log-peers"}
 	if len(tcpPorts) > 0 {
 		argv = append(argv, "--tcp", portList(tcpPorts))
 	}
 	if len(udpPorts) > 0 {
 		argv = append(argv, "--udp", portList(udpPorts))
 	}
-	p := s.Start(t, h, false, argv...)
-	if err := p.WaitOutput("ready", 10*time.Second); err != nil {
-		t.Fatalf("sandbox: namesrv on %s: %v", h.Name, err)
-	}
-	return p
+	return argv
 }
 
 func portList(ports []int) string {

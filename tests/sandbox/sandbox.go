@@ -15,6 +15,16 @@
 // 10.244.0.N/32 and fd00:10:244::N/128 on its eth0 and routes the pod ranges
 // through the node.
 //
+// Cluster (NewCluster) is the multi-node topology of the north-south tests:
+// an outside client and nodes on a LAN bridge (198.51.100.0/24,
+// 2001:db8:1::/64), each node with its own cgroup, pin directory and pods
+// (10.244.<i>.0/24, fd00:10:244:<i>::/64). Every veth end it creates has TX
+// checksum offload off (ETHTOOL_STXCSUM; offload hides checksum bugs) and GRO
+// on (ETHTOOL_SGRO): on veth, GRO gives the device the NAPI context that a
+// native XDP program's XDP_TX and XDP_REDIRECT on its peer need (kernel 5.13
+// and later; without it those frames are dropped). Generic-mode XDP needs
+// neither.
+//
 // Never use `ip netns exec` with these namespaces (it remounts /sys, hiding
 // cgroup2 and bpffs); Start uses nsenter --net.
 package sandbox

@@ -9,6 +9,7 @@ import (
 func newCleanupCommand() *cobra.Command {
 	var node nodeFlags
 	var logLevel string
+	var also []string
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Detach socklb's programs and remove its pinned maps and links",
@@ -23,10 +24,11 @@ func newCleanupCommand() *cobra.Command {
 			defer log.Sync()
 			// The links remember their cgroup; --cgroup is accepted so that
 			// scripts can pass the agent's flags unchanged.
-			return datapath.Cleanup(node.pinDir, log)
+			return datapath.Cleanup(node.pinDir, also, log)
 		},
 	}
 	node.register(cmd)
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.Flags().StringSliceVar(&also, "also", nil, "names in the pin directory (or links/NAME) socklb did not make, to remove too; without it such a directory is refused")
 	return cmd
 }

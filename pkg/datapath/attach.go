@@ -92,16 +92,19 @@ func (a Attachment) legacyPinName() string {
 	return ""
 }
 
+// socketPrograms are the socket hooks, each attached to the cgroup.
+var socketPrograms = []string{
+	sockProgConnect4, sockProgConnect6,
+	sockProgSendmsg4, sockProgSendmsg6,
+	sockProgRecvmsg4, sockProgRecvmsg6,
+	sockProgGetpeername4, sockProgGetpeername6,
+}
+
 // Attachments is the attach table of cfg: every socket hook on cfg.Cgroup,
 // and the north-south programs on each of cfg.Devices.
 func Attachments(cfg Config) []Attachment {
 	var table []Attachment
-	for _, prog := range []string{
-		sockProgConnect4, sockProgConnect6,
-		sockProgSendmsg4, sockProgSendmsg6,
-		sockProgRecvmsg4, sockProgRecvmsg6,
-		sockProgGetpeername4, sockProgGetpeername6,
-	} {
+	for _, prog := range socketPrograms {
 		table = append(table, Attachment{Program: prog, Kind: AttachCgroup, Target: cfg.Cgroup})
 	}
 	mode := cfg.XDPMode

@@ -30,6 +30,7 @@ type Config struct {
 // those programs.
 type Datapath struct {
 	Maps  *lbmap.Maps
+	lock  *PinDirLock
 	progs programs
 	links []link.Link
 }
@@ -64,11 +65,16 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 	if err := ensurePinDir(cfg.PinDir); err != nil {
 		return nil, err
 	}
-	m, err := loadMaps(cfg.PinDir)
+	lock, err := LockPinDir(cfg.PinDir)
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{Maps: m}
+	m, err := loadMaps(cfg.PinDir)
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	d := &Datapath{Maps: m, lock: lock}
 	feats := ProbeFeatures()
 	log.Info("kernel features", zap.Bool(logfield.SetRetval, feats.SetRetval))
 	if d.progs, err = loadPrograms(m, feats); err != nil {
@@ -110,5 +116,6 @@ func (d *Datapath) Close() error {
 	if d.Maps != nil {
 		errs = append(errs, d.Maps.Close())
 	}
+	errs = append(errs, d.lock.Unlock())
 	return errors.Join(errs...)
 }

@@ -133,7 +133,7 @@ func TestDeviceAttachments(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := datapath.Cleanup(sb.PinDir, log); err != nil {
+	if err := datapath.Cleanup(sb.PinDir, nil, log); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 	err = sb.Node.Do(func() error {
@@ -211,7 +211,7 @@ func TestTCFilterFallback(t *testing.T) {
 			t.Fatalf("egress filters %v, want one socklb-egress", got)
 		}
 	}
-	if err := sb.Node.Do(func() error { return datapath.Cleanup(sb.PinDir, log) }); err != nil {
+	if err := sb.Node.Do(func() error { return datapath.Cleanup(sb.PinDir, nil, log) }); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 	if got := egressFilters(); len(got) != 0 {

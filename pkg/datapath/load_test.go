@@ -123,7 +123,7 @@ func TestCleanupRemovesBothNamings(t *testing.T) {
 	}
 	addLegacyDuplicates(t, sb, d)
 	d.Close()
-	if err := datapath.Cleanup(sb.PinDir, zaptest.NewLogger(t)); err != nil {
+	if err := datapath.Cleanup(sb.PinDir, nil, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(sb.PinDir); !os.IsNotExist(err) {

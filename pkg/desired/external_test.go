@@ -180,9 +180,11 @@ func TestBuildExternalFrontends(t *testing.T) {
 			"198.18.0.1:80/TCP default/web:http -> 10.244.1.2:8080(local) 10.244.2.2:8080 kind=LoadBalancer",
 		},
 	}, {
-		name:     "LoadBalancer with hostname-only ingress: NodePorts only",
-		services: []*corev1.Service{webSvc(corev1.ServiceTypeLoadBalancer, v4, func(s *corev1.Service) { s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "lb.example.com"}} })},
-		node:     nodeWith("192.0.2.10"),
+		name: "LoadBalancer with hostname-only ingress: NodePorts only",
+		services: []*corev1.Service{webSvc(corev1.ServiceTypeLoadBalancer, v4, func(s *corev1.Service) {
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "lb.example.com"}}
+		})},
+		node: nodeWith("192.0.2.10"),
 		wantFlows: []string{
 			"10.96.0.10:80/TCP default/web:http -> REJECT",
 			"127.0.0.1:30080/TCP default/web:http -> REJECT kind=NodePort",

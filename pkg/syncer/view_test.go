@@ -68,6 +68,9 @@ func newTestMaps(t testing.TB, maxEntries map[string]uint32) *lbmap.Maps {
 		ServiceNames: created[lbmap.ServiceNamesMap],
 		SockRevNat:   created[lbmap.SockRevNatMap],
 		SockBackend:  created[lbmap.SockBackendMap],
+		Nat:          created[lbmap.NatMap],
+		NodeConfig:   created[lbmap.NodeConfigMap],
+		SourceRanges: created[lbmap.SourceRangesMap],
 	}
 }
 

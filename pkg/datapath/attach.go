@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -309,7 +310,7 @@ func detachPinned(pin string) error {
 // pruneStaleLinks detaches what an earlier configuration attached and this
 // one does not (a device no longer in --devices), so that no device keeps a
 // program nobody maintains.
-func pruneStaleLinks(table []Attachment, pinDir string, log *zap.Logger) error {
+func pruneStaleLinks(table []Attachment, pinDir string, kinds []AttachKind, log *zap.Logger) error {
 	want := map[string]bool{}
 	for _, a := range table {
 		want[a.pinName()] = true
@@ -323,7 +324,7 @@ func pruneStaleLinks(table []Attachment, pinDir string, log *zap.Logger) error {
 	}
 	var errs []error
 	for _, e := range entries {
-		if want[e.Name()] {
+		if want[e.Name()] || !slices.ContainsFunc(kinds, func(k AttachKind) bool { return strings.HasPrefix(e.Name(), k.String()+"-") }) {
 			continue
 		}
 		if err := detachAny(filepath.Join(pinDir, linksDir, e.Name())); err != nil {

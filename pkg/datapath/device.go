@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -109,4 +111,59 @@ func detachTCFilter(device, marker string) error {
 		}
 	}
 	return os.Remove(marker)
+}
+
+// DevicesWithAddresses lists, sorted, the devices of this network namespace
+// that carry one of addrs: where traffic for the node's addresses arrives,
+// the default of --devices. Loopback is never one.
+func DevicesWithAddresses(addrs []netip.Addr) ([]string, error) {
+	want := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		want[a.Unmap()] = true
+	}
+	all, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list the node's addresses: %w", err)
+	}
+	seen := map[int]bool{}
+	var devices []string
+	for _, a := range all {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || !want[ip.Unmap()] || seen[a.LinkIndex] {
+			continue
+		}
+		seen[a.LinkIndex] = true
+		l, err := netlink.LinkByIndex(a.LinkIndex)
+		if err != nil {
+			return nil, fmt.Errorf("find the device of %s: %w", ip, err)
+		}
+		if l.Attrs().Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		devices = append(devices, l.Attrs().Name)
+	}
+	slices.Sort(devices)
+	return devices, nil
+}
+
+// DeviceAddresses lists the global unicast addresses on devices, the node's
+// addresses in standalone mode when --node-ip does not give them.
+func DeviceAddresses(devices []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, name := range devices {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("find device %s: %w", name, err)
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, fmt.Errorf("list the addresses of %s: %w", name, err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap().IsGlobalUnicast() {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
 }

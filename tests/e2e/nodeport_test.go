@@ -122,7 +122,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: local, namespace: default}
 spec:
-  type: NodePort
+  type: LoadBalancer
   clusterIP: 10.96.0.51
   clusterIPs: [10.96.0.51]
   externalTrafficPolicy: Local

@@ -17,7 +17,15 @@ type ObjectError struct {
 	Namespace string
 	Name      string
 	Err       error
+	// Reason, when set, is the reason of the Warning Event the agent
+	// records on the object in a cluster (ReasonExternalIPRefused); errors
+	// without one are only logged.
+	Reason string
 }
+
+// ReasonExternalIPRefused marks the error of an externalIP outside
+// Options.ExternalIPAllow.
+const ReasonExternalIPRefused = "ExternalIPRefused"
 
 // Object names the object like "Service default/nginx", for log fields.
 func (e *ObjectError) Object() string { return e.Kind + " " + e.Namespace + "/" + e.Name }
@@ -35,7 +43,12 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 // inputs. It is Builder.Reset on a new Builder, the path the agent's full
 // sync takes too.
 func Build(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo) (*State, []error) {
-	x := NewBuilder(node)
+	return BuildWithOptions(services, endpointSlices, node, Options{})
+}
+
+// BuildWithOptions is Build with the agent's options.
+func BuildWithOptions(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo, opts Options) (*State, []error) {
+	x := NewBuilderWithOptions(node, opts)
 	x.Reset(node, services, endpointSlices)
 	return x.State(), x.Errors()
 }
@@ -87,11 +100,13 @@ type serviceBuild struct {
 	// reported once however many frontends read it.
 	parsed map[*discoveryv1.EndpointSlice]*parsedSlice
 	slices []*discoveryv1.EndpointSlice
+	// health is the Service's health check, nil when it needs none.
+	health *HealthCheck
 }
 
 // buildService is the pure function from what the builder reads of one
 // Service, its slices and the node to the frontends the Service asks for.
-func buildService(svc ServiceView, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo) *serviceBuild {
+func buildService(svc ServiceView, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo, opts Options) *serviceBuild {
 	b := &serviceBuild{
 		ref:       svc.Ref,
 		endpoints: map[Frontend][]Endpoint{},
@@ -100,7 +115,7 @@ func buildService(svc ServiceView, endpointSlices []*discoveryv1.EndpointSlice, 
 	}
 	// Sorted by name so that errors come out in a stable order.
 	slices.SortFunc(b.slices, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
-	b.addService(svc, node)
+	b.addService(svc, node, opts)
 	return b
 }
 
@@ -113,12 +128,17 @@ func (b *serviceBuild) sliceError(s *discoveryv1.EndpointSlice, err error) {
 }
 
 type servicePort struct {
-	name  string
-	port  uint16
-	proto Protocol
+	name     string
+	port     uint16
+	proto    Protocol
+	nodePort uint16 // 0: none
 }
 
-func (b *serviceBuild) addService(svc ServiceView, node NodeInfo) {
+// addService builds, per family of the Service's clusterIPs and per port,
+// the ClusterIP frontend and, like kube-proxy (which programs a family only
+// when the Service has a clusterIP of it), that family's NodePort,
+// LoadBalancer and ExternalIP frontends.
+func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) {
 	if svc.Type == corev1.ServiceTypeExternalName {
 		return // a DNS alias: nothing to translate
 	}
@@ -127,26 +147,50 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo) {
 	}
 	addrs := b.clusterIPs(svc.ClusterIPs)
 	ports := b.servicePorts(svc.Ports)
+	ext := b.readExternal(svc, opts)
 
-	claimed := map[Frontend]bool{}
+	claimed := map[Frontend]FrontendKind{}
+	seenFamily := map[bool]bool{}
 	for _, addr := range addrs {
+		firstOfFamily := !seenFamily[addr.Is4()]
+		seenFamily[addr.Is4()] = true
 		for _, p := range ports {
-			fe := Frontend{Addr: addr, Port: p.port, Proto: p.proto}
-			if claimed[fe] {
-				b.serviceError(fmt.Errorf("claim frontend %s for port %q: another port of this Service has it", fe, p.name))
-				continue
-			}
-			claimed[fe] = true
 			endpoints := b.endpointsOf(AddressTypeOf(addr), p)
-			b.endpoints[fe] = endpoints
-			b.frontends = append(b.frontends, &FrontendEntry{
-				Frontend:   fe,
-				Name:       ServicePortName{Namespace: svc.Ref.Namespace, Name: svc.Ref.Name, Port: p.name},
+			cats := CategorizeEndpoints(endpoints, node, IgnoreHints)
+			name := ServicePortName{Namespace: svc.Ref.Namespace, Name: svc.Ref.Name, Port: p.name}
+			b.claim(claimed, p, endpoints, &FrontendEntry{
+				Frontend:   Frontend{Addr: addr, Port: p.port, Proto: p.proto},
+				Name:       name,
 				Kind:       ClusterIP,
-				BackendSet: clusterIPBackends(CategorizeEndpoints(endpoints, node, IgnoreHints)),
+				BackendSet: clusterIPBackends(cats),
 			})
+			if !firstOfFamily {
+				continue // a second clusterIP of one family is invalid; its external frontends are the first's
+			}
+			for _, e := range ext.frontends(p, addr.Is4(), node, opts) {
+				e.Name = name
+				ext.chooseBackends(e, cats)
+				b.claim(claimed, p, endpoints, e)
+			}
 		}
 	}
+	b.health = b.healthCheck(svc, node)
+}
+
+// claim adds e unless another frontend of this Service has its address.
+func (b *serviceBuild) claim(claimed map[Frontend]FrontendKind, p servicePort, endpoints []Endpoint, e *FrontendEntry) {
+	fe := e.Frontend
+	if kind, ok := claimed[fe]; ok {
+		if kind == e.Kind {
+			b.serviceError(fmt.Errorf("claim frontend %s for port %q: another port of this Service has it", fe, p.name))
+		} else {
+			b.serviceError(fmt.Errorf("claim %s frontend %s for port %q: this Service has it as a %s frontend", e.Kind, fe, p.name, kind))
+		}
+		return
+	}
+	claimed[fe] = e.Kind
+	b.endpoints[fe] = endpoints
+	b.frontends = append(b.frontends, e)
 }
 
 // clusterIPBackends chooses a ClusterIP frontend's backends among the
@@ -182,7 +226,13 @@ func (b *serviceBuild) servicePorts(views []ServicePortView) []servicePort {
 			b.serviceError(fmt.Errorf("port %q: number %d is outside 1-65535", p.Name, p.Port))
 			continue
 		}
-		ports = append(ports, servicePort{name: p.Name, port: uint16(p.Port), proto: proto})
+		sp := servicePort{name: p.Name, port: uint16(p.Port), proto: proto}
+		if p.NodePort < 0 || p.NodePort > 65535 {
+			b.serviceError(fmt.Errorf("port %q: nodePort %d is outside 1-65535", p.Name, p.NodePort))
+		} else {
+			sp.nodePort = uint16(p.NodePort)
+		}
+		ports = append(ports, sp)
 	}
 	return ports
 }

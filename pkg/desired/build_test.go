@@ -79,11 +79,14 @@ type wantError struct {
 }
 
 // flows renders a State as packet-flow rows, one per frontend, in
-// frontend order:
+// frontend order; a node-local backend reads "(local)", and a frontend
+// other than ClusterIP says its kind, its policy, its internal set and its
+// source ranges:
 //
 //	10.96.0.10:80/TCP default/nginx:http -> 10.244.0.2:8080 10.244.0.3:8080
 //	10.96.0.10:81/TCP default/nginx:b -> (terminating 10.244.0.5:8081)
 //	10.96.0.10:82/TCP default/nginx:c -> REJECT
+//	192.0.2.10:30080/TCP default/web:http -> 10.244.0.2:8080(local) kind=NodePort ext-local internal=[10.244.0.2:8080(local) 10.244.1.2:8080]
 func flows(t *testing.T, state *State) []string {
 	t.Helper()
 	var rows []string
@@ -91,26 +94,41 @@ func flows(t *testing.T, state *State) []string {
 		if state.Frontends[svc.Frontend] != svc {
 			t.Errorf("service %s is stored under another frontend", svc.Frontend)
 		}
-		row := svc.Frontend.String() + " " + svc.Name.String() + " ->"
-		for _, be := range svc.Active {
-			row += " " + backendString(t, svc, be)
-		}
-		if len(svc.Terminating) > 0 {
-			var terminating []string
-			for _, be := range svc.Terminating {
-				terminating = append(terminating, backendString(t, svc, be))
-			}
-			row += " (terminating " + strings.Join(terminating, " ") + ")"
-		}
-		if len(svc.Active) == 0 && len(svc.Terminating) == 0 {
-			row += " REJECT"
-		}
+		row := svc.Frontend.String() + " " + svc.Name.String() + " -> " + setRow(t, svc, svc.BackendSet)
 		if svc.Kind != ClusterIP {
 			row += " kind=" + svc.Kind.String()
+		}
+		if svc.ExternalLocal {
+			row += " ext-local"
+		}
+		if svc.Internal != nil {
+			row += " internal=[" + setRow(t, svc, *svc.Internal) + "]"
+		}
+		if len(svc.SourceRanges) > 0 {
+			row += fmt.Sprintf(" ranges=%v", svc.SourceRanges)
 		}
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+func setRow(t *testing.T, svc *FrontendEntry, set BackendSet) string {
+	t.Helper()
+	var parts []string
+	for _, be := range set.Active {
+		parts = append(parts, backendString(t, svc, be))
+	}
+	if len(set.Terminating) > 0 {
+		var terminating []string
+		for _, be := range set.Terminating {
+			terminating = append(terminating, backendString(t, svc, be))
+		}
+		parts = append(parts, "(terminating "+strings.Join(terminating, " ")+")")
+	}
+	if len(parts) == 0 {
+		return "REJECT"
+	}
+	return strings.Join(parts, " ")
 }
 
 func backendString(t *testing.T, svc *FrontendEntry, be Backend) string {
@@ -118,7 +136,11 @@ func backendString(t *testing.T, svc *FrontendEntry, be Backend) string {
 	if be.Proto != svc.Frontend.Proto {
 		t.Errorf("frontend %s has backend %s of another protocol", svc.Frontend, be)
 	}
-	return netip.AddrPortFrom(be.Addr, be.Port).String()
+	s := netip.AddrPortFrom(be.Addr, be.Port).String()
+	if be.Local {
+		s += "(local)"
+	}
+	return s
 }
 
 func TestBuild(t *testing.T) {
@@ -383,13 +405,16 @@ func TestBuild(t *testing.T) {
 			wantFlows: []string{"10.96.0.10:80/TCP default/web:http -> REJECT"},
 		},
 		{
-			name: "LoadBalancer Service still gets its ClusterIP frontend",
+			name: "LoadBalancer Service still gets its ClusterIP frontend, and on a node without addresses a loopback NodePort",
 			services: []*corev1.Service{makeTestService("default", "lb", func(svc *corev1.Service) {
 				svc.Spec.Type = corev1.ServiceTypeLoadBalancer
 				svc.Spec.ClusterIP = "10.96.0.10"
 				svc.Spec.Ports = []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080, TargetPort: p8080}}
 			})},
-			wantFlows: []string{"10.96.0.10:80/TCP default/lb:http -> REJECT"},
+			wantFlows: []string{
+				"10.96.0.10:80/TCP default/lb:http -> REJECT",
+				"127.0.0.1:30080/TCP default/lb:http -> REJECT kind=NodePort",
+			},
 		},
 		{
 			name: "selector-less Service with a hand-made slice",
@@ -701,11 +726,15 @@ func TestStrings(t *testing.T) {
 	}{
 		{"IPv4 frontend", Frontend{netip.MustParseAddr("10.96.0.10"), 80, TCP}, "10.96.0.10:80/TCP"},
 		{"IPv6 frontend", Frontend{netip.MustParseAddr("fd00::10"), 80, UDP}, "[fd00::10]:80/UDP"},
-		{"backend", Backend{netip.MustParseAddr("10.244.0.2"), 8080, TCP}, "10.244.0.2:8080/TCP"},
+		{"backend", Backend{Addr: netip.MustParseAddr("10.244.0.2"), Port: 8080, Proto: TCP}, "10.244.0.2:8080/TCP"},
 		{"named port", ServicePortName{"default", "nginx", "http"}, "default/nginx:http"},
 		{"unnamed port", ServicePortName{"default", "nginx", ""}, "default/nginx"},
 		{"unknown protocol", Protocol(132), "Protocol(132)"},
 		{"kind", ClusterIP, "ClusterIP"},
+		{"NodePort kind", NodePort, "NodePort"},
+		{"LoadBalancer kind", LoadBalancer, "LoadBalancer"},
+		{"ExternalIP kind", ExternalIP, "ExternalIP"},
+		{"unknown kind", FrontendKind(0), "FrontendKind(0)"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 // Service at a time, so that a change costs what that Service costs, not what
 // the whole cluster does. Its result equals Build over the same objects.
 type Builder struct {
+	opts   Options
 	state  *State
 	builds map[ServiceRef]*serviceBuild
 	// claims lists, per frontend, the Services asking for it, sorted by
@@ -19,9 +20,15 @@ type Builder struct {
 	claims map[Frontend][]ServiceRef
 }
 
-// NewBuilder starts from no Services.
+// NewBuilder starts from no Services, with the default Options.
 func NewBuilder(node NodeInfo) *Builder {
-	x := &Builder{}
+	return NewBuilderWithOptions(node, Options{})
+}
+
+// NewBuilderWithOptions starts from no Services; opts hold for every later
+// Reset and Update.
+func NewBuilderWithOptions(node NodeInfo, opts Options) *Builder {
+	x := &Builder{opts: opts}
 	x.Reset(node, nil, nil)
 	return x
 }
@@ -31,7 +38,12 @@ func NewBuilder(node NodeInfo) *Builder {
 // Slices of a Service not listed translate nothing and are left out. It is
 // the one full build: Build and the agent's full sync both come here.
 func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) {
-	x.state = &State{Frontends: make(map[Frontend]*FrontendEntry, len(services)), Node: node}
+	x.state = &State{
+		Frontends:    make(map[Frontend]*FrontendEntry, len(services)),
+		Node:         node,
+		HealthChecks: map[ServiceRef]HealthCheck{},
+		SNAT:         snatConfig(node, x.opts),
+	}
 	x.builds = make(map[ServiceRef]*serviceBuild, len(services))
 	x.claims = map[Frontend][]ServiceRef{}
 	index := indexEndpointSlices(endpointSlices)
@@ -46,6 +58,9 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 
 // Node is the node the state is built for.
 func (x *Builder) Node() NodeInfo { return x.state.Node }
+
+// Options are the options the builder was made with.
+func (x *Builder) Options() Options { return x.opts }
 
 // Endpoints returns the endpoints, with their locality, that the backends
 // of frontend fe were chosen from; nil when no Service owns fe.
@@ -70,9 +85,13 @@ func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*
 		}
 		delete(x.builds, ref)
 	}
+	delete(x.state.HealthChecks, ref)
 	if svc != nil {
-		b := buildService(ServiceViewOf(svc), endpointSlices, x.state.Node)
+		b := buildService(ServiceViewOf(svc), endpointSlices, x.state.Node, x.opts)
 		x.builds[ref] = b
+		if b.health != nil {
+			x.state.HealthChecks[ref] = *b.health
+		}
 		for _, s := range b.frontends {
 			touched[s.Frontend] = true
 			claimants := append(x.claims[s.Frontend], ref)
@@ -154,5 +173,6 @@ func (s *FrontendEntry) Equal(o *FrontendEntry) bool {
 	if (s.Internal == nil) != (o.Internal == nil) || (s.Internal != nil && !s.Internal.Equal(*o.Internal)) {
 		return false
 	}
-	return s.Frontend == o.Frontend && s.Name == o.Name && s.Kind == o.Kind && s.BackendSet.Equal(o.BackendSet)
+	return s.Frontend == o.Frontend && s.Name == o.Name && s.Kind == o.Kind && s.BackendSet.Equal(o.BackendSet) &&
+		s.ExternalLocal == o.ExternalLocal && slices.Equal(s.SourceRanges, o.SourceRanges)
 }

@@ -1,6 +1,8 @@
 package desired
 
 import (
+	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -30,6 +32,28 @@ func TestBuilderMatchesBuild(t *testing.T) {
 			}
 		})
 	}
+	lb := func(ingress []string, ranges []string, endpointNode string) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+		s := makeTestService("default", "lb", func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeLoadBalancer
+			s.Spec.ClusterIP = "10.96.0.12"
+			s.Spec.Ports = []corev1.ServicePort{{Name: "", Port: 80, Protocol: corev1.ProtocolTCP, NodePort: 30080, TargetPort: p8080}}
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			s.Spec.HealthCheckNodePort = 32000
+			s.Spec.ExternalIPs = []string{"203.0.113.7"}
+			s.Spec.LoadBalancerSourceRanges = ranges
+			for _, ip := range ingress {
+				s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+			}
+		})
+		sl := slice("lb", "10.244.0.20", "10.244.1.20")
+		sl.Endpoints[0].NodeName = &endpointNode
+		return s, []*discoveryv1.EndpointSlice{sl}
+	}
+	lbFrontends := []string{"10.96.0.12:80/TCP", "127.0.0.1:30080/TCP", "192.0.2.10:30080/TCP", "198.18.0.1:80/TCP", "203.0.113.7:80/TCP"}
+	lbLocal, lbLocalSlices := lb([]string{"198.18.0.1"}, nil, "node-1")
+	lbRanges, lbRangesSlices := lb([]string{"198.18.0.1"}, []string{"192.0.2.0/24"}, "node-1")
+	lbTwo, lbTwoSlices := lb([]string{"198.18.0.1", "198.18.0.2"}, []string{"192.0.2.0/24"}, "node-1")
+	lbMoved, lbMovedSlices := lb([]string{"198.18.0.1", "198.18.0.2"}, []string{"192.0.2.0/24"}, "node-2")
 	type step struct {
 		desc        string
 		service     string          // the Service updated in this step
@@ -46,8 +70,15 @@ func TestBuilderMatchesBuild(t *testing.T) {
 		{"aaa goes, web gets its frontend back", "aaa", nil, nil, []string{"10.96.0.10:80/TCP"}},
 		{"api drops a port", "api", svc("api", "10.96.0.11", 80), nil, []string{"10.96.0.11:81/TCP"}},
 		{"web deleted", "web", nil, nil, []string{"10.96.0.10:80/TCP"}},
+		{"a LoadBalancer Service with eTP=Local and an externalIP appears", "lb", lbLocal, lbLocalSlices, lbFrontends},
+		{"its source ranges change only its LoadBalancer frontend", "lb", lbRanges, lbRangesSlices, []string{"198.18.0.1:80/TCP"}},
+		{"an ingress IP is added", "lb", lbTwo, lbTwoSlices, []string{"198.18.0.2:80/TCP"}},
+		{"its local endpoint moves to another node", "lb", lbMoved, lbMovedSlices, append(slices.Clone(lbFrontends[:4]), "198.18.0.2:80/TCP", "203.0.113.7:80/TCP")},
+		{"lb deleted", "lb", nil, nil, append(slices.Clone(lbFrontends[:4]), "198.18.0.2:80/TCP", "203.0.113.7:80/TCP")},
 	}
-	inc := NewBuilder(NodeInfo{})
+	node := NodeInfo{Name: "node-1", Addresses: []NodeAddress{{Type: corev1.NodeInternalIP, Addr: netip.MustParseAddr("192.0.2.10")}}}
+	opts := Options{ExternalIPAllow: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
+	inc := NewBuilderWithOptions(node, opts)
 	services := map[string]*corev1.Service{}
 	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
 	for _, st := range steps {
@@ -65,9 +96,15 @@ func TestBuilderMatchesBuild(t *testing.T) {
 			allSvcs = append(allSvcs, s)
 			allSlices = append(allSlices, slicesOf[name]...)
 		}
-		want, wantErrs := Build(allSvcs, allSlices, NodeInfo{})
+		want, wantErrs := BuildWithOptions(allSvcs, allSlices, node, opts)
 		if got, w := flows(t, inc.State()), flows(t, want); !slices.Equal(got, w) {
 			t.Fatalf("%s: incremental state\n\t%s\nfull build\n\t%s", st.desc, strings.Join(got, "\n\t"), strings.Join(w, "\n\t"))
+		}
+		if got, w := inc.State().HealthChecks, want.HealthChecks; !maps.Equal(got, w) {
+			t.Fatalf("%s: incremental health checks %v, full build %v", st.desc, got, w)
+		}
+		if got, w := inc.State().SNAT, want.SNAT; got != w {
+			t.Fatalf("%s: incremental SNAT %+v, full build %+v", st.desc, got, w)
 		}
 		if got, w := errorStrings(inc.Errors()), errorStrings(wantErrs); !slices.Equal(got, w) {
 			t.Fatalf("%s: incremental errors %v, full build %v", st.desc, got, w)

@@ -9,9 +9,10 @@ import (
 
 // Endpoint is one endpoint of a Service port as the categorisation reads it:
 // the Backend it translates to and where it runs. Backend stays the
-// comparable identity the syncer keys ids by; the locality beside it is read
-// only by CategorizeEndpoints, so it does not enter the State (a change of a
-// hint alone rewrites no map entry unless it changes a set).
+// comparable identity the syncer keys ids by; of the locality beside it
+// only whether it runs on this node enters the State (Backend.Local, set by
+// CategorizeEndpoints), so a change of a zone or hint alone rewrites no map
+// entry unless it changes a set.
 type Endpoint struct {
 	Backend
 	NodeName string // the endpoint's nodeName, "" when unset

@@ -57,16 +57,29 @@ func (f Frontend) Compare(o Frontend) int {
 // flags of its service entry.
 type FrontendKind uint8
 
+// Zero stays invalid so that a forgotten Kind is visible.
 const (
+	// ClusterIP: a clusterIP:port, reached by clients on the node only.
 	ClusterIP FrontendKind = iota + 1
-	// NodePort, ExternalIP and LoadBalancer follow; zero stays invalid so a
-	// forgotten Kind is visible.
+	// NodePort: a node address (or loopback):nodePort. XDP serves it to
+	// outside clients, the socket hooks to clients on the node.
+	NodePort
+	// LoadBalancer: a status.loadBalancer.ingress IP:port.
+	LoadBalancer
+	// ExternalIP: a spec.externalIPs IP:port that --external-ip-allow lets in.
+	ExternalIP
 )
 
 func (k FrontendKind) String() string {
 	switch k {
 	case ClusterIP:
 		return "ClusterIP"
+	case NodePort:
+		return "NodePort"
+	case LoadBalancer:
+		return "LoadBalancer"
+	case ExternalIP:
+		return "ExternalIP"
 	}
 	return fmt.Sprintf("FrontendKind(%d)", uint8(k))
 }
@@ -77,6 +90,14 @@ type Backend struct {
 	Addr  netip.Addr
 	Port  uint16
 	Proto Protocol
+	// Local says the endpoint runs on this node (its nodeName is the
+	// node's): the north-south datapath delivers to it without SNAT. It is
+	// part of the identity because it is a fact about the address on this
+	// node, fixed while the endpoint lives; an endpoint whose nodeName
+	// changes is a different backend, and gets a new entry, so a flow
+	// translated for the old locality re-picks instead of being delivered
+	// the wrong way. CategorizeEndpoints sets it.
+	Local bool
 }
 
 // String reads like "10.244.0.2:8080/TCP".
@@ -92,7 +113,16 @@ func (b Backend) Compare(o Backend) int {
 	if b.Port != o.Port {
 		return int(b.Port) - int(o.Port)
 	}
-	return int(b.Proto) - int(o.Proto)
+	if b.Proto != o.Proto {
+		return int(b.Proto) - int(o.Proto)
+	}
+	switch {
+	case b.Local == o.Local:
+		return 0
+	case o.Local:
+		return -1
+	}
+	return 1
 }
 
 // ServicePortName names the Service port a frontend belongs to.
@@ -138,6 +168,15 @@ type FrontendEntry struct {
 	// hooks' internal scope): the internal and external traffic policies
 	// then select different backends.
 	Internal *BackendSet
+	// ExternalLocal is externalTrafficPolicy: Local on a NodePort,
+	// LoadBalancer or ExternalIP frontend: outside clients keep their
+	// address and reach only node-local endpoints (BackendSet), or are
+	// dropped when there is none.
+	ExternalLocal bool
+	// SourceRanges are the loadBalancerSourceRanges of the frontend's family
+	// (LoadBalancer frontends only), masked, without duplicates, sorted:
+	// outside clients from elsewhere are dropped. Empty: every client.
+	SourceRanges []netip.Prefix
 }
 
 // State is the whole desired state, keyed exactly like the datapath's
@@ -147,6 +186,29 @@ type State struct {
 	// Node is the node the state was built for: which endpoints are local,
 	// and which hints are this node's, depend on it.
 	Node NodeInfo
+	// HealthChecks holds, per Service of type LoadBalancer with
+	// externalTrafficPolicy: Local and a healthCheckNodePort, what its
+	// health check answers (kube-proxy's rule, apiservice.NeedsHealthCheck).
+	HealthChecks map[ServiceRef]HealthCheck
+	// SNAT is where flows to backends on other nodes are sent from.
+	SNAT SNATConfig
+}
+
+// HealthCheck is one Service's health check.
+type HealthCheck struct {
+	Port uint16 // spec.healthCheckNodePort
+	// LocalEndpoints counts the ready endpoints on this node, each address
+	// once however many ports and slices list it, as kube-proxy counts them.
+	LocalEndpoints int
+}
+
+// SNATConfig is the node's source NAT for the north-south datapath: the
+// first InternalIP of each family, else the first ExternalIP, and the port
+// range (Options.SNATPorts). An invalid address leaves that family without
+// SNAT: its flows to remote backends cannot be sent.
+type SNATConfig struct {
+	Addr4, Addr6     netip.Addr
+	PortMin, PortMax uint16
 }
 
 // Sorted returns the services ordered by frontend (family, address, port,
@@ -162,7 +224,7 @@ func (s *State) Sorted() []*FrontendEntry {
 
 // NodeInfo is what the builder knows about the node it runs on: the
 // categorisation reads Name (local endpoints, node hints) and Zone (zone
-// hints); the NodePort frontends will read Addresses. In a cluster it comes
+// hints); the NodePort frontends and the SNAT source read Addresses. In a cluster it comes
 // from the Node object, in standalone mode from the agent's flags.
 type NodeInfo struct {
 	Name string

@@ -53,7 +53,8 @@ type EndpointCategories struct {
 //     Active and Terminating, and the datapath falls back by itself, so a
 //     rollout that drains the last ready pod needs no sync to keep working.
 //     The fallback is independent for Cluster and Local, as in kube-proxy.
-//   - Local holds the endpoints whose nodeName is node.Name.
+//   - Local holds the endpoints whose nodeName is node.Name; in both sets
+//     their Backend.Local is set.
 //   - With FollowHints, hints narrow Cluster's ready endpoints only when
 //     every ready endpoint has one: to those hinted for this node (forNodes)
 //     when some are, else to those hinted for this zone (forZones) when some
@@ -67,18 +68,20 @@ func CategorizeEndpoints(endpoints []Endpoint, node NodeInfo, policy TopologyPol
 		c.Topology = topologyModeFromHints(endpoints, node)
 	}
 	for _, ep := range endpoints {
+		be := ep.Backend
+		be.Local = ep.IsLocal(node)
 		switch {
 		case ep.Ready:
 			if availableForTopology(ep, c.Topology, node) {
-				c.Cluster.Active = append(c.Cluster.Active, ep.Backend)
+				c.Cluster.Active = append(c.Cluster.Active, be)
 			}
-			if ep.IsLocal(node) {
-				c.Local.Active = append(c.Local.Active, ep.Backend)
+			if be.Local {
+				c.Local.Active = append(c.Local.Active, be)
 			}
 		case ep.servingTerminating():
-			c.Cluster.Terminating = append(c.Cluster.Terminating, ep.Backend)
-			if ep.IsLocal(node) {
-				c.Local.Terminating = append(c.Local.Terminating, ep.Backend)
+			c.Cluster.Terminating = append(c.Cluster.Terminating, be)
+			if be.Local {
+				c.Local.Terminating = append(c.Local.Terminating, be)
 			}
 		}
 	}

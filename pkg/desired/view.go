@@ -2,6 +2,7 @@ package desired
 
 import (
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -22,6 +23,20 @@ type ServiceView struct {
 	// empty (objects written by hand often set only the singular field).
 	ClusterIPs []string
 	Ports      []ServicePortView
+	// ExternalIPs is spec.externalIPs.
+	ExternalIPs []string
+	// LoadBalancerIPs are the status.loadBalancer.ingress IPs in VIP mode
+	// (ipMode unset or VIP), the ones kube-proxy captures: a hostname-only
+	// ingress, or one in Proxy mode, sends its traffic to the node
+	// addresses instead.
+	LoadBalancerIPs []string
+	// ExternalPolicyLocal is spec.externalTrafficPolicy: Local.
+	ExternalPolicyLocal bool
+	// HealthCheckNodePort is spec.healthCheckNodePort, 0 when unset.
+	HealthCheckNodePort int32
+	// LoadBalancerSourceRanges is spec.loadBalancerSourceRanges, trimmed of
+	// the whitespace validation lets through.
+	LoadBalancerSourceRanges []string
 }
 
 // ServicePortView is what the builder reads of one Service port. The
@@ -31,6 +46,7 @@ type ServicePortView struct {
 	Name     string
 	Port     int32
 	Protocol corev1.Protocol
+	NodePort int32 // 0 when none is allocated
 }
 
 // ServiceViewOf converts a Service; it does not validate (the builder
@@ -45,14 +61,28 @@ func ServiceViewOf(svc *corev1.Service) ServiceView {
 		v.ClusterIPs = []string{svc.Spec.ClusterIP}
 	}
 	for _, p := range svc.Spec.Ports {
-		v.Ports = append(v.Ports, ServicePortView{Name: p.Name, Port: p.Port, Protocol: p.Protocol})
+		v.Ports = append(v.Ports, ServicePortView{Name: p.Name, Port: p.Port, Protocol: p.Protocol, NodePort: p.NodePort})
+	}
+	v.ExternalIPs = slices.Clone(svc.Spec.ExternalIPs)
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		if ing.IP != "" && (ing.IPMode == nil || *ing.IPMode == corev1.LoadBalancerIPModeVIP) {
+			v.LoadBalancerIPs = append(v.LoadBalancerIPs, ing.IP)
+		}
+	}
+	v.ExternalPolicyLocal = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	v.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
+	for _, r := range svc.Spec.LoadBalancerSourceRanges {
+		v.LoadBalancerSourceRanges = append(v.LoadBalancerSourceRanges, strings.TrimSpace(r))
 	}
 	return v
 }
 
 // Equal reports whether two views build the same.
 func (v ServiceView) Equal(o ServiceView) bool {
-	return v.Ref == o.Ref && v.Type == o.Type && slices.Equal(v.ClusterIPs, o.ClusterIPs) && slices.Equal(v.Ports, o.Ports)
+	return v.Ref == o.Ref && v.Type == o.Type && slices.Equal(v.ClusterIPs, o.ClusterIPs) && slices.Equal(v.Ports, o.Ports) &&
+		slices.Equal(v.ExternalIPs, o.ExternalIPs) && slices.Equal(v.LoadBalancerIPs, o.LoadBalancerIPs) &&
+		v.ExternalPolicyLocal == o.ExternalPolicyLocal && v.HealthCheckNodePort == o.HealthCheckNodePort &&
+		slices.Equal(v.LoadBalancerSourceRanges, o.LoadBalancerSourceRanges)
 }
 
 // EndpointSliceReadsEqual reports whether the builder reads the same of two

@@ -5,7 +5,9 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 // A change the view does not see must build nothing different, and a
@@ -26,8 +28,35 @@ func TestServiceView(t *testing.T) {
 	}{
 		{"the selector is not read", func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "other"} }, true},
 		{"an unrelated annotation is not read", func(s *corev1.Service) { s.Annotations = map[string]string{"team": "web"} }, true},
-		{"the status is not read", func(s *corev1.Service) {
+		{"the status conditions are not read", func(s *corev1.Service) {
+			s.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}}
+		}, true},
+		{"a hostname-only ingress is not read", func(s *corev1.Service) {
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "lb.example.com"}}
+		}, true},
+		{"an ingress IP in Proxy mode is not read", func(s *corev1.Service) {
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1", IPMode: ptr.To(corev1.LoadBalancerIPModeProxy)}}
+		}, true},
+		{"an ingress IP is read", func(s *corev1.Service) {
 			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}
+		}, false},
+		{"an ingress IP in VIP mode is read", func(s *corev1.Service) {
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1", IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}
+		}, false},
+		{"a nodePort is read", func(s *corev1.Service) { s.Spec.Ports[0].NodePort = 30080 }, false},
+		{"externalIPs are read", func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"203.0.113.7"} }, false},
+		{"externalTrafficPolicy Local is read", func(s *corev1.Service) {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}, false},
+		{"externalTrafficPolicy Cluster reads as unset", func(s *corev1.Service) {
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+		}, true},
+		{"healthCheckNodePort is read", func(s *corev1.Service) { s.Spec.HealthCheckNodePort = 32000 }, false},
+		{"loadBalancerSourceRanges are read", func(s *corev1.Service) {
+			s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"}
+		}, false},
+		{"ipFamilies are not read: the clusterIPs carry the families", func(s *corev1.Service) {
+			s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
 		}, true},
 		{"the targetPort is not read (the slices carry it)", func(s *corev1.Service) {
 			s.Spec.Ports[0].TargetPort = intstr.FromInt32(9090)
@@ -55,6 +84,15 @@ func TestServiceView(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Whitespace around a source range, which validation lets through, does not
+// make a change.
+func TestServiceViewTrimsSourceRanges(t *testing.T) {
+	svc := makeTestService("default", "web", func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{" 192.0.2.0/24 "} })
+	if got := ServiceViewOf(svc).LoadBalancerSourceRanges; !slices.Equal(got, []string{"192.0.2.0/24"}) {
+		t.Errorf("LoadBalancerSourceRanges = %q, want [192.0.2.0/24]", got)
 	}
 }
 

@@ -144,6 +144,24 @@ func NewSourceRangeKey(serviceID uint32, prefix netip.Prefix) SourceRangeKey {
 		Addr: addrTo16(prefix.Masked().Addr())}
 }
 
+// ServiceID is the service id the key's range belongs to.
+func (k SourceRangeKey) ServiceID() uint32 {
+	var id [4]byte
+	binary.NativeEndian.PutUint32(id[:], k.ServiceId)
+	return binary.BigEndian.Uint32(id[:])
+}
+
+// Prefix is the client prefix the key lets in, unmapped: an IPv4 prefix is
+// IPv4 again, with the 96 bits of the mapping taken off.
+func (k SourceRangeKey) Prefix() netip.Prefix {
+	addr := netip.AddrFrom16(k.Addr)
+	bits := int(k.Prefixlen) - 32
+	if addr.Is4In6() && bits >= 96 {
+		return netip.PrefixFrom(addr.Unmap(), bits-96)
+	}
+	return netip.PrefixFrom(addr, bits)
+}
+
 // NewFlow is a connection-table value rewriting destinations to dst and,
 // when src is valid, sources to src.
 func NewFlow(dst, src netip.AddrPort, backendID, serviceID uint32, flags FlowFlags, createdNs uint64) Flow {

@@ -32,6 +32,11 @@ type Tables struct {
 	Backends     Table[uint32, Backend]
 	RevNat       Table[uint32, RevNat]
 	ServiceNames Table[uint32, ServiceName]
+	// The north-south datapath's: the LoadBalancer source ranges (value
+	// always 1) and the node's SNAT configuration (an array: key 0 always
+	// exists).
+	SourceRanges Table[SourceRangeKey, uint8]
+	NodeConfig   Table[uint32, NodeConfig]
 }
 
 // Tables reaches m's load-balancing maps through Table.
@@ -41,6 +46,8 @@ func (m *Maps) Tables() Tables {
 		Backends:     NewKernelTable[uint32, Backend](m.Backends),
 		RevNat:       NewKernelTable[uint32, RevNat](m.RevNat),
 		ServiceNames: NewKernelTable[uint32, ServiceName](m.ServiceNames),
+		SourceRanges: NewKernelTable[SourceRangeKey, uint8](m.SourceRanges),
+		NodeConfig:   NewKernelTable[uint32, NodeConfig](m.NodeConfig),
 	}
 }
 
@@ -214,10 +221,13 @@ type MemoryTables struct {
 	Backends     *MemoryTable[uint32, Backend]
 	RevNat       *MemoryTable[uint32, RevNat]
 	ServiceNames *MemoryTable[uint32, ServiceName]
+	SourceRanges *MemoryTable[SourceRangeKey, uint8]
+	NodeConfig   *MemoryTable[uint32, NodeConfig]
 }
 
 // NewMemoryTables makes empty maps of 65536 entries each; maxEntries
-// overrides the size of the maps it names (ServicesMap, ...).
+// overrides the size of the maps it names (ServicesMap, ...). NodeConfig,
+// like the kernel's array, has one entry, key 0, zero until written.
 func NewMemoryTables(maxEntries map[string]uint32) *MemoryTables {
 	size := func(name string) uint32 {
 		if n, ok := maxEntries[name]; ok {
@@ -230,6 +240,8 @@ func NewMemoryTables(maxEntries map[string]uint32) *MemoryTables {
 		Backends:     NewMemoryTable[uint32, Backend](BackendsMap, size(BackendsMap)),
 		RevNat:       NewMemoryTable[uint32, RevNat](RevNatMap, size(RevNatMap)),
 		ServiceNames: NewMemoryTable[uint32, ServiceName](ServiceNamesMap, size(ServiceNamesMap)),
+		SourceRanges: NewMemoryTable[SourceRangeKey, uint8](SourceRangesMap, size(SourceRangesMap)),
+		NodeConfig:   &MemoryTable[uint32, NodeConfig]{name: NodeConfigMap, max: 1, entries: map[uint32]NodeConfig{0: {}}},
 	}
 }
 
@@ -240,10 +252,13 @@ func (m *MemoryTables) Clone() *MemoryTables {
 		Backends:     m.Backends.Clone(),
 		RevNat:       m.RevNat.Clone(),
 		ServiceNames: m.ServiceNames.Clone(),
+		SourceRanges: m.SourceRanges.Clone(),
+		NodeConfig:   m.NodeConfig.Clone(),
 	}
 }
 
 // Tables reaches the maps through Table.
 func (m *MemoryTables) Tables() Tables {
-	return Tables{Services: m.Services, Backends: m.Backends, RevNat: m.RevNat, ServiceNames: m.ServiceNames}
+	return Tables{Services: m.Services, Backends: m.Backends, RevNat: m.RevNat, ServiceNames: m.ServiceNames,
+		SourceRanges: m.SourceRanges, NodeConfig: m.NodeConfig}
 }

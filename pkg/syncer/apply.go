@@ -51,6 +51,12 @@ func (a *applier) batch(ops []op) {
 	}
 	var failed []lbmap.EntryError
 	switch run[0].action {
+	case writeNodeConfig:
+		failed = update(a.t.NodeConfig, run, func(o *op) (uint32, lbmap.NodeConfig) { return nodeConfigKey, o.nodeConfig })
+	case writeSourceRange:
+		failed = update(a.t.SourceRanges, run, func(o *op) (lbmap.SourceRangeKey, uint8) { return o.rangeKey, sourceRangeAllowed })
+	case deleteSourceRange, deleteStraySourceRange:
+		failed = remove(a.t.SourceRanges, run, func(o *op) lbmap.SourceRangeKey { return o.rangeKey })
 	case writeBackend:
 		failed = update(a.t.Backends, run, func(o *op) (uint32, lbmap.Backend) { return o.id, o.backend })
 	case writeRevNat:
@@ -103,8 +109,8 @@ func (a *applier) cancelled(o *op) bool {
 	if o.owned() {
 		return a.failed[o.fs.fe]
 	}
-	if o.action == writeBackend {
-		return false // its users have not been written yet
+	if o.action == writeBackend || o.action == writeNodeConfig {
+		return false // its users have not been written yet; the node config has none
 	}
 	for _, fe := range o.users {
 		if a.failed[fe] {
@@ -132,6 +138,10 @@ func (a *applier) fail(o *op, err error) {
 		a.errs = append(a.errs, fmt.Errorf("%s %s (id %d): %w", what, backendOfValue(a.mr.backends[o.id]), o.id, err))
 	case o.action == deleteStray:
 		a.errs = append(a.errs, fmt.Errorf("%s %s: %w", what, o.key, err))
+	case o.action == writeNodeConfig:
+		a.errs = append(a.errs, fmt.Errorf("%s: %w", what, err))
+	case o.action == deleteStraySourceRange:
+		a.errs = append(a.errs, fmt.Errorf("%s %s of service id %d: %w", what, o.rangeKey.Prefix(), o.rangeKey.ServiceID(), err))
 	default:
 		a.errs = append(a.errs, fmt.Errorf("%s of service id %d: %w", what, o.id, err))
 	}
@@ -148,6 +158,13 @@ func (a *applier) failFrontend(fe desired.Frontend, err error) {
 func (a *applier) done(o *op) {
 	mr := a.mr
 	switch o.action {
+	case writeNodeConfig:
+		mr.nodeConfig = o.nodeConfig
+	case writeSourceRange:
+		mr.entry(o.fs, o.rangeKey.ServiceID()) // as for rev_nat: a retry keeps the id
+		mr.addSourceRange(o.rangeKey)
+	case deleteSourceRange, deleteStraySourceRange:
+		mr.deleteSourceRange(o.rangeKey)
 	case writeBackend:
 		mr.setBackend(o.id, o.backend)
 	case writeRevNat:

@@ -47,6 +47,11 @@ type mirror struct {
 	// serviceEntries counts the services map entries of the frontend scopes
 	// (masters written and slots), so that room is known without a scan.
 	serviceEntries int
+	// sourceRanges holds the source-ranges entries by service id.
+	sourceRanges map[uint32]map[lbmap.SourceRangeKey]bool
+	// nodeConfig is what the node config array holds (zero when never
+	// written).
+	nodeConfig lbmap.NodeConfig
 }
 
 func newMirror() *mirror {
@@ -60,6 +65,7 @@ func newMirror() *mirror {
 		backendRefs:   map[uint32]int{},
 		unreferenced:  map[uint32]bool{},
 		serviceIDRefs: map[uint32]int{},
+		sourceRanges:  map[uint32]map[lbmap.SourceRangeKey]bool{},
 	}
 }
 
@@ -68,7 +74,23 @@ func newMirror() *mirror {
 func (mr *mirror) serviceIDInUse(id uint32) bool {
 	_, rev := mr.revNat[id]
 	_, name := mr.names[id]
-	return rev || name || mr.serviceIDRefs[id] > 0
+	return rev || name || mr.serviceIDRefs[id] > 0 || len(mr.sourceRanges[id]) > 0
+}
+
+func (mr *mirror) addSourceRange(k lbmap.SourceRangeKey) {
+	id := k.ServiceID()
+	if mr.sourceRanges[id] == nil {
+		mr.sourceRanges[id] = map[lbmap.SourceRangeKey]bool{}
+	}
+	mr.sourceRanges[id][k] = true
+}
+
+func (mr *mirror) deleteSourceRange(k lbmap.SourceRangeKey) {
+	id := k.ServiceID()
+	delete(mr.sourceRanges[id], k)
+	if len(mr.sourceRanges[id]) == 0 {
+		delete(mr.sourceRanges, id)
+	}
 }
 
 // entry returns the entries of fs, remembering it under id when it is new.
@@ -203,7 +225,31 @@ func loadMirror(t lbmap.Tables) (*mirror, error) {
 	for i, id := range nkeys {
 		mr.names[id] = nvals[i]
 	}
+	if err := mr.restoreNorthSouth(t); err != nil {
+		return nil, err
+	}
 	return mr, nil
+}
+
+// restoreNorthSouth reads the source ranges and the node config.
+func (mr *mirror) restoreNorthSouth(t lbmap.Tables) error {
+	keys, _, err := t.SourceRanges.Dump()
+	if err != nil {
+		return fmt.Errorf("restore source ranges: %w", err)
+	}
+	for _, k := range keys {
+		mr.addSourceRange(k)
+	}
+	ckeys, cvals, err := t.NodeConfig.Dump()
+	if err != nil {
+		return fmt.Errorf("restore node config: %w", err)
+	}
+	for i, k := range ckeys {
+		if k == nodeConfigKey {
+			mr.nodeConfig = cvals[i]
+		}
+	}
+	return nil
 }
 
 func (mr *mirror) restoreFrontend(f lbmap.Frontend) {

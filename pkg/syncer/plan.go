@@ -15,16 +15,20 @@ type action uint8
 
 // The stages of a plan, in the order they run (see doc.go for why).
 const (
-	writeBackend action = iota + 1
+	writeNodeConfig action = iota + 1
+	writeBackend
 	writeRevNat
 	writeName
 	writeSlot
+	writeSourceRange
 	writeInternalMaster
 	writeMaster
 	deleteMaster
 	deleteInternalMaster
+	deleteSourceRange
 	deleteSlot
 	deleteStray
+	deleteStraySourceRange
 	forgetScope // no map write: the mirror drops a scope the maps hold nothing of
 	deleteRevNat
 	deleteName
@@ -32,20 +36,24 @@ const (
 )
 
 var doing = map[action]string{
-	writeBackend:         "write backend",
-	writeRevNat:          "write rev_nat",
-	writeName:            "write service name",
-	writeSlot:            "write backend slot",
-	writeInternalMaster:  "write master entry",
-	writeMaster:          "write master entry",
-	deleteMaster:         "delete master entry",
-	deleteInternalMaster: "delete master entry",
-	deleteSlot:           "delete backend slot",
-	deleteStray:          "delete stray services entry",
-	forgetScope:          "forget frontend scope",
-	deleteRevNat:         "delete rev_nat",
-	deleteName:           "delete service name",
-	deleteBackend:        "delete backend",
+	writeNodeConfig:        "write node config",
+	writeSourceRange:       "write source range",
+	deleteSourceRange:      "delete source range",
+	deleteStraySourceRange: "delete stray source range",
+	writeBackend:           "write backend",
+	writeRevNat:            "write rev_nat",
+	writeName:              "write service name",
+	writeSlot:              "write backend slot",
+	writeInternalMaster:    "write master entry",
+	writeMaster:            "write master entry",
+	deleteMaster:           "delete master entry",
+	deleteInternalMaster:   "delete master entry",
+	deleteSlot:             "delete backend slot",
+	deleteStray:            "delete stray services entry",
+	forgetScope:            "forget frontend scope",
+	deleteRevNat:           "delete rev_nat",
+	deleteName:             "delete service name",
+	deleteBackend:          "delete backend",
 }
 
 // op is one map operation of a plan, in map values: the translation from
@@ -62,6 +70,10 @@ type op struct {
 	backend lbmap.Backend
 	revNat  lbmap.RevNat
 	name    *lbmap.ServiceName
+	// rangeKey is the source-ranges entry of range ops, nodeConfig the
+	// value of writeNodeConfig.
+	rangeKey   lbmap.SourceRangeKey
+	nodeConfig lbmap.NodeConfig
 	// users are, for writeBackend, the frontends that fail with it; for
 	// deleteRevNat, deleteName and deleteBackend, the frontends whose
 	// failure cancels it (an entry of theirs may still name the id).
@@ -71,7 +83,7 @@ type op struct {
 // owned reports whether the op belongs to the frontend in fs.
 func (o *op) owned() bool {
 	switch o.action {
-	case writeBackend, deleteStray, deleteRevNat, deleteName, deleteBackend:
+	case writeNodeConfig, writeBackend, deleteStray, deleteStraySourceRange, deleteRevNat, deleteName, deleteBackend:
 		return false
 	}
 	return true
@@ -152,6 +164,10 @@ func (s *Syncer) plan(state *desired.State, changed []desired.Frontend) *plan {
 		backendReleasers: map[uint32][]desired.Frontend{},
 		idDelta:          map[uint32]int{},
 		idReleasers:      map[uint32][]desired.Frontend{},
+	}
+	if want := nodeConfigValue(state.SNAT); want != pl.mr.nodeConfig {
+		// First: a NodePort frontend made reachable below may need SNAT.
+		pl.add(op{action: writeNodeConfig, nodeConfig: want})
 	}
 	services, gone := pl.selectFrontends(state, changed)
 	pl.assignBackendIDs(services)
@@ -451,6 +467,9 @@ func (pl *planner) planWrites(fps []*frontendPlan) {
 			pl.planSlotWrites(&sp)
 		}
 	}
+	for _, fp := range live {
+		pl.planSourceRangeWrites(fp)
+	}
 	for _, act := range []action{writeInternalMaster, writeMaster} {
 		for _, fp := range live {
 			for _, sp := range fp.scopes {
@@ -538,6 +557,7 @@ func (pl *planner) planRemovals(fps []*frontendPlan, gone []desired.Frontend, fu
 			}
 		}
 	}
+	pl.planSourceRangeDeletes(fps, removed)
 	for _, fp := range fps {
 		if !fp.failed {
 			for _, sp := range fp.scopes {
@@ -557,9 +577,73 @@ func (pl *planner) planRemovals(fps []*frontendPlan, gone []desired.Frontend, fu
 		for _, k := range slices.SortedFunc(maps.Keys(pl.mr.strays), lbmap.CompareServiceKeys) {
 			pl.add(op{action: deleteStray, key: k})
 		}
+		pl.planStraySourceRangeDeletes()
 	}
 	pl.planRevNatDeletes(full)
 	pl.planBackendDeletes()
+}
+
+// planSourceRangeWrites writes the source ranges fp's default master will
+// need, before the master that sets FlagSourceRanges makes them matter.
+func (pl *planner) planSourceRangeWrites(fp *frontendPlan) {
+	held := pl.mr.sourceRanges[fp.id]
+	fs := frontendScope{fp.svc.Frontend, lbmap.ScopeDefault}
+	for _, k := range sortedRangeKeys(sourceRangeKeys(fp.svc, fp.id)) {
+		if !held[k] {
+			pl.add(op{action: writeSourceRange, fs: fs, rangeKey: k})
+		}
+	}
+}
+
+// planSourceRangeDeletes deletes, once every master is written or deleted,
+// the ranges no master needs any more: those a planned frontend dropped and
+// those of removed frontends. Until then a master with FlagSourceRanges
+// still lets in every client it let in before.
+func (pl *planner) planSourceRangeDeletes(fps []*frontendPlan, removed []frontendScope) {
+	for _, fp := range fps {
+		if fp.failed {
+			continue
+		}
+		want := sourceRangeKeys(fp.svc, fp.id)
+		fs := frontendScope{fp.svc.Frontend, lbmap.ScopeDefault}
+		for _, k := range sortedRangeKeys(pl.mr.sourceRanges[fp.id]) {
+			if !want[k] {
+				pl.add(op{action: deleteSourceRange, fs: fs, rangeKey: k})
+			}
+		}
+	}
+	for _, fs := range removed {
+		if fs.scope != lbmap.ScopeDefault {
+			continue
+		}
+		id := pl.mr.frontends[fs].master.ServiceId
+		for _, k := range sortedRangeKeys(pl.mr.sourceRanges[id]) {
+			pl.add(op{action: deleteSourceRange, fs: fs, rangeKey: k})
+		}
+	}
+}
+
+// planStraySourceRangeDeletes deletes, in a full sync, the ranges of ids no
+// frontend scope holds.
+func (pl *planner) planStraySourceRangeDeletes() {
+	for _, id := range slices.Sorted(maps.Keys(pl.mr.sourceRanges)) {
+		if pl.mr.serviceIDRefs[id] > 0 || pl.allocated[id] {
+			continue
+		}
+		for _, k := range sortedRangeKeys(pl.mr.sourceRanges[id]) {
+			pl.add(op{action: deleteStraySourceRange, rangeKey: k})
+		}
+	}
+}
+
+func sortedRangeKeys(keys map[lbmap.SourceRangeKey]bool) []lbmap.SourceRangeKey {
+	return slices.SortedFunc(maps.Keys(keys), func(a, b lbmap.SourceRangeKey) int {
+		pa, pb := a.Prefix(), b.Prefix()
+		if c := pa.Addr().Compare(pb.Addr()); c != 0 {
+			return c
+		}
+		return pa.Bits() - pb.Bits()
+	})
 }
 
 // planSlotDeletes deletes the slots of e above keep.

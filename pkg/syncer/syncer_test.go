@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -46,6 +47,21 @@ func svc(name string, fe desired.Frontend, active, terminating []desired.Backend
 func twoScopes(e *desired.FrontendEntry, active, terminating []desired.Backend) *desired.FrontendEntry {
 	e.Internal = &desired.BackendSet{Active: active, Terminating: terminating}
 	return e
+}
+
+// viewAddrs renders backends as readMaps does, "(local)" marking those on
+// this node.
+func viewAddrs(bs []desired.Backend) []string {
+	var out []string
+	for _, b := range bs {
+		s := netip.AddrPortFrom(b.Addr, b.Port).String()
+		if b.Local {
+			s += "(local)"
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func addrs(bs []desired.Backend) []string {
@@ -115,10 +131,56 @@ func sequenceCases() []struct {
 		v.internal = &scopeView{active: addrs(active), terminating: addrs(terminating)}
 		return v
 	}
+	nodePort := tcp("192.0.2.10", 30080)
+	lbIP := tcp("198.18.0.1", 80)
+	extIP := tcp("203.0.113.7", 80)
+	localB := backends(desired.TCP, 8080, "10.244.1.2")
+	localB[0].Local = true
+	remoteB := backends(desired.TCP, 8080, "10.244.2.2")
+	both := []desired.Backend{localB[0], remoteB[0]}
+	kind := func(e *desired.FrontendEntry, k desired.FrontendKind) *desired.FrontendEntry { e.Kind = k; return e }
+	ranged := func(e *desired.FrontendEntry, ps ...string) *desired.FrontendEntry {
+		for _, p := range ps {
+			e.SourceRanges = append(e.SourceRanges, netip.MustParsePrefix(p))
+		}
+		return e
+	}
+	extLocal := func(e *desired.FrontendEntry) *desired.FrontendEntry { e.ExternalLocal = true; return e }
+	view := func(name string, active []desired.Backend, flags lbmap.ServiceFlags, ranges ...string) frontendView {
+		return frontendView{name: "default/" + name, scopeView: scopeView{active: viewAddrs(active)}, flags: flags, ranges: ranges}
+	}
+	northSouth := func(lbRanges []string, lbBackends []desired.Backend) *desired.State {
+		return state(
+			kind(svc("np", nodePort, both, nil), desired.NodePort),
+			ranged(kind(svc("lb", lbIP, lbBackends, nil), desired.LoadBalancer), lbRanges...),
+			extLocal(twoScopes(kind(svc("ext", extIP, localB, nil), desired.ExternalIP), both, nil)),
+		)
+	}
+	northSouthWant := func(lbRanges []string, lbBackends []desired.Backend) map[string]frontendView {
+		lbFlags := lbmap.FlagLoadBalancer
+		if len(lbRanges) > 0 {
+			lbFlags |= lbmap.FlagSourceRanges
+		}
+		ext := view("ext", localB, lbmap.FlagExternalIP|lbmap.FlagExtLocal)
+		ext.internal = &scopeView{active: viewAddrs(both)}
+		return map[string]frontendView{
+			"192.0.2.10:30080/TCP": view("np", both, lbmap.FlagNodePort),
+			"198.18.0.1:80/TCP":    view("lb", lbBackends, lbFlags, lbRanges...),
+			"203.0.113.7:80/TCP":   ext,
+		}
+	}
 	return []struct {
 		name  string
 		steps []sequenceStep
 	}{
+		{"north-south kinds, locality and source ranges", []sequenceStep{
+			{"NodePort, LoadBalancer with a range, eTP=Local ExternalIP", northSouth([]string{"192.0.2.0/24"}, localB), northSouthWant([]string{"192.0.2.0/24"}, localB)},
+			{"the range is replaced", northSouth([]string{"198.51.100.0/24", "2001:db8::/32"}, localB), northSouthWant([]string{"198.51.100.0/24", "2001:db8::/32"}, localB)},
+			{"the ranges go: every client", northSouth(nil, localB), northSouthWant(nil, localB)},
+			{"ranges again", northSouth([]string{"192.0.2.0/24"}, localB), northSouthWant([]string{"192.0.2.0/24"}, localB)},
+			{"the local backend moves off the node", northSouth([]string{"192.0.2.0/24"}, backends(desired.TCP, 8080, "10.244.1.2")), northSouthWant([]string{"192.0.2.0/24"}, backends(desired.TCP, 8080, "10.244.1.2"))},
+			{"everything deleted", state(), map[string]frontendView{}},
+		}},
 		{"add, shrink, grow, delete", []sequenceStep{
 			{"three backends", state(svc("web", fe, abc, nil)), map[string]frontendView{"10.96.0.10:80/TCP": web(abc)}},
 			{"one removed", state(svc("web", fe, abc[1:], nil)), map[string]frontendView{"10.96.0.10:80/TCP": web(abc[1:])}},
@@ -231,7 +293,8 @@ func checkEveryPrefix(t *testing.T, desc string, s *Syncer, mem *lbmap.MemoryTab
 	if s.serviceIDs != serviceIDs || s.backendIDs != backendIDs || s.mirror.serviceEntries != entries {
 		t.Fatalf("%s: planning changed the syncer's allocators or mirror", desc)
 	}
-	if before := readMaps(t, mem.Tables()); len(before.dangling) > 0 {
+	before := readMaps(t, mem.Tables())
+	if len(before.dangling) > 0 {
 		t.Fatalf("%s: dangling before the sync:\n%s", desc, strings.Join(before.dangling, "\n"))
 	}
 	for n := 1; n <= len(p.ops); n++ {
@@ -245,11 +308,63 @@ func checkEveryPrefix(t *testing.T, desc string, s *Syncer, mem *lbmap.MemoryTab
 		if len(a.errs) > 0 {
 			t.Fatalf("%s: applying %d ops: %v", desc, n, a.errs)
 		}
-		if got := readMaps(t, c.Tables()); len(got.dangling) > 0 {
+		got := readMaps(t, c.Tables())
+		if len(got.dangling) > 0 {
 			t.Fatalf("%s: after op %d of %d (%s): a connecting socket finds\n%s\nplan:\n%s",
 				desc, n, len(p.ops), describeOp(p.ops[n-1]), strings.Join(got.dangling, "\n"), describePlan(p))
 		}
+		if dropped := droppedClients(before.allowed, finalAllowed(st), got.allowed); len(dropped) > 0 {
+			t.Fatalf("%s: after op %d of %d (%s): clients allowed before and after the sync are dropped:\n%s\nplan:\n%s",
+				desc, n, len(p.ops), describeOp(p.ops[n-1]), strings.Join(dropped, "\n"), describePlan(p))
+		}
 	}
+}
+
+// finalAllowed is what the source ranges of state let in, as
+// mapsView.allowed reads the maps.
+func finalAllowed(state *desired.State) map[string]map[netip.Prefix]bool {
+	out := map[string]map[netip.Prefix]bool{}
+	for fe, svc := range state.Frontends {
+		if len(svc.SourceRanges) > 0 {
+			out[fe.String()] = map[netip.Prefix]bool{}
+			for _, p := range svc.SourceRanges {
+				out[fe.String()][p] = true
+			}
+		}
+	}
+	return out
+}
+
+// droppedClients lists the ranges a frontend lets in both before and after
+// a sync (no entry: every client) that it does not let in now.
+func droppedClients(before, after, now map[string]map[netip.Prefix]bool) []string {
+	var out []string
+	for label, cur := range now {
+		b, bok := before[label]
+		a, aok := after[label]
+		var need []netip.Prefix
+		switch {
+		case !bok && !aok:
+			out = append(out, label+": lets in only "+fmt.Sprint(slices.Collect(maps.Keys(cur)))+" though no range limits it before or after")
+		case !bok:
+			need = slices.Collect(maps.Keys(a))
+		case !aok:
+			need = slices.Collect(maps.Keys(b))
+		default:
+			for p := range b {
+				if a[p] {
+					need = append(need, p)
+				}
+			}
+		}
+		for _, p := range need {
+			if !cur[p] {
+				out = append(out, fmt.Sprintf("%s: clients from %s", label, p))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func describeOp(o op) string {
@@ -260,6 +375,10 @@ func describeOp(o op) string {
 		return fmt.Sprintf("%s %d", doing[o.action], o.id)
 	case forgetScope:
 		return fmt.Sprintf("%s %s", doing[o.action], o.fs)
+	case writeSourceRange, deleteSourceRange, deleteStraySourceRange:
+		return fmt.Sprintf("%s %s of service id %d", doing[o.action], o.rangeKey.Prefix(), o.rangeKey.ServiceID())
+	case writeNodeConfig:
+		return doing[o.action]
 	}
 	return fmt.Sprintf("%s %s = %s", doing[o.action], o.key, o.value)
 }

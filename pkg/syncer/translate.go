@@ -40,11 +40,21 @@ func frontendScopeOfKey(k lbmap.ServiceKey) (frontendScope, bool) {
 }
 
 // masterValue is the master entry of one scope of svc. The default scope's
-// master sends node-local clients to the internal scope when there is one.
+// master sends node-local clients to the internal scope when there is one,
+// and carries what concerns outside clients only (the XDP program reads the
+// default scope): the external traffic policy and the source ranges.
 func masterValue(svc *desired.FrontendEntry, scope lbmap.Scope, id uint32, active, terminating int) lbmap.ServiceValue {
 	flags := kindFlags(svc.Kind)
-	if scope == lbmap.ScopeDefault && svc.Internal != nil {
-		flags |= lbmap.FlagTwoScopes
+	if scope == lbmap.ScopeDefault {
+		if svc.Internal != nil {
+			flags |= lbmap.FlagTwoScopes
+		}
+		if svc.ExternalLocal {
+			flags |= lbmap.FlagExtLocal
+		}
+		if len(svc.SourceRanges) > 0 {
+			flags |= lbmap.FlagSourceRanges
+		}
 	}
 	return lbmap.ServiceValue{ServiceId: id, Count: uint16(active), Terminating: uint16(terminating), Flags: flags}
 }
@@ -68,17 +78,46 @@ func kindFlags(k desired.FrontendKind) lbmap.ServiceFlags {
 	switch k {
 	case desired.ClusterIP:
 		return lbmap.FlagClusterIP
+	case desired.NodePort:
+		return lbmap.FlagNodePort
+	case desired.LoadBalancer:
+		return lbmap.FlagLoadBalancer
+	case desired.ExternalIP:
+		return lbmap.FlagExternalIP
 	}
 	return 0
 }
 
 func backendValue(b desired.Backend, state lbmap.BackendState) lbmap.Backend {
-	return lbmap.NewBackend(b.Addr, b.Port, uint8(b.Proto), state)
+	v := lbmap.NewBackend(b.Addr, b.Port, uint8(b.Proto), state)
+	if b.Local {
+		v.Flags |= lbmap.BackendLocal
+	}
+	return v
 }
 
 func backendOfValue(v lbmap.Backend) desired.Backend {
 	ap := v.AddrPort()
-	return desired.Backend{Addr: ap.Addr(), Port: ap.Port(), Proto: desired.Protocol(v.Proto)}
+	return desired.Backend{Addr: ap.Addr(), Port: ap.Port(), Proto: desired.Protocol(v.Proto), Local: v.Flags&lbmap.BackendLocal != 0}
+}
+
+// sourceRangeKeys are the source-ranges entries svc needs under its id.
+func sourceRangeKeys(svc *desired.FrontendEntry, id uint32) map[lbmap.SourceRangeKey]bool {
+	keys := make(map[lbmap.SourceRangeKey]bool, len(svc.SourceRanges))
+	for _, p := range svc.SourceRanges {
+		keys[lbmap.NewSourceRangeKey(id, p)] = true
+	}
+	return keys
+}
+
+// sourceRangeAllowed is the value of every source-ranges entry.
+const sourceRangeAllowed uint8 = 1
+
+// nodeConfigKey is the one key of the node config array.
+const nodeConfigKey uint32 = 0
+
+func nodeConfigValue(c desired.SNATConfig) lbmap.NodeConfig {
+	return lbmap.NewNodeConfig(c.Addr4, c.Addr6, c.PortMin, c.PortMax)
 }
 
 func revNatValue(fe desired.Frontend) lbmap.RevNat {

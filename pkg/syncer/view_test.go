@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -68,6 +69,9 @@ func newTestMaps(t testing.TB, maxEntries map[string]uint32) *lbmap.Maps {
 		ServiceNames: created[lbmap.ServiceNamesMap],
 		SockRevNat:   created[lbmap.SockRevNatMap],
 		SockBackend:  created[lbmap.SockBackendMap],
+		Nat:          created[lbmap.NatMap],
+		NodeConfig:   created[lbmap.NodeConfigMap],
+		SourceRanges: created[lbmap.SourceRangesMap],
 	}
 }
 
@@ -81,15 +85,22 @@ func (v scopeView) equal(o scopeView) bool {
 	return slices.Equal(v.active, o.active) && slices.Equal(v.terminating, o.terminating)
 }
 
-// frontendView is what a connecting socket finds for one frontend.
+// frontendView is what a connecting socket, or a packet arriving at XDP,
+// finds for one frontend. Backends on this node read "(local)".
 type frontendView struct {
 	name string
 	scopeView
 	internal *scopeView // what node-local clients find when the frontend has two scopes
+	// flags are the default master's flags other than ClusterIP and
+	// TwoScopes (which internal shows).
+	flags lbmap.ServiceFlags
+	// ranges are the source ranges held for the frontend's service id, sorted.
+	ranges []string
 }
 
 func (v frontendView) equal(o frontendView) bool {
-	if v.name != o.name || !v.scopeView.equal(o.scopeView) || (v.internal == nil) != (o.internal == nil) {
+	if v.name != o.name || !v.scopeView.equal(o.scopeView) || (v.internal == nil) != (o.internal == nil) ||
+		v.flags != o.flags || !slices.Equal(v.ranges, o.ranges) {
 		return false
 	}
 	return v.internal == nil || v.internal.equal(*o.internal)
@@ -99,6 +110,12 @@ func (v frontendView) String() string {
 	s := fmt.Sprintf("{%s active=%v terminating=%v", v.name, v.active, v.terminating)
 	if v.internal != nil {
 		s += fmt.Sprintf(" internal: active=%v terminating=%v", v.internal.active, v.internal.terminating)
+	}
+	if v.flags != 0 {
+		s += " flags=" + v.flags.String()
+	}
+	if len(v.ranges) > 0 {
+		s += fmt.Sprintf(" ranges=%v", v.ranges)
 	}
 	return s + "}"
 }
@@ -124,6 +141,10 @@ type mapsView struct {
 	// leftovers lists entries nothing reaches: no harm to a socket, but a
 	// finished sync leaves none.
 	leftovers []string
+	// allowed is, per frontend with FlagSourceRanges, the source ranges
+	// its clients are let in from; a frontend without the flag lets every
+	// client in and is absent.
+	allowed map[string]map[netip.Prefix]bool
 }
 
 // readMaps decodes the maps with lbmap.DecodeFrontends, as inspect does.
@@ -146,7 +167,15 @@ func readMaps(t testing.TB, tables lbmap.Tables) mapsView {
 	for i := range decoded {
 		byKey[decoded[i].Key] = &decoded[i]
 	}
-	v := mapsView{frontends: map[string]frontendView{}}
+	rangeKeys, _, err := tables.SourceRanges.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rangesByID := map[uint32][]string{}
+	for _, k := range rangeKeys {
+		rangesByID[k.ServiceID()] = append(rangesByID[k.ServiceID()], k.Prefix().String())
+	}
+	v := mapsView{frontends: map[string]frontendView{}, allowed: map[string]map[netip.Prefix]bool{}}
 	reached := map[lbmap.ServiceKey]bool{}
 	usedBackends := map[uint32]bool{}
 	usedIDs := map[uint32]bool{}
@@ -164,7 +193,11 @@ func readMaps(t testing.TB, tables lbmap.Tables) mapsView {
 			for _, id := range ids.ids {
 				usedBackends[id] = true
 				if b, ok := backendByID[id]; ok {
-					*ids.dst = append(*ids.dst, b.AddrPort().String())
+					s := b.AddrPort().String()
+					if b.Flags&lbmap.BackendLocal != 0 {
+						s += "(local)"
+					}
+					*ids.dst = append(*ids.dst, s)
 				}
 			}
 			slices.Sort(*ids.dst)
@@ -179,7 +212,17 @@ func readMaps(t testing.TB, tables lbmap.Tables) mapsView {
 		label := f.Key.AddrPort().String() + "/" + lbmap.ProtoString(f.Key.Proto)
 		id := f.Master.ServiceId
 		usedIDs[id] = true
-		view := frontendView{scopeView: scope(label, f)}
+		view := frontendView{scopeView: scope(label, f), flags: f.Master.Flags &^ (lbmap.FlagClusterIP | lbmap.FlagTwoScopes)}
+		if f.Master.Flags&lbmap.FlagSourceRanges != 0 {
+			view.ranges = slices.Sorted(slices.Values(rangesByID[id]))
+			v.allowed[label] = map[netip.Prefix]bool{}
+			for _, r := range view.ranges {
+				v.allowed[label][netip.MustParsePrefix(r)] = true
+			}
+			if len(view.ranges) == 0 {
+				v.dangling = append(v.dangling, fmt.Sprintf("%s: FlagSourceRanges is set but service id %d has no source range: every client is dropped", label, id))
+			}
+		}
 		if rn, err := tables.RevNat.Lookup(id); err != nil {
 			v.dangling = append(v.dangling, fmt.Sprintf("%s: rev_nat %d: %v", label, id, err))
 		} else if rn.AddrPort() != f.Key.AddrPort() {
@@ -225,6 +268,17 @@ func readMaps(t testing.TB, tables lbmap.Tables) mapsView {
 	for _, id := range append(rkeys, nkeys...) {
 		if !usedIDs[id] {
 			v.leftovers = append(v.leftovers, fmt.Sprintf("service id %d: rev_nat or name without a master", id))
+		}
+	}
+	rangesUsed := map[uint32]bool{}
+	for i := range decoded {
+		if f := &decoded[i]; f.Key.Scope == lbmap.ScopeDefault && f.HasMaster && f.Master.Flags&lbmap.FlagSourceRanges != 0 {
+			rangesUsed[f.Master.ServiceId] = true
+		}
+	}
+	for id, ranges := range rangesByID {
+		if !rangesUsed[id] {
+			v.leftovers = append(v.leftovers, fmt.Sprintf("service id %d: source ranges %v without a master that reads them", id, ranges))
 		}
 	}
 	slices.Sort(v.dangling)

@@ -1,0 +1,40 @@
+package lbmap_test
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/socklb/socklb/pkg/lbmap"
+)
+
+// A source-range key reads back as the service id and prefix it was made
+// of, the host bits masked; the trie counts the id's 32 bits and, for IPv4,
+// the 96 of the mapping.
+func TestSourceRangeKeyRoundTrip(t *testing.T) {
+	testCases := []struct {
+		name          string
+		id            uint32
+		prefix        string
+		wantPrefix    string
+		wantPrefixlen uint32
+	}{
+		{"IPv4", 7, "192.0.2.0/24", "192.0.2.0/24", 32 + 96 + 24},
+		{"IPv4 host bits masked", 0x01020304, "192.0.2.77/24", "192.0.2.0/24", 32 + 96 + 24},
+		{"IPv4 host", 1, "198.51.100.7/32", "198.51.100.7/32", 32 + 128},
+		{"IPv6", 65536, "2001:db8:1::/48", "2001:db8:1::/48", 32 + 48},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := lbmap.NewSourceRangeKey(tc.id, netip.MustParsePrefix(tc.prefix))
+			if k.Prefixlen != tc.wantPrefixlen {
+				t.Errorf("prefixlen = %d, want %d", k.Prefixlen, tc.wantPrefixlen)
+			}
+			if got := k.ServiceID(); got != tc.id {
+				t.Errorf("ServiceID() = %d, want %d", got, tc.id)
+			}
+			if got := k.Prefix(); got != netip.MustParsePrefix(tc.wantPrefix) {
+				t.Errorf("Prefix() = %s, want %s", got, tc.wantPrefix)
+			}
+		})
+	}
+}

@@ -21,6 +21,16 @@
 // local sets for this node (NodeInfo), as kube-proxy does; the traffic
 // policies and topology aware routing choose among those sets.
 //
+// Besides its ClusterIPs, a Service asks for NodePort frontends (every node
+// address and the loopback address, narrowed by Options.NodePortAddresses),
+// LoadBalancer frontends (its VIP-mode ingress IPs, with their source
+// ranges) and ExternalIP frontends (only inside Options.ExternalIPAllow;
+// any other is an ObjectError with Reason ReasonExternalIPRefused), each of
+// a family the Service has a clusterIP of, as kube-proxy programs them.
+// externalTrafficPolicy: Local sends outside clients of those to the local
+// set only and clients on the node to the cluster set (Internal). The State
+// also holds the Services' health checks and the node's SNAT source.
+//
 // The rules follow kube-proxy: only an endpoint's first address is used,
 // ready endpoints serve, serving-and-terminating endpoints serve only when no
 // ready endpoint exists, and a frontend without usable endpoints still exists

@@ -318,3 +318,25 @@ func TestBuilderKeepsEndpointLocality(t *testing.T) {
 			setString(entry.BackendSet), entry.Internal, setString(wantCategories.Cluster))
 	}
 }
+
+// The sets carry each backend's locality for the datapath: Local on those
+// whose nodeName is this node's, in the cluster set as in the local one.
+func TestCategorizeEndpointsMarksLocalBackends(t *testing.T) {
+	eps := []Endpoint{
+		testEndpoint{addr: "10.0.0.1", nodeName: "node-1"}.endpoint(),
+		testEndpoint{addr: "10.0.0.2", nodeName: "node-2"}.endpoint(),
+		testEndpoint{addr: "10.0.0.3"}.endpoint(),
+		testEndpoint{addr: "10.0.0.4", state: servingTerminating, nodeName: "node-1"}.endpoint(),
+	}
+	c := CategorizeEndpoints(eps, NodeInfo{Name: "node-1"}, IgnoreHints)
+	var got []string
+	for _, set := range []BackendSet{c.Cluster, c.Local} {
+		for _, be := range append(slices.Clone(set.Active), set.Terminating...) {
+			got = append(got, be.Addr.String()+"="+map[bool]string{true: "local", false: "remote"}[be.Local])
+		}
+	}
+	want := []string{"10.0.0.1=local", "10.0.0.2=remote", "10.0.0.3=remote", "10.0.0.4=local", "10.0.0.1=local", "10.0.0.4=local"}
+	if !slices.Equal(got, want) {
+		t.Errorf("locality %v, want %v", got, want)
+	}
+}

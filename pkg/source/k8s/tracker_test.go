@@ -89,6 +89,20 @@ func TestChangeTracker(t *testing.T) {
 		{"an update of a port, which socklb reads, is recorded",
 			[]event{svcEvent(web, withSpec(web, func(s *corev1.Service) { s.Spec.Ports = []corev1.ServicePort{{Port: 80}} }))},
 			map[string]time.Time{"default/web": at(1)}, time.Time{}},
+		{"an update of the load balancer's ingress IP in the status is recorded",
+			[]event{svcEvent(web, withSpec(web, func(s *corev1.Service) {
+				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.18.0.1"}}
+			}))},
+			map[string]time.Time{"default/web": at(1)}, time.Time{}},
+		{"an update of the external traffic policy is recorded",
+			[]event{svcEvent(web, withSpec(web, func(s *corev1.Service) {
+				s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			}))},
+			map[string]time.Time{"default/web": at(1)}, time.Time{}},
+		{"an update of a status condition is dropped",
+			[]event{svcEvent(web, withSpec(web, func(s *corev1.Service) {
+				s.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}}
+			}))}, nil, time.Time{}},
 		{"an add undone by a delete is dropped",
 			[]event{svcEvent(nil, web), svcEvent(web, nil)}, nil, time.Time{}},
 		{"a change changed back is dropped",

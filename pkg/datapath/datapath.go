@@ -142,5 +142,5 @@ func (d *Datapath) AttachDevices(devices []string, mode XDPMode) error {
 		return err
 	}
 	d.links = append(d.links, links...)
-	return pruneStaleLinks(table, d.pinDir, []AttachKind{AttachXDP, AttachTCEgress}, d.log)
+	return pruneStaleLinks(table, d.pinDir, []AttachKind{AttachXDP, AttachTCEgress, AttachTCIngress}, d.log)
 }

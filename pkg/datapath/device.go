@@ -19,7 +19,7 @@ import (
 
 // tcFilterName names socklb's clsact filters, so that cleanup and a
 // restarted agent find them among other tools' filters.
-const tcFilterName = "socklb-egress"
+const tcFilterName = "socklb"
 
 func deviceIndex(name string) (int, error) {
 	ifc, err := net.InterfaceByName(name)
@@ -48,12 +48,27 @@ func attachXDP(a Attachment, p program, log *zap.Logger) (link.Link, error) {
 	return l, err
 }
 
+func tcxAttachType(k AttachKind) ebpf.AttachType {
+	if k == AttachTCIngress {
+		return ebpf.AttachTCXIngress
+	}
+	return ebpf.AttachTCXEgress
+}
+
+// tcParent is where a clsact filter of kind k hangs.
+func tcParent(k AttachKind) uint32 {
+	if k == AttachTCIngress {
+		return netlink.HANDLE_MIN_INGRESS
+	}
+	return netlink.HANDLE_MIN_EGRESS
+}
+
 func attachTCX(a Attachment, p program) (link.Link, error) {
 	ifindex, err := deviceIndex(a.Target)
 	if err != nil {
 		return nil, err
 	}
-	return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: ebpf.AttachTCXEgress})
+	return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: tcxAttachType(a.Kind)})
 }
 
 // isTCFilterMarker says whether pin is the directory that records a clsact
@@ -79,7 +94,7 @@ func attachTCFilter(a Attachment, p program, pin string, log *zap.Logger) error 
 		return fmt.Errorf("add clsact qdisc to %s: %w", a.Target, err)
 	}
 	filter := &netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: dev.Attrs().Index, Parent: netlink.HANDLE_MIN_EGRESS,
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: dev.Attrs().Index, Parent: tcParent(a.Kind),
 			Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1},
 		Fd: p.prog.FD(), Name: tcFilterName, DirectAction: true,
 	}
@@ -93,12 +108,12 @@ func attachTCFilter(a Attachment, p program, pin string, log *zap.Logger) error 
 	return nil
 }
 
-// detachTCFilter removes socklb's clsact filter from device (the marker's
-// name says which) and the marker.
-func detachTCFilter(device, marker string) error {
+// detachTCFilter removes socklb's clsact filter of kind from device (the
+// marker's name says which) and the marker.
+func detachTCFilter(kind AttachKind, device, marker string) error {
 	dev, err := netlink.LinkByName(device)
 	if err == nil {
-		filters, err := netlink.FilterList(dev, netlink.HANDLE_MIN_EGRESS)
+		filters, err := netlink.FilterList(dev, tcParent(kind))
 		if err != nil {
 			return fmt.Errorf("list tc filters of %s: %w", device, err)
 		}

@@ -16,6 +16,11 @@
  * the backend set changes. ICMP errors about a translated flow are
  * translated back, so the client sees them.
  *
+ * When the FIB knows no neighbour for the next hop yet, XDP cannot forward
+ * and passes the translated packet on; the stack would drop it (its source
+ * is one of the node's own addresses), so tc ingress (nodeport_tc_ingress)
+ * sends it with bpf_redirect_neigh, which resolves the neighbour.
+ *
  * Anything this cannot translate safely (fragments, IP options, extension
  * headers, truncated or malformed headers) passes untouched: it never
  * reaches a wrong backend.
@@ -678,4 +683,71 @@ int nodeport_tc_egress(struct __sk_buff *skb)
 	if (kind == PKT_L4)
 		return tc_reply(skb, &p, &rev);
 	return tc_icmp_error(skb, &p, &rev);
+}
+
+/* ---- tc ingress: what XDP translated but could not forward ---- */
+
+/* Whether p is a packet XDP translated for a SNATed flow and passed on:
+ * toward the remote backend (its reply's REV entry exists), toward the
+ * client (its FWD entry, reversed, exists), or an ICMP error about such a
+ * flow going to the client. */
+static __always_inline int xdp_left_behind(const struct lb_pkt *p, enum pkt_kind kind)
+{
+	struct lb_flow_key key = {};
+	struct lb_tuple r;
+	struct lb_flow *f;
+
+	if (kind == PKT_ICMP_ERR) {
+		flow_key_of(&key, &p->inner, LB_FLOW_FWD);
+		f = bpf_map_lookup_elem(&lb_nat, &key);
+		return f && (f->flags & LB_FLOW_F_SNAT);
+	}
+	tuple_reverse(&r, &p->t);
+	flow_key_of(&key, &r, LB_FLOW_REV);
+	f = bpf_map_lookup_elem(&lb_nat, &key);
+	if (f && (f->flags & LB_FLOW_F_SNAT))
+		return 1;
+	key.dir = LB_FLOW_FWD;
+	f = bpf_map_lookup_elem(&lb_nat, &key);
+	return f && (f->flags & LB_FLOW_F_SNAT);
+}
+
+SEC("tc")
+int nodeport_tc_ingress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct bpf_fib_lookup fib = {};
+	struct lb_pkt p = {};
+	enum pkt_kind kind;
+	long rc;
+
+	kind = pkt_parse(data, data_end, &p);
+	if (kind == PKT_OTHER || !xdp_left_behind(&p, kind))
+		return TC_ACT_OK;
+	fib.ifindex = skb->ingress_ifindex;
+	fib.l4_protocol = p.t.proto;
+	fib.sport = p.t.sport;
+	fib.dport = p.t.dport;
+	fib.tot_len = p.l3_len;
+	if (p.v6) {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, p.t.saddr.w, 16);
+		__builtin_memcpy(fib.ipv6_dst, p.t.daddr.w, 16);
+	} else {
+		fib.family = AF_INET;
+		fib.ipv4_src = p.t.saddr.w[3];
+		fib.ipv4_dst = p.t.daddr.w[3];
+	}
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		lb_count(LB_REASON_NEIGH_RESOLVE);
+		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return TC_ACT_OK;
+	if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0))
+		return TC_ACT_SHOT;
+	return bpf_redirect(fib.ifindex, 0);
 }

@@ -81,6 +81,7 @@ enum lb_reason : __u32 {
 	LB_REASON_FIB_PASS        = 10, /* translated; no route or neighbour known: the stack forwards it */
 	LB_REASON_REPLY           = 11, /* a reply shown as coming from the frontend again */
 	LB_REASON_ICMP_ERROR      = 12, /* an ICMP error about a translated flow, translated back */
+	LB_REASON_NEIGH_RESOLVE   = 13, /* tc ingress sent what XDP could not forward: no neighbour entry yet */
 	LB_REASON_MAX,
 };
 

@@ -20,6 +20,7 @@ import (
 	"github.com/socklb/socklb/pkg/agent"
 	"github.com/socklb/socklb/pkg/datapath"
 	"github.com/socklb/socklb/pkg/desired"
+	"github.com/socklb/socklb/pkg/healthcheck"
 	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/source/dir"
@@ -29,6 +30,7 @@ import (
 
 type agentFlags struct {
 	node       nodeFlags
+	northSouth northSouthFlags
 	fromDir    string
 	kubeconfig string
 	nodeName   string
@@ -50,6 +52,7 @@ func newAgentCommand() *cobra.Command {
 		},
 	}
 	f.node.register(cmd)
+	f.northSouth.register(cmd)
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
@@ -74,18 +77,28 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
+	opts, err := f.northSouth.options()
+	if err != nil {
+		return err
+	}
+	if f.fromDir != "" {
+		if node, err = standaloneAddresses(node, f.northSouth.devices); err != nil {
+			return err
+		}
+	}
 	cgroup, err := f.node.cgroupDir()
 	if err != nil {
 		return err
 	}
 	log = log.With(zap.String(logfield.Node, nodeName))
 
-	src, err := newSource(f, nodeName, log)
+	src, client, err := newSource(f, nodeName, log)
 	if err != nil {
 		return err
 	}
 
-	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup}, log.Named("datapath"))
+	mode := datapath.XDPMode(f.northSouth.xdpMode)
+	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup, Devices: f.northSouth.devices, XDPMode: mode}, log.Named("datapath"))
 	if err != nil {
 		return err
 	}
@@ -97,42 +110,61 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
+	health := healthcheck.New(nil, nil, log.Named("healthcheck"))
+	defer health.Close()
+	devices := &deviceFollower{dp: dp, explicit: f.northSouth.devices, mode: mode, log: log.Named("datapath"),
+		current: f.northSouth.devices, done: f.northSouth.devices != nil}
+
 	cfg := agent.DefaultConfig()
 	cfg.Node = node
+	cfg.Options = opts
+	cfg.OnNode = devices.onNode
+	cfg.AfterSync = func(state *desired.State) {
+		if err := health.Sync(healthChecksOf(state)); err != nil {
+			log.Error("serve health checks", zap.Error(err))
+		}
+	}
+	if client != nil {
+		record, stop := problemEvents(client, nodeName, log.Named("events"))
+		defer stop()
+		cfg.OnProblem = record
+	}
 	log.Info("agent running", zap.String(logfield.PinDir, f.node.pinDir), zap.String(logfield.Cgroup, cgroup), zap.String(logfield.Version, version))
 	err = agent.New(cfg, src, s, log.Named("agent")).Run(ctx)
 	log.Info("agent stopped; the datapath stays attached")
 	return err
 }
 
-func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, error) {
+// newSource makes the source the flags choose, and in cluster mode the API
+// client (nil in standalone mode).
+func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, kubernetes.Interface, error) {
 	if f.fromDir != "" && f.kubeconfig != "" {
-		return nil, errors.New("choose one source: --from-dir or --kubeconfig")
+		return nil, nil, errors.New("choose one source: --from-dir or --kubeconfig")
 	}
 	if f.fromDir != "" {
 		st, err := os.Stat(f.fromDir)
 		if err != nil {
-			return nil, fmt.Errorf("read --from-dir: %w", err)
+			return nil, nil, fmt.Errorf("read --from-dir: %w", err)
 		}
 		if !st.IsDir() {
-			return nil, fmt.Errorf("read --from-dir: %s is not a directory", f.fromDir)
+			return nil, nil, fmt.Errorf("read --from-dir: %s is not a directory", f.fromDir)
 		}
-		return dir.NewSource(f.fromDir, log.Named("source")), nil
+		return dir.NewSource(f.fromDir, log.Named("source")), nil, nil
 	}
 	var cfg *rest.Config
 	var err error
 	if f.kubeconfig != "" {
 		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
 		if err != nil {
-			return nil, fmt.Errorf("read --kubeconfig %s: %w", f.kubeconfig, err)
+			return nil, nil, fmt.Errorf("read --kubeconfig %s: %w", f.kubeconfig, err)
 		}
 	} else {
 		cfg, err = rest.InClusterConfig()
 		if errors.Is(err, rest.ErrNotInCluster) {
-			return nil, errors.New("choose where Services come from: --from-dir DIR, --kubeconfig FILE, or run in a pod")
+			return nil, nil, errors.New("choose where Services come from: --from-dir DIR, --kubeconfig FILE, or run in a pod")
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read the in-cluster config: %w", err)
+			return nil, nil, fmt.Errorf("read the in-cluster config: %w", err)
 		}
 	}
 	// Protobuf is cheaper to decode than JSON for thousands of objects.
@@ -140,10 +172,11 @@ func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, e
 	cfg.UserAgent = "socklb/" + version
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("make an API client: %w", err)
+		return nil, nil, fmt.Errorf("make an API client: %w", err)
 	}
 	log.Info("cluster mode", zap.String(logfield.APIServer, cfg.Host))
-	return k8s.NewSource(client, nodeName, log.Named("source"))
+	src, err := k8s.NewSource(client, nodeName, log.Named("source"))
+	return src, client, err
 }
 
 func resolveNodeName(flag string) (string, error) {

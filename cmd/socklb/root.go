@@ -66,5 +66,8 @@ func newLogger(level string) (*zap.Logger, error) {
 	cfg.EncoderConfig.TimeKey = "time"
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	cfg.Sampling = nil
+	// A stack trace says nothing to an operator about a bad object or a
+	// full map, and at a line per retry it is most of the log: debug only.
+	cfg.DisableStacktrace = lvl > zapcore.DebugLevel
 	return cfg.Build()
 }

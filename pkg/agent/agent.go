@@ -33,6 +33,20 @@ type Config struct {
 	ResyncPeriod time.Duration
 	// RetryBase and RetryMax bound the backoff after a failed sync.
 	RetryBase, RetryMax time.Duration
+	// Options configure the desired-state builder (NodePort addresses,
+	// the external-IP allowlist, SNAT ports).
+	Options desired.Options
+
+	// OnNode, when set, is called with the node each full build is for,
+	// the first time and whenever it changes: the north-south datapath
+	// follows the node's addresses.
+	OnNode func(desired.NodeInfo)
+	// AfterSync, when set, is called with the desired state after every
+	// sync that succeeded: what else follows the state (health checks).
+	AfterSync func(*desired.State)
+	// OnProblem, when set, is called once for each new problem with an
+	// object (an Event in a cluster); every problem is logged anyway.
+	OnProblem func(*desired.ObjectError)
 }
 
 // DefaultConfig is what socklb agent runs with.
@@ -98,7 +112,7 @@ func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 			Name: "socklb-sync",
 		}),
 		limiter:      flowcontrol.NewTokenBucketRateLimiter(float32(time.Second)/float32(cfg.MinSyncInterval), cfg.SyncBurst),
-		desired:      desired.NewBuilder(cfg.Node),
+		desired:      desired.NewBuilderWithOptions(cfg.Node, cfg.Options),
 		triggers:     map[desired.ServiceRef]time.Time{},
 		lastProblems: map[string]bool{},
 	}
@@ -189,6 +203,9 @@ func (a *Agent) syncOnce(full bool) error {
 		stats, err = a.syncer.SyncFrontends(a.desired.State(), a.buildChanged(inc, changes.Services))
 	}
 	a.lastFailed = err != nil
+	if err == nil && a.cfg.AfterSync != nil {
+		a.cfg.AfterSync(a.desired.State())
+	}
 	fields := []zap.Field{
 		zap.Bool(logfield.Full, full),
 		zap.Int(logfield.ServicesChanged, len(changes.Services)),
@@ -216,6 +233,9 @@ func (a *Agent) buildAll(snap source.Snapshot) {
 	if !a.built || !node.Equal(a.desired.Node()) {
 		a.log.Info("build for node", zap.String(logfield.Name, node.Name), zap.String(logfield.Zone, node.Zone),
 			zap.Stringers(logfield.Addresses, nodeAddrs(node)))
+		if a.cfg.OnNode != nil {
+			a.cfg.OnNode(node)
+		}
 	}
 	a.desired.Reset(node, snap.Services, snap.EndpointSlices)
 	a.built = true
@@ -300,6 +320,9 @@ func (a *Agent) logProblem(p error) {
 	var oe *desired.ObjectError
 	if errors.As(p, &oe) {
 		a.log.Error("bad object", zap.String(logfield.Object, oe.Object()), zap.Error(oe.Err))
+		if a.cfg.OnProblem != nil {
+			a.cfg.OnProblem(oe)
+		}
 	} else {
 		a.log.Error("bad object", zap.Error(p))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -31,6 +32,10 @@ const (
 	// backends to outside clients. Through a tcx link where the kernel has
 	// tcx (6.6), else a clsact qdisc and a direct-action filter.
 	AttachTCEgress
+	// AttachTCIngress attaches to a device's tc ingress, the same way: it
+	// sends what XDP translated but could not forward for want of a
+	// neighbour entry.
+	AttachTCIngress
 )
 
 func (k AttachKind) String() string {
@@ -41,6 +46,8 @@ func (k AttachKind) String() string {
 		return "xdp"
 	case AttachTCEgress:
 		return "tc-egress"
+	case AttachTCIngress:
+		return "tc-ingress"
 	}
 	return fmt.Sprintf("attach-kind(%d)", uint8(k))
 }
@@ -114,7 +121,8 @@ func Attachments(cfg Config) []Attachment {
 	for _, dev := range cfg.Devices {
 		table = append(table,
 			Attachment{Program: nodeportProgNodeportXdp, Kind: AttachXDP, Target: dev, XDPMode: mode},
-			Attachment{Program: nodeportProgNodeportTcEgress, Kind: AttachTCEgress, Target: dev})
+			Attachment{Program: nodeportProgNodeportTcEgress, Kind: AttachTCEgress, Target: dev},
+			Attachment{Program: nodeportProgNodeportTcIngress, Kind: AttachTCIngress, Target: dev})
 	}
 	return table
 }
@@ -153,7 +161,7 @@ func closeLinks(links []link.Link) error {
 // legacy name, which it renames atomically), or attaches anew and pins.
 func attachOne(a Attachment, p program, pinDir string, log *zap.Logger) (link.Link, error) {
 	pin := filepath.Join(pinDir, linksDir, a.pinName())
-	if a.Kind == AttachTCEgress && isTCFilterMarker(pin) {
+	if (a.Kind == AttachTCEgress || a.Kind == AttachTCIngress) && isTCFilterMarker(pin) {
 		return nil, attachTCFilter(a, p, pin, log)
 	}
 	l, err := takeOver(a, pin, p.prog)
@@ -207,11 +215,11 @@ func attachNew(a Attachment, p program, pin string, log *zap.Logger) (link.Link,
 		l, err = link.AttachCgroup(link.CgroupOptions{Path: a.Target, Attach: p.attachType, Program: p.prog})
 	case AttachXDP:
 		l, err = attachXDP(a, p, log)
-	case AttachTCEgress:
+	case AttachTCEgress, AttachTCIngress:
 		l, err = attachTCX(a, p)
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			// Before Linux 6.6: no tcx link to pin, the filter is the state.
-			log.Info("tcx is not supported: tc egress uses a clsact filter", zap.String(logfield.Device, a.Target))
+			log.Info("tcx is not supported: tc uses a clsact filter", zap.String(logfield.Device, a.Target), zap.Stringer(logfield.Kind, a.Kind))
 			return nil, attachTCFilter(a, p, pin, log)
 		}
 	default:
@@ -269,7 +277,7 @@ func attachedTo(a Attachment, l link.Link) (bool, error) {
 		}
 		info, err := l.Info()
 		return err == nil && info.Cgroup() != nil && info.Cgroup().CgroupId == want, nil
-	case AttachXDP, AttachTCEgress:
+	case AttachXDP, AttachTCEgress, AttachTCIngress:
 		ifindex, err := deviceIndex(a.Target)
 		if err != nil {
 			return false, err
@@ -281,8 +289,8 @@ func attachedTo(a Attachment, l link.Link) (bool, error) {
 		if x := info.XDP(); a.Kind == AttachXDP && x != nil {
 			return x.Ifindex == uint32(ifindex), nil
 		}
-		if x := info.TCX(); a.Kind == AttachTCEgress && x != nil {
-			return x.Ifindex == uint32(ifindex) && ebpf.AttachType(x.AttachType) == ebpf.AttachTCXEgress, nil
+		if x := info.TCX(); a.Kind != AttachXDP && x != nil {
+			return x.Ifindex == uint32(ifindex) && ebpf.AttachType(x.AttachType) == tcxAttachType(a.Kind), nil
 		}
 		return false, nil
 	}
@@ -309,7 +317,7 @@ func detachPinned(pin string) error {
 // pruneStaleLinks detaches what an earlier configuration attached and this
 // one does not (a device no longer in --devices), so that no device keeps a
 // program nobody maintains.
-func pruneStaleLinks(table []Attachment, pinDir string, log *zap.Logger) error {
+func pruneStaleLinks(table []Attachment, pinDir string, kinds []AttachKind, log *zap.Logger) error {
 	want := map[string]bool{}
 	for _, a := range table {
 		want[a.pinName()] = true
@@ -323,7 +331,7 @@ func pruneStaleLinks(table []Attachment, pinDir string, log *zap.Logger) error {
 	}
 	var errs []error
 	for _, e := range entries {
-		if want[e.Name()] {
+		if want[e.Name()] || !slices.ContainsFunc(kinds, func(k AttachKind) bool { return strings.HasPrefix(e.Name(), k.String()+"-") }) {
 			continue
 		}
 		if err := detachAny(filepath.Join(pinDir, linksDir, e.Name())); err != nil {
@@ -336,11 +344,14 @@ func pruneStaleLinks(table []Attachment, pinDir string, log *zap.Logger) error {
 }
 
 // detachAny detaches what a file under links/ records: a pinned link, or
-// the marker of a clsact filter ("tc-egress-<device>").
+// the marker of a clsact filter ("tc-egress-<device>", "tc-ingress-...").
 func detachAny(pin string) error {
 	if isTCFilterMarker(pin) {
-		device := strings.TrimPrefix(filepath.Base(pin), AttachTCEgress.String()+"-")
-		return detachTCFilter(device, pin)
+		for _, k := range []AttachKind{AttachTCEgress, AttachTCIngress} {
+			if device, ok := strings.CutPrefix(filepath.Base(pin), k.String()+"-"); ok {
+				return detachTCFilter(k, device, pin)
+			}
+		}
 	}
 	return detachPinned(pin)
 }

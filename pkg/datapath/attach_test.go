@@ -65,13 +65,15 @@ func TestAttachmentsPerDevice(t *testing.T) {
 	want := []string{
 		"xdp-eth0 nodeport_xdp eth0 mode=generic",
 		"tc-egress-eth0 nodeport_tc_egress eth0 mode=",
+		"tc-ingress-eth0 nodeport_tc_ingress eth0 mode=",
 		"xdp-eth1 nodeport_xdp eth1 mode=generic",
 		"tc-egress-eth1 nodeport_tc_egress eth1 mode=",
+		"tc-ingress-eth1 nodeport_tc_ingress eth1 mode=",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("device attachments\n got %q\nwant %q", got, want)
 	}
-	if a := Attachments(Config{Devices: []string{"eth0"}}); a[len(a)-2].XDPMode != XDPNative {
-		t.Errorf("default XDP mode %q, want native", a[len(a)-2].XDPMode)
+	if a := Attachments(Config{Devices: []string{"eth0"}}); a[len(a)-3].XDPMode != XDPNative {
+		t.Errorf("default XDP mode %q, want native", a[len(a)-3].XDPMode)
 	}
 }

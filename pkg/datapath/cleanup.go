@@ -105,7 +105,7 @@ func cleanupPlan(pinDir string, also []string) (pins, links []string, err error)
 // isOurLinkName says whether name is one an attach kind gives a pin, now or
 // in an earlier socklb (the bare socket hook names).
 func isOurLinkName(name string) bool {
-	for _, k := range []AttachKind{AttachCgroup, AttachXDP, AttachTCEgress} {
+	for _, k := range []AttachKind{AttachCgroup, AttachXDP, AttachTCEgress, AttachTCIngress} {
 		if strings.HasPrefix(name, k.String()+"-") {
 			return true
 		}

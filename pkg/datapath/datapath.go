@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -20,8 +21,9 @@ type Config struct {
 	PinDir string // on a bpffs, e.g. /sys/fs/bpf/socklb
 	Cgroup string // the cgroup v2 directory whose sockets are balanced
 	// Devices are the node's devices that outside traffic arrives on: the
-	// north-south programs attach to each (XDP in, tc out). None: no
-	// north-south datapath.
+	// north-south programs attach to each (XDP in, tc out). Nil: not known
+	// yet (a cluster's Node names them later, see AttachDevices), and what
+	// an earlier agent attached stays; empty: no north-south datapath.
 	Devices []string
 	XDPMode XDPMode // native (default) or generic
 }
@@ -29,10 +31,12 @@ type Config struct {
 // Datapath is the maps, the programs using them and the links attaching
 // those programs.
 type Datapath struct {
-	Maps  *lbmap.Maps
-	lock  *PinDirLock
-	progs programs
-	links []link.Link
+	Maps   *lbmap.Maps
+	lock   *PinDirLock
+	pinDir string
+	log    *zap.Logger
+	progs  programs
+	links  []link.Link
 }
 
 // Features is what the running kernel offers the programs beyond the
@@ -81,14 +85,21 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 		d.Close()
 		return nil, err
 	}
-	table := Attachments(cfg)
+	table := Attachments(Config{Cgroup: cfg.Cgroup})
 	if d.links, err = attachAll(table, d.progs, cfg.PinDir, log); err != nil {
 		d.Close()
 		return nil, err
 	}
-	if err := pruneStaleLinks(table, cfg.PinDir, log); err != nil {
+	if err := pruneStaleLinks(table, cfg.PinDir, []AttachKind{AttachCgroup}, log); err != nil {
 		d.Close()
 		return nil, err
+	}
+	d.pinDir, d.log = cfg.PinDir, log
+	if cfg.Devices != nil {
+		if err := d.AttachDevices(cfg.Devices, cfg.XDPMode); err != nil {
+			d.Close()
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -118,4 +129,18 @@ func (d *Datapath) Close() error {
 	}
 	errs = append(errs, d.lock.Unlock())
 	return errors.Join(errs...)
+}
+
+// AttachDevices makes the north-south programs run on exactly devices:
+// those already attached are taken over in place, new ones attached, and a
+// device no longer listed is detached.
+func (d *Datapath) AttachDevices(devices []string, mode XDPMode) error {
+	table := Attachments(Config{Devices: devices, XDPMode: mode})
+	table = slices.DeleteFunc(table, func(a Attachment) bool { return a.Kind == AttachCgroup })
+	links, err := attachAll(table, d.progs, d.pinDir, d.log)
+	if err != nil {
+		return err
+	}
+	d.links = append(d.links, links...)
+	return pruneStaleLinks(table, d.pinDir, []AttachKind{AttachXDP, AttachTCEgress, AttachTCIngress}, d.log)
 }

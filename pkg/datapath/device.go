@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -17,7 +19,7 @@ import (
 
 // tcFilterName names socklb's clsact filters, so that cleanup and a
 // restarted agent find them among other tools' filters.
-const tcFilterName = "socklb-egress"
+const tcFilterName = "socklb"
 
 func deviceIndex(name string) (int, error) {
 	ifc, err := net.InterfaceByName(name)
@@ -46,12 +48,27 @@ func attachXDP(a Attachment, p program, log *zap.Logger) (link.Link, error) {
 	return l, err
 }
 
+func tcxAttachType(k AttachKind) ebpf.AttachType {
+	if k == AttachTCIngress {
+		return ebpf.AttachTCXIngress
+	}
+	return ebpf.AttachTCXEgress
+}
+
+// tcParent is where a clsact filter of kind k hangs.
+func tcParent(k AttachKind) uint32 {
+	if k == AttachTCIngress {
+		return netlink.HANDLE_MIN_INGRESS
+	}
+	return netlink.HANDLE_MIN_EGRESS
+}
+
 func attachTCX(a Attachment, p program) (link.Link, error) {
 	ifindex, err := deviceIndex(a.Target)
 	if err != nil {
 		return nil, err
 	}
-	return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: ebpf.AttachTCXEgress})
+	return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: tcxAttachType(a.Kind)})
 }
 
 // isTCFilterMarker says whether pin is the directory that records a clsact
@@ -77,7 +94,7 @@ func attachTCFilter(a Attachment, p program, pin string, log *zap.Logger) error 
 		return fmt.Errorf("add clsact qdisc to %s: %w", a.Target, err)
 	}
 	filter := &netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: dev.Attrs().Index, Parent: netlink.HANDLE_MIN_EGRESS,
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: dev.Attrs().Index, Parent: tcParent(a.Kind),
 			Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1},
 		Fd: p.prog.FD(), Name: tcFilterName, DirectAction: true,
 	}
@@ -91,12 +108,12 @@ func attachTCFilter(a Attachment, p program, pin string, log *zap.Logger) error 
 	return nil
 }
 
-// detachTCFilter removes socklb's clsact filter from device (the marker's
-// name says which) and the marker.
-func detachTCFilter(device, marker string) error {
+// detachTCFilter removes socklb's clsact filter of kind from device (the
+// marker's name says which) and the marker.
+func detachTCFilter(kind AttachKind, device, marker string) error {
 	dev, err := netlink.LinkByName(device)
 	if err == nil {
-		filters, err := netlink.FilterList(dev, netlink.HANDLE_MIN_EGRESS)
+		filters, err := netlink.FilterList(dev, tcParent(kind))
 		if err != nil {
 			return fmt.Errorf("list tc filters of %s: %w", device, err)
 		}
@@ -109,4 +126,59 @@ func detachTCFilter(device, marker string) error {
 		}
 	}
 	return os.Remove(marker)
+}
+
+// DevicesWithAddresses lists, sorted, the devices of this network namespace
+// that carry one of addrs: where traffic for the node's addresses arrives,
+// the default of --devices. Loopback is never one.
+func DevicesWithAddresses(addrs []netip.Addr) ([]string, error) {
+	want := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		want[a.Unmap()] = true
+	}
+	all, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list the node's addresses: %w", err)
+	}
+	seen := map[int]bool{}
+	var devices []string
+	for _, a := range all {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || !want[ip.Unmap()] || seen[a.LinkIndex] {
+			continue
+		}
+		seen[a.LinkIndex] = true
+		l, err := netlink.LinkByIndex(a.LinkIndex)
+		if err != nil {
+			return nil, fmt.Errorf("find the device of %s: %w", ip, err)
+		}
+		if l.Attrs().Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		devices = append(devices, l.Attrs().Name)
+	}
+	slices.Sort(devices)
+	return devices, nil
+}
+
+// DeviceAddresses lists the global unicast addresses on devices, the node's
+// addresses in standalone mode when --node-ip does not give them.
+func DeviceAddresses(devices []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, name := range devices {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("find device %s: %w", name, err)
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, fmt.Errorf("list the addresses of %s: %w", name, err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap().IsGlobalUnicast() {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
 }

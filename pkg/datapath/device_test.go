@@ -104,7 +104,7 @@ func TestDeviceAttachments(t *testing.T) {
 	}
 
 	load("eth0", "eth1")
-	want := []string{"tc-egress-eth0", "tc-egress-eth1", "xdp-eth0", "xdp-eth1"}
+	want := []string{"tc-egress-eth0", "tc-egress-eth1", "tc-ingress-eth0", "tc-ingress-eth1", "xdp-eth0", "xdp-eth1"}
 	if got := devicePins(); !slices.Equal(got, want) {
 		t.Fatalf("device pins %v, want %v", got, want)
 	}
@@ -116,7 +116,7 @@ func TestDeviceAttachments(t *testing.T) {
 	}
 
 	load("eth0")
-	if got, want := devicePins(), []string{"tc-egress-eth0", "xdp-eth0"}; !slices.Equal(got, want) {
+	if got, want := devicePins(), []string{"tc-egress-eth0", "tc-ingress-eth0", "xdp-eth0"}; !slices.Equal(got, want) {
 		t.Errorf("after dropping eth1: device pins %v, want %v", got, want)
 	}
 	err := sb.Node.Do(func() error {
@@ -207,8 +207,8 @@ func TestTCFilterFallback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := egressFilters(); !slices.Equal(got, []string{"socklb-egress"}) {
-			t.Fatalf("egress filters %v, want one socklb-egress", got)
+		if got := egressFilters(); !slices.Equal(got, []string{"socklb"}) {
+			t.Fatalf("egress filters %v, want one socklb filter", got)
 		}
 	}
 	if err := sb.Node.Do(func() error { return datapath.Cleanup(sb.PinDir, nil, log) }); err != nil {

@@ -49,8 +49,8 @@ func TestProgramsVerify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(progs) != 10 { // 8 socket hooks, XDP and tc egress
-				t.Errorf("%d programs loaded, want 10", len(progs))
+			if len(progs) != 11 { // 8 socket hooks, XDP, tc egress and ingress
+				t.Errorf("%d programs loaded, want 11", len(progs))
 			}
 			for _, pname := range slices.Sorted(maps.Keys(progs)) {
 				p := progs[pname]

@@ -12,12 +12,13 @@ import (
 // nodePortPrograms are the north-south programs: XDP on a device's ingress,
 // tc on its egress.
 type nodePortPrograms struct {
-	XDP      *ebpf.Program
-	TCEgress *ebpf.Program
+	XDP       *ebpf.Program
+	TCEgress  *ebpf.Program
+	TCIngress *ebpf.Program
 }
 
 func (p *nodePortPrograms) close() error {
-	return errors.Join(p.XDP.Close(), p.TCEgress.Close())
+	return errors.Join(p.XDP.Close(), p.TCEgress.Close(), p.TCIngress.Close())
 }
 
 // loadNodePortPrograms loads the north-south object against m, like the
@@ -35,5 +36,5 @@ func loadNodePortPrograms(m *lbmap.Maps) (*nodePortPrograms, error) {
 		}
 		return nil, fmt.Errorf("load the north-south programs: %w", err)
 	}
-	return &nodePortPrograms{XDP: objs.NodeportXdp, TCEgress: objs.NodeportTcEgress}, nil
+	return &nodePortPrograms{XDP: objs.NodeportXdp, TCEgress: objs.NodeportTcEgress, TCIngress: objs.NodeportTcIngress}, nil
 }

@@ -16,16 +16,17 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	nodeportMapLbBackends        = "lb_backends"
-	nodeportMapLbCounters        = "lb_counters"
-	nodeportMapLbNat             = "lb_nat"
-	nodeportMapLbNodeConfig      = "lb_node_config"
-	nodeportMapLbRevNat          = "lb_rev_nat"
-	nodeportMapLbServiceNames    = "lb_service_names"
-	nodeportMapLbServices        = "lb_services"
-	nodeportMapLbSourceRanges    = "lb_source_ranges"
-	nodeportProgNodeportTcEgress = "nodeport_tc_egress"
-	nodeportProgNodeportXdp      = "nodeport_xdp"
+	nodeportMapLbBackends         = "lb_backends"
+	nodeportMapLbCounters         = "lb_counters"
+	nodeportMapLbNat              = "lb_nat"
+	nodeportMapLbNodeConfig       = "lb_node_config"
+	nodeportMapLbRevNat           = "lb_rev_nat"
+	nodeportMapLbServiceNames     = "lb_service_names"
+	nodeportMapLbServices         = "lb_services"
+	nodeportMapLbSourceRanges     = "lb_source_ranges"
+	nodeportProgNodeportTcEgress  = "nodeport_tc_egress"
+	nodeportProgNodeportTcIngress = "nodeport_tc_ingress"
+	nodeportProgNodeportXdp       = "nodeport_xdp"
 )
 
 // loadNodeport returns the embedded CollectionSpec for nodeport.
@@ -70,8 +71,9 @@ type nodeportSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nodeportProgramSpecs struct {
-	NodeportTcEgress *ebpf.ProgramSpec `ebpf:"nodeport_tc_egress"`
-	NodeportXdp      *ebpf.ProgramSpec `ebpf:"nodeport_xdp"`
+	NodeportTcEgress  *ebpf.ProgramSpec `ebpf:"nodeport_tc_egress"`
+	NodeportTcIngress *ebpf.ProgramSpec `ebpf:"nodeport_tc_ingress"`
+	NodeportXdp       *ebpf.ProgramSpec `ebpf:"nodeport_xdp"`
 }
 
 // nodeportMapSpecs contains maps before they are loaded into the kernel.
@@ -147,13 +149,15 @@ type nodeportVariables struct {
 //
 // It can be passed to loadNodeportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nodeportPrograms struct {
-	NodeportTcEgress *ebpf.Program `ebpf:"nodeport_tc_egress"`
-	NodeportXdp      *ebpf.Program `ebpf:"nodeport_xdp"`
+	NodeportTcEgress  *ebpf.Program `ebpf:"nodeport_tc_egress"`
+	NodeportTcIngress *ebpf.Program `ebpf:"nodeport_tc_ingress"`
+	NodeportXdp       *ebpf.Program `ebpf:"nodeport_xdp"`
 }
 
 func (p *nodeportPrograms) Close() error {
 	return _NodeportClose(
 		p.NodeportTcEgress,
+		p.NodeportTcIngress,
 		p.NodeportXdp,
 	)
 }

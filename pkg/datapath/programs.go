@@ -69,5 +69,6 @@ func loadPrograms(m *lbmap.Maps, feats Features) (programs, error) {
 	}
 	progs[nodeportProgNodeportXdp] = program{prog: np.XDP}
 	progs[nodeportProgNodeportTcEgress] = program{prog: np.TCEgress, attachType: ebpf.AttachTCXEgress}
+	progs[nodeportProgNodeportTcIngress] = program{prog: np.TCIngress, attachType: ebpf.AttachTCXIngress}
 	return progs, nil
 }

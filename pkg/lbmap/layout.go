@@ -85,6 +85,7 @@ const (
 	ReasonFibPass        = layoutsLbReasonLB_REASON_FIB_PASS
 	ReasonReply          = layoutsLbReasonLB_REASON_REPLY
 	ReasonICMPError      = layoutsLbReasonLB_REASON_ICMP_ERROR
+	ReasonNeighResolve   = layoutsLbReasonLB_REASON_NEIGH_RESOLVE
 	// ReasonMax is the number of reasons, the size of the counters map.
 	ReasonMax = layoutsLbReasonLB_REASON_MAX
 )
@@ -104,6 +105,7 @@ var reasonNames = [ReasonMax]string{
 	ReasonFibPass:        "fib_pass",
 	ReasonReply:          "reply",
 	ReasonICMPError:      "icmp_error",
+	ReasonNeighResolve:   "neigh_resolve",
 }
 
 func (r Reason) String() string {

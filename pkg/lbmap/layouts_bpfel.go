@@ -99,7 +99,8 @@ const (
 	layoutsLbReasonLB_REASON_FIB_PASS         layoutsLbReason = 10
 	layoutsLbReasonLB_REASON_REPLY            layoutsLbReason = 11
 	layoutsLbReasonLB_REASON_ICMP_ERROR       layoutsLbReason = 12
-	layoutsLbReasonLB_REASON_MAX              layoutsLbReason = 13
+	layoutsLbReasonLB_REASON_NEIGH_RESOLVE    layoutsLbReason = 13
+	layoutsLbReasonLB_REASON_MAX              layoutsLbReason = 14
 )
 
 type layoutsLbRevNatValue struct {

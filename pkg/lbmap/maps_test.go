@@ -157,6 +157,7 @@ func TestConstantsMatchBTF(t *testing.T) {
 			"LB_REASON_FIB_PASS":         uint64(ReasonFibPass),
 			"LB_REASON_REPLY":            uint64(ReasonReply),
 			"LB_REASON_ICMP_ERROR":       uint64(ReasonICMPError),
+			"LB_REASON_NEIGH_RESOLVE":    uint64(ReasonNeighResolve),
 			"LB_REASON_MAX":              uint64(ReasonMax),
 		}},
 	}

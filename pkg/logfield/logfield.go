@@ -9,6 +9,8 @@ const (
 	APIVersionKind     = "api_version_kind"
 	Backends           = "backends"
 	Cgroup             = "cgroup"
+	Devices            = "devices"
+	XDPMode            = "xdp_mode"
 	Device             = "device"
 	Filter             = "filter"
 	Deletes            = "deletes"

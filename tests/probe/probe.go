@@ -33,3 +33,12 @@ type Change struct {
 	UnixNano int64  `json:"unix_nano"`
 	Backend  string `json:"backend"`
 }
+
+// Stream is the single line of sockprobe tcp-stream: one connection kept
+// open, a message echoed every interval.
+type Stream struct {
+	Backend  string `json:"backend"` // the name the backend answered first
+	Messages int    `json:"messages"`
+	Err      string `json:"err"` // the first failure, which ends the stream
+	DurMS    int64  `json:"dur_ms"`
+}

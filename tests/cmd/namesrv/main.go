@@ -10,6 +10,10 @@
 //     local address the datagram was sent to (IP_PKTINFO / IPV6_PKTINFO), so
 //     replies keep the right source on multi-address hosts.
 //
+//   - echo (--echo): a TCP connection gets "NAME\n", then everything it sends
+//     back, until it closes: a long-lived flow that shows which backend it
+//     stays on.
+//
 // It prints "ready" on stdout once every listener is bound and exits 0 on
 // SIGTERM or SIGINT. With --log-peers it logs one line per TCP connection
 // and per UDP datagram to stderr:
@@ -43,6 +47,7 @@ var (
 	name     = flag.String("name", "", "name to answer with (required)")
 	tcpList  = flag.String("tcp", "", "comma-separated TCP listen addresses, e.g. \":8080,[::]:9090\"")
 	udpList  = flag.String("udp", "", "comma-separated UDP listen addresses, e.g. \":53\"")
+	echoList = flag.String("echo", "", "comma-separated TCP listen addresses answering NAME then echoing, e.g. \"[::]:7777\"")
 	logPeers = flag.Bool("log-peers", false, "log every TCP peer and UDP sender to stderr")
 )
 
@@ -52,8 +57,8 @@ const rawWait = 300 * time.Millisecond
 
 func main() {
 	flag.Parse()
-	if *name == "" || (*tcpList == "" && *udpList == "") {
-		fmt.Fprintln(os.Stderr, "usage: namesrv --name NAME [--tcp LIST] [--udp LIST] [--log-peers]")
+	if *name == "" || (*tcpList == "" && *udpList == "" && *echoList == "") {
+		fmt.Fprintln(os.Stderr, "usage: namesrv --name NAME [--tcp LIST] [--udp LIST] [--echo LIST] [--log-peers]")
 		os.Exit(2)
 	}
 	var logMu sync.Mutex
@@ -77,6 +82,15 @@ func main() {
 		closers = append(closers, ln)
 		wg.Add(1)
 		go func() { defer wg.Done(); serveTCP(ln, logf) }()
+	}
+	for _, a := range splitList(*echoList) {
+		ln, err := lc.Listen(context.Background(), "tcp", a)
+		if err != nil {
+			fatal("listen tcp %s: %v", a, err)
+		}
+		closers = append(closers, ln)
+		wg.Add(1)
+		go func() { defer wg.Done(); serveEcho(ln, logf) }()
 	}
 	for _, a := range splitList(*udpList) {
 		pc, err := lc.ListenPacket(context.Background(), "udp", a)
@@ -119,6 +133,27 @@ func splitList(s string) []string {
 func fatal(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "namesrv: "+format+"\n", args...)
 	os.Exit(1)
+}
+
+// serveEcho answers each connection with the name, then echoes it.
+func serveEcho(ln net.Listener, logf func(string, ...any)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		logf("echo peer=%s local=%s", c.RemoteAddr(), c.LocalAddr())
+		go func() {
+			defer c.Close()
+			if _, err := fmt.Fprintf(c, "%s\n", *name); err != nil {
+				return
+			}
+			io.Copy(c, c)
+		}()
+	}
 }
 
 func serveTCP(ln net.Listener, logf func(string, ...any)) {

@@ -9,6 +9,7 @@
 //	sockprobe tcp --addr VIP:PORT [--count N] [--timeout 2s] [--interval 0]
 //	sockprobe udp --addr VIP:PORT [--count N] [--timeout 2s] [--interval 0]
 //	sockprobe udp-connected --addr VIP:PORT [--count N] [--timeout 2s] [--interval 0]
+//	sockprobe tcp-stream --addr VIP:PORT [--duration 10s] [--interval 5ms] [--timeout 2s]
 //	sockprobe tcp-loop --addr VIP:PORT [--duration 10s] [--max 100000] [--interval 5ms] [--timeout 2s]
 //	sockprobe watch --addr VIP:PORT [--duration 10s] [--max 100000] [--interval 1ms]: a line each time the answering backend changes
 //
@@ -32,11 +33,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -52,10 +56,11 @@ type (
 	Result  = probe.Result
 	Summary = probe.Summary
 	Change  = probe.Change
+	Stream  = probe.Stream
 )
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: sockprobe tcp|udp|udp-connected|tcp-loop|watch --addr IP:PORT [flags]")
+	fmt.Fprintln(os.Stderr, "usage: sockprobe tcp|udp|udp-connected|tcp-loop|tcp-stream|watch --addr IP:PORT [flags]")
 	os.Exit(2)
 }
 
@@ -114,6 +119,8 @@ func main() {
 				time.Sleep(*interval)
 			}
 		}
+	case "tcp-stream":
+		enc.Encode(tcpStream(addr, *duration, *interval, *timeout))
 	case "tcp-loop":
 		s := Summary{Errnos: map[string]int{}, Backends: map[string]int{}}
 		start := time.Now()
@@ -407,4 +414,44 @@ func runUDP(enc *json.Encoder, addr netip.AddrPort, count int, timeout, interval
 		r.DurUS = time.Since(start).Microseconds()
 		enc.Encode(r)
 	}
+}
+
+// tcpStream keeps one connection to an echo server (namesrv --echo) open for
+// duration, echoing a numbered line every interval; it stops at the first
+// failure.
+func tcpStream(addr netip.AddrPort, duration, interval, timeout time.Duration) Stream {
+	start := time.Now()
+	s := Stream{}
+	defer func() { s.DurMS = time.Since(start).Milliseconds() }()
+	c, err := net.DialTimeout("tcp", addr.String(), timeout)
+	if err != nil {
+		s.Err = "connect: " + err.Error()
+		return s
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	c.SetDeadline(time.Now().Add(timeout))
+	name, err := r.ReadString('\n')
+	if err != nil {
+		s.Err = "read name: " + err.Error()
+		return s
+	}
+	s.Backend = strings.TrimSpace(name)
+	for deadline := start.Add(duration); time.Now().Before(deadline); s.Messages++ {
+		msg := fmt.Sprintf("message %d\n", s.Messages)
+		c.SetDeadline(time.Now().Add(timeout))
+		if _, err := io.WriteString(c, msg); err != nil {
+			s.Err = "write: " + err.Error()
+			return s
+		}
+		got, err := r.ReadString('\n')
+		if err != nil || got != msg {
+			s.Err = fmt.Sprintf("echo of %q: %q, %v", msg, got, err)
+			return s
+		}
+		if interval > 0 {
+			time.Sleep(interval)
+		}
+	}
+	return s
 }

@@ -6,6 +6,7 @@
 //   - TCP: a client that starts with an HTTP request line gets an HTTP/1.0 200
 //     response whose body is "NAME\n"; any other client (raw bytes, or nothing
 //     within a short wait) gets the bare "NAME\n". The server then closes.
+//
 //   - UDP: each datagram is answered with "NAME\n" to its sender, from the
 //     local address the datagram was sent to (IP_PKTINFO / IPV6_PKTINFO), so
 //     replies keep the right source on multi-address hosts.

@@ -6,7 +6,7 @@ BIN       := bin
 SOCKLB    := $(BIN)/socklb
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO_BUILD  := CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)"
-APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl
+APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl wrk
 # Kernel e2e tests need root; CI=true turns their skips into failures.
 TEST_FLAGS ?= -count=1
 
@@ -68,7 +68,8 @@ bench-propagation: deps build k8s-binaries
 	$(GO) test -tags cluster -run '^$$' -bench Propagation -benchtime 1x -timeout 60m ./tests/cluster/
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./tests/e2e/
+	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4' -benchtime 2000x ./tests/e2e/
+	$(GO) test -run '^$$' -bench NodePortRequestRate -benchtime 1x ./tests/e2e/
 
 clean:
 	rm -rf $(BIN)

@@ -36,7 +36,7 @@ const (
 	refusedExtIP = "203.0.113.9"
 )
 
-func newNSWorld(t *testing.T) *nsWorld {
+func newNSWorld(t testing.TB) *nsWorld {
 	t.Helper()
 	c := sandbox.NewCluster(t, 2)
 	bins := sandbox.Binaries(t, socklbPkg, sandbox.NameSrvPkg, sandbox.SockProbePkg)
@@ -93,7 +93,7 @@ func endpoint6YAML(h *sandbox.Host, node string) string {
 }
 
 // writeObjects writes every Service of the world, web's slice holding webEps.
-func (w *nsWorld) writeObjects(t *testing.T, webEps ...*sandbox.Host) {
+func (w *nsWorld) writeObjects(t testing.TB, webEps ...*sandbox.Host) {
 	t.Helper()
 	var eps, eps6 strings.Builder
 	for _, h := range webEps {
@@ -162,7 +162,27 @@ spec:
   externalIPs: [` + allowedExtIP + `, ` + refusedExtIP + `]
   ports:
   - {name: http, port: 80, targetPort: 8080, protocol: TCP}
-` + slice("ext", httpPorts, both)
+` + slice("ext", httpPorts, both) + `---
+apiVersion: v1
+kind: Service
+metadata: {name: only-a, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.54
+  clusterIPs: [10.96.0.54]
+  ports:
+  - {name: http, port: 80, targetPort: 8080, protocol: TCP, nodePort: 30090}
+` + slice("only-a", httpPorts, endpointYAML(w.webA, "node1")) + `---
+apiVersion: v1
+kind: Service
+metadata: {name: only-b, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.55
+  clusterIPs: [10.96.0.55]
+  ports:
+  - {name: http, port: 80, targetPort: 8080, protocol: TCP, nodePort: 30091}
+` + slice("only-b", httpPorts, endpointYAML(w.webB, "node2"))
 	tmp := filepath.Join(w.dir, ".objects.yaml.tmp")
 	if err := os.WriteFile(tmp, []byte(objects), 0o644); err != nil {
 		t.Fatal(err)
@@ -173,7 +193,7 @@ spec:
 }
 
 // waitFrontend waits until node's maps hold frontend with n active backends.
-func (w *nsWorld) waitFrontend(t *testing.T, n *sandbox.ClusterNode, frontend, proto string, backends int) inspect.ServiceView {
+func (w *nsWorld) waitFrontend(t testing.TB, n *sandbox.ClusterNode, frontend, proto string, backends int) inspect.ServiceView {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	last := ""
@@ -197,7 +217,7 @@ func (w *nsWorld) waitFrontend(t *testing.T, n *sandbox.ClusterNode, frontend, p
 }
 
 // probeFrom runs sockprobe on h (outside any cgroup unless inCgroup).
-func (w *nsWorld) probeFrom(t *testing.T, h *sandbox.Host, inCgroup bool, args ...string) []sandbox.ProbeResult {
+func (w *nsWorld) probeFrom(t testing.TB, h *sandbox.Host, inCgroup bool, args ...string) []sandbox.ProbeResult {
 	t.Helper()
 	return w.c.Probe(t, h, inCgroup, args...)
 }

@@ -30,6 +30,7 @@ import (
 type agentFlags struct {
 	node       nodeFlags
 	fromDir    string
+	dirOptions dir.Options
 	kubeconfig string
 	nodeName   string
 	zone       string
@@ -51,6 +52,7 @@ func newAgentCommand() *cobra.Command {
 	}
 	f.node.register(cmd)
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
+	cmd.Flags().Int64Var(&f.dirOptions.MaxFileSize, "max-file-size", dir.DefaultMaxFileSize, "standalone mode: the largest file read from --from-dir, in bytes; a larger one is refused with a log line")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	cmd.Flags().StringVar(&f.zone, "zone", "", "standalone mode: this node's zone, as the topology.kubernetes.io/zone label gives it in a cluster (default: none)")
@@ -117,7 +119,7 @@ func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, e
 		if !st.IsDir() {
 			return nil, fmt.Errorf("read --from-dir: %s is not a directory", f.fromDir)
 		}
-		return dir.NewSource(f.fromDir, log.Named("source")), nil
+		return dir.NewSource(f.fromDir, log.Named("source"), f.dirOptions), nil
 	}
 	var cfg *rest.Config
 	var err error

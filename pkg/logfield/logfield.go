@@ -11,6 +11,7 @@ const (
 	Cgroup             = "cgroup"
 	Device             = "device"
 	Filter             = "filter"
+	Decoded            = "decoded"
 	Deletes            = "deletes"
 	Dir                = "dir"
 	EndpointSlices     = "endpoint_slices"

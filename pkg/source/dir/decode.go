@@ -163,7 +163,7 @@ var errDuplicateKey = errors.New("a key is repeated")
 // toJSON converts one document to JSON; nil when it holds nothing.
 func toJSON(doc []byte) ([]byte, error) {
 	trimmed := bytes.TrimSpace(doc)
-	if len(trimmed) > 0 && trimmed[0] == '{' {
+	if len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed) {
 		return trimmed, nil // JSON already; the decoder's strict mode finds duplicates
 	}
 	j, err := yaml.YAMLToJSONStrict(doc)

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -97,8 +96,8 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 			continue
 		}
 		c, err := checkEntry(root, r.dir, name, r.maxSize)
-		if errors.Is(err, os.ErrNotExist) && !isLinkError(err) {
-			continue // gone since the listing: its removal is the next event
+		if errors.Is(err, errVanished) {
+			continue
 		}
 		st := r.state[name]
 		if st == nil {
@@ -125,13 +124,6 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 	}
 	r.order = order
 	return differs, stats, nil
-}
-
-// isLinkError says whether err is about resolving a link, which is worth a
-// line, rather than about a file that vanished.
-func isLinkError(err error) bool {
-	var pathErr *fs.PathError
-	return !errors.As(err, &pathErr) || pathErr.Op != "lstat"
 }
 
 // forget drops the state of files no longer in the directory and reports
@@ -245,6 +237,8 @@ var errEmpty = errors.New("the file is empty; remove it to withdraw its objects"
 func (r *files) refuse(name string, st *fileState, err error, decoding bool) {
 	var message string
 	switch {
+	case errors.Is(err, errEmpty):
+		message = "keep the last good version of the file: this one is empty"
 	case decoding && st.objs != nil:
 		message = "keep the last good version of the file: this one cannot be decoded"
 	case decoding:

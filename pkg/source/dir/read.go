@@ -32,6 +32,10 @@ const racyWindow = time.Second
 // message says why.
 var errRefused = errors.New("refused")
 
+// errVanished is a file removed since the directory was listed: its
+// removal is the next event, nothing to log.
+var errVanished = errors.New("file vanished")
+
 // candidate is a directory entry that may hold objects, checked.
 type candidate struct {
 	name string
@@ -46,6 +50,9 @@ type candidate struct {
 func checkEntry(root, dir, name string, maxSize int64) (candidate, error) {
 	path := filepath.Join(dir, name)
 	info, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return candidate{}, errVanished
+	}
 	if err != nil {
 		return candidate{}, err
 	}

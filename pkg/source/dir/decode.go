@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -129,6 +131,37 @@ func decodeFile(name string, data []byte) (*fileObjects, error) {
 	if err != nil {
 		return nil, err
 	}
+	parts := 1
+	if len(docs) >= parallelDocuments {
+		parts = goruntime.GOMAXPROCS(0)
+	}
+	results := make([]*fileObjects, parts)
+	errs := make([]error, parts)
+	per := (len(docs) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for p := range parts {
+		part := docs[min(p*per, len(docs)):min((p+1)*per, len(docs))]
+		wg.Go(func() { results[p], errs[p] = decodeDocuments(name, part) })
+	}
+	wg.Wait()
+	objs := &fileObjects{}
+	for p := range parts {
+		if errs[p] != nil {
+			return nil, errs[p] // the first failing document, as read in order
+		}
+		objs.services = append(objs.services, results[p].services...)
+		objs.slices = append(objs.slices, results[p].slices...)
+		objs.endpoints = append(objs.endpoints, results[p].endpoints...)
+		objs.notes = append(objs.notes, results[p].notes...)
+	}
+	return objs, nil
+}
+
+// parallelDocuments is how many documents a file needs for them to be
+// decoded on every CPU: one large file is otherwise all of a change's time.
+const parallelDocuments = 256
+
+func decodeDocuments(name string, docs []document) (*fileObjects, error) {
 	objs := &fileObjects{}
 	for _, doc := range docs {
 		if err := objs.addDocument(name, doc); err != nil {
@@ -277,11 +310,18 @@ func (objs *fileObjects) addObject(obj runtime.Object, gvk *schema.GroupVersionK
 	return nil
 }
 
+var groupVersionPattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[a-z0-9]{1,63}$`)
+
+// kindOf names a kind socklb does not read, when it is a valid name.
 func kindOf(gvk *schema.GroupVersionKind) string {
 	if gvk == nil {
 		return ""
 	}
-	return gvk.GroupVersion().String() + " " + gvk.Kind
+	gv := gvk.GroupVersion().String()
+	if !groupVersionPattern.MatchString(gv) || !isIdentifier(gvk.Kind) {
+		return "(not a valid kind)"
+	}
+	return gv + " " + gvk.Kind
 }
 
 func (objs *fileObjects) addService(svc *corev1.Service) error {
@@ -319,7 +359,7 @@ func (objs *fileObjects) addEndpoints(ep *corev1.Endpoints, file string) error {
 		var errs []error
 		mirrored.slices, errs = mirrorEndpoints(ep)
 		for _, err := range errs {
-			objs.note(zapcore.ErrorLevel, "drop Endpoints address", zap.String(logfield.File, file), object, zap.Error(err))
+			objs.note(zapcore.ErrorLevel, "drop Endpoints address", zap.String(logfield.File, file), object, zap.Error(sanitize(err)))
 		}
 	}
 	objs.endpoints = append(objs.endpoints, mirrored)
@@ -375,12 +415,7 @@ func sanitize(err error) error {
 	msg = strings.Join(strings.Fields(msg), " ") // multi-line yaml errors on one line
 	msg = backquoted.ReplaceAllString(msg, "(value)")
 	msg = jsonValue.ReplaceAllString(msg, "$1 into")
-	msg = doubleQuoted.ReplaceAllStringFunc(msg, func(q string) string {
-		if fieldPath.MatchString(q) {
-			return q
-		}
-		return "(text)"
-	})
+	msg = keepFieldPaths(msg)
 	msg = singleQuoted.ReplaceAllStringFunc(msg, func(q string) string {
 		if q == "'Kind'" || q == "'apiVersion'" {
 			return q
@@ -391,6 +426,25 @@ func sanitize(err error) error {
 		msg = msg[:maxMessage] + "…"
 	}
 	return errors.New(msg)
+}
+
+// keepFieldPaths replaces double-quoted text but a field path after
+// "field " (`unknown field "spec.clusterIp"`).
+func keepFieldPaths(msg string) string {
+	var b strings.Builder
+	last := 0
+	for _, loc := range doubleQuoted.FindAllStringIndex(msg, -1) {
+		q := msg[loc[0]:loc[1]]
+		b.WriteString(msg[last:loc[0]])
+		if strings.HasSuffix(msg[:loc[0]], "field ") && fieldPath.MatchString(q) {
+			b.WriteString(q)
+		} else {
+			b.WriteString("(text)")
+		}
+		last = loc[1]
+	}
+	b.WriteString(msg[last:])
+	return b.String()
 }
 
 // relineYAML turns the line numbers in a YAML error, counted from the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,9 @@ const (
 	// otherwise: far more than any hand-written file, and a bound on the
 	// memory one mistaken copy (a log, a dump) can take.
 	DefaultMaxFileSize = 16 << 20
+	// releaseAfter is how many bytes a read decodes before the memory its
+	// garbage took is given back to the system at once.
+	releaseAfter = 8 << 20
 )
 
 // Options tunes a Source; the zero value gives the defaults.
@@ -134,18 +138,22 @@ type watchLoop struct {
 // takeDirty returns the files to read now and those still being written
 // (an event less than settle ago, for less than maxSettle): a file written
 // in place in several steps is read once it is quiet, not half-written.
-func (loop *watchLoop) takeDirty(now time.Time, settle, maxSettle time.Duration) (dirty, settling map[string]bool) {
+// wait is how soon the first of those settling is quiet.
+func (loop *watchLoop) takeDirty(now time.Time, settle, maxSettle time.Duration) (dirty, settling map[string]bool, wait time.Duration) {
 	dirty, settling = map[string]bool{}, map[string]bool{}
 	for name, last := range loop.lastEvent {
-		if now.Sub(last) < settle && now.Sub(loop.firstEvent[name]) < maxSettle {
+		if quiet := now.Sub(last); quiet < settle && now.Sub(loop.firstEvent[name]) < maxSettle {
 			settling[name] = true
+			if len(settling) == 1 || settle-quiet < wait {
+				wait = settle - quiet
+			}
 			continue
 		}
 		dirty[name] = true
 		delete(loop.lastEvent, name)
 		delete(loop.firstEvent, name)
 	}
-	return dirty, settling
+	return dirty, settling, wait
 }
 
 func (loop *watchLoop) noteFile(name string, now time.Time) {
@@ -174,9 +182,9 @@ func (s *Source) watch(ctx context.Context, watcher *fsnotify.Watcher, changed f
 		}
 	}
 	reread := func() {
-		dirty, settling := loop.takeDirty(time.Now(), s.debounce, maxSettle)
+		dirty, settling, wait := loop.takeDirty(time.Now(), s.debounce, maxSettle)
 		if len(settling) > 0 {
-			schedule(s.debounce)
+			schedule(wait)
 		}
 		all := loop.all
 		loop.all = false
@@ -269,6 +277,11 @@ func (s *Source) read(dirty, settling map[string]bool, all bool) (differs bool, 
 	s.mu.Lock()
 	s.snapshot = snap
 	s.mu.Unlock()
+	if stats.decodedBytes >= releaseAfter {
+		// Decoding makes several times its input in short-lived garbage,
+		// which would otherwise stay resident long after a cold start.
+		debug.FreeOSMemory()
+	}
 	s.log.Info("read directory", zap.Int(logfield.Files, stats.files), zap.Int(logfield.Decoded, stats.decoded),
 		zap.Int(logfield.Services, len(snap.Services)), zap.Int(logfield.EndpointSlices, len(snap.EndpointSlices)),
 		zap.Duration(logfield.Took, time.Since(start)))

@@ -51,6 +51,7 @@ func newFiles(dir string, maxSize int64, log *zap.Logger) *files {
 // readStats says what one read did, for its log line.
 type readStats struct {
 	files, read, decoded int
+	decodedBytes         int64
 }
 
 // job is a file whose content must be read (and maybe decoded).
@@ -216,6 +217,7 @@ func (r *files) apply(j *job, stats *readStats) bool {
 		return false
 	}
 	stats.decoded++
+	stats.decodedBytes += j.sig.size
 	for _, n := range j.objs.notes {
 		if ce := r.log.Check(n.level, n.message); ce != nil {
 			ce.Write(n.fields...)

@@ -193,7 +193,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/db", "EndpointSlice default/db-mirror-0-ipv4"},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "drop Endpoints address", "db.yaml", "Endpoints default/db", `mirror subset 0: ParseAddr("bogus")`},
+				{zapcore.ErrorLevel, "drop Endpoints address", "db.yaml", "Endpoints default/db", "mirror subset 0: ParseAddr((text))"},
 			},
 		},
 		{

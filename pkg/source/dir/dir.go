@@ -15,6 +15,7 @@ import (
 
 	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
+	"github.com/socklb/socklb/pkg/source/k8s"
 )
 
 const (
@@ -59,6 +60,10 @@ type Source struct {
 
 	mu       sync.Mutex
 	snapshot source.Snapshot
+	index    *objectIndex // of snapshot
+
+	// tracker records which Services changed between syncs.
+	tracker *k8s.ChangeTracker
 
 	// files is what the last reads found; only Run touches it.
 	files *files
@@ -81,6 +86,8 @@ func NewSource(dir string, log *zap.Logger, opts Options) *Source {
 		resync:   defaultResync,
 		rewatch:  defaultRewatch,
 		files:    newFiles(dir, opts.MaxFileSize, log),
+		index:    indexOf(source.Snapshot{}),
+		tracker:  k8s.NewChangeTracker(time.Now),
 	}
 }
 
@@ -274,9 +281,12 @@ func (s *Source) read(dirty, settling map[string]bool, all bool) (differs bool, 
 		return false, nil
 	}
 	snap := s.files.snapshot()
+	index := indexOf(snap)
 	s.mu.Lock()
-	s.snapshot = snap
+	previous := s.index
+	s.snapshot, s.index = snap, index
 	s.mu.Unlock()
+	s.recordChanges(previous, index)
 	if stats.decodedBytes >= releaseAfter {
 		// Decoding makes several times its input in short-lived garbage,
 		// which would otherwise stay resident long after a cold start.

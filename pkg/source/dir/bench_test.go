@@ -217,6 +217,7 @@ func measureChanges(dir string, src *Source, fig *benchFigures) error {
 			}
 		}
 		fig.ChangeMS = append(fig.ChangeMS, msSince(start))
+		src.TakeChanges() // as the agent's sync does
 		if i == 0 {
 			fig.FirstRSSMiB = rssMiB("VmRSS")
 		}

@@ -60,10 +60,13 @@ type Source struct {
 
 	mu       sync.Mutex
 	snapshot source.Snapshot
-	index    *objectIndex // of snapshot
+	index    objectIndex // of snapshot
 
 	// tracker records which Services changed between syncs.
 	tracker *k8s.ChangeTracker
+	// fileChanges wait for the new snapshot to be in place before the
+	// tracker hears of them: a sync taking a change must find it in Objects.
+	fileChanges []fileChange
 
 	// files is what the last reads found; only Run touches it.
 	files *files
@@ -79,16 +82,19 @@ func NewSource(dir string, log *zap.Logger, opts Options) *Source {
 		opts.MaxFileSize = DefaultMaxFileSize
 	}
 	log = log.With(zap.String(logfield.Dir, dir))
-	return &Source{
+	s := &Source{
 		dir:      dir,
 		log:      log,
 		debounce: defaultDebounce,
 		resync:   defaultResync,
 		rewatch:  defaultRewatch,
-		files:    newFiles(dir, opts.MaxFileSize, log),
-		index:    indexOf(source.Snapshot{}),
+		index:    objectIndex{},
 		tracker:  k8s.NewChangeTracker(time.Now),
 	}
+	s.files = newFiles(dir, opts.MaxFileSize, log, func(previous, current *fileObjects) {
+		s.fileChanges = append(s.fileChanges, fileChange{previous, current})
+	})
+	return s
 }
 
 // HasSynced reports whether Run has read the whole directory once.
@@ -283,10 +289,14 @@ func (s *Source) read(dirty, settling map[string]bool, all bool) (differs bool, 
 	snap := s.files.snapshot()
 	index := indexOf(snap)
 	s.mu.Lock()
-	previous := s.index
 	s.snapshot, s.index = snap, index
 	s.mu.Unlock()
-	s.recordChanges(previous, index)
+	if s.HasSynced() { // the first sync is a full one: it needs no changes
+		for _, c := range s.fileChanges {
+			s.recordFileChange(c.previous, c.current)
+		}
+	}
+	s.fileChanges = nil
 	if stats.decodedBytes >= releaseAfter {
 		// Decoding makes several times its input in short-lived garbage,
 		// which would otherwise stay resident long after a cold start.

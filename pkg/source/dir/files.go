@@ -42,10 +42,13 @@ type files struct {
 	state   map[string]*fileState
 	order   []string        // the names of the last read, in lexical order
 	dups    map[string]bool // duplicate definitions logged by the last assembly
+	// changed is told how a file's objects changed: from its previous good
+	// version (nil: none) to the new one (nil: the file is gone).
+	changed func(previous, current *fileObjects)
 }
 
-func newFiles(dir string, maxSize int64, log *zap.Logger) *files {
-	return &files{dir: dir, maxSize: maxSize, log: log, state: map[string]*fileState{}, dups: map[string]bool{}}
+func newFiles(dir string, maxSize int64, log *zap.Logger, changed func(previous, current *fileObjects)) *files {
+	return &files{dir: dir, maxSize: maxSize, log: log, state: map[string]*fileState{}, dups: map[string]bool{}, changed: changed}
 }
 
 // readStats says what one read did, for its log line.
@@ -137,7 +140,10 @@ func (r *files) forget(order []string) bool {
 	differs := false
 	for name, st := range r.state {
 		if !present[name] {
-			differs = differs || st.objs != nil
+			if st.objs != nil {
+				differs = true
+				r.changed(st.objs, nil)
+			}
 			delete(r.state, name)
 		}
 	}
@@ -228,6 +234,7 @@ func (r *files) apply(j *job, stats *readStats) bool {
 		r.log.Info("file is read again", zap.String(logfield.File, name))
 		st.problem = ""
 	}
+	r.changed(st.objs, j.objs)
 	st.objs, st.failed = j.objs, false
 	return true
 }

@@ -11,58 +11,88 @@ import (
 
 var _ source.Incremental = (*Source)(nil)
 
-// objectIndex is a snapshot's objects by name and by Service, so that a
-// sync can rebuild only the Services whose files changed.
-type objectIndex struct {
-	services map[types.NamespacedName]*corev1.Service
-	slices   map[types.NamespacedName]*discoveryv1.EndpointSlice
-	byRef    map[source.ServiceRef][]*discoveryv1.EndpointSlice
+// objectIndex is a snapshot's objects by Service, for Objects.
+type objectIndex map[source.ServiceRef]*serviceObjects
+
+type serviceObjects struct {
+	service *corev1.Service
+	slices  []*discoveryv1.EndpointSlice
 }
 
-func indexOf(snap source.Snapshot) *objectIndex {
-	idx := &objectIndex{
-		services: make(map[types.NamespacedName]*corev1.Service, len(snap.Services)),
-		slices:   make(map[types.NamespacedName]*discoveryv1.EndpointSlice, len(snap.EndpointSlices)),
-		byRef:    make(map[source.ServiceRef][]*discoveryv1.EndpointSlice, len(snap.Services)),
+func indexOf(snap source.Snapshot) objectIndex {
+	idx := make(objectIndex, len(snap.Services))
+	entry := func(ref source.ServiceRef) *serviceObjects {
+		e := idx[ref]
+		if e == nil {
+			e = &serviceObjects{}
+			idx[ref] = e
+		}
+		return e
 	}
 	for _, svc := range snap.Services {
-		idx.services[types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] = svc
+		entry(source.ServiceRef{Namespace: svc.Namespace, Name: svc.Name}).service = svc
 	}
 	for _, slice := range snap.EndpointSlices {
-		idx.slices[types.NamespacedName{Namespace: slice.Namespace, Name: slice.Name}] = slice
 		if ref, ok := desired.SliceServiceRef(slice); ok {
-			idx.byRef[ref] = append(idx.byRef[ref], slice)
+			e := entry(ref)
+			e.slices = append(e.slices, slice)
 		}
 	}
 	return idx
 }
 
-// recordChanges tells the tracker every object that differs between two
-// indexes. A file not decoded again keeps its objects' pointers, so
-// comparing pointers finds exactly the objects of the files that changed;
-// the tracker then drops changes to fields the desired state does not
-// read.
-func (s *Source) recordChanges(previous, current *objectIndex) {
-	for key, svc := range current.services {
-		if old := previous.services[key]; old != svc {
-			s.tracker.ServiceUpdate(old, svc)
+// fileChange is one file's objects before and after a read.
+type fileChange struct{ previous, current *fileObjects }
+
+// recordFileChange tells the tracker how one file's objects changed (nil:
+// the file had or has none). Only the files decoded again come here, so a
+// change costs what the file holds. A file's object that another file
+// overrides is reported too: the sync then rebuilds it from Objects, which
+// gives the definition that counts, and finds nothing to do.
+func (s *Source) recordFileChange(previous, current *fileObjects) {
+	oldServices := map[types.NamespacedName]*corev1.Service{}
+	oldSlices := map[types.NamespacedName]*discoveryv1.EndpointSlice{}
+	if previous != nil {
+		for _, svc := range previous.services {
+			oldServices[nameOf(svc)] = svc
+		}
+		for _, slice := range previous.allSlices() {
+			oldSlices[nameOf(slice)] = slice
 		}
 	}
-	for key, svc := range previous.services {
-		if _, ok := current.services[key]; !ok {
-			s.tracker.ServiceUpdate(svc, nil)
+	if current != nil {
+		for _, svc := range current.services {
+			s.tracker.ServiceUpdate(oldServices[nameOf(svc)], svc)
+			delete(oldServices, nameOf(svc))
+		}
+		for _, slice := range current.allSlices() {
+			s.tracker.EndpointSliceUpdate(oldSlices[nameOf(slice)], slice)
+			delete(oldSlices, nameOf(slice))
 		}
 	}
-	for key, slice := range current.slices {
-		if old := previous.slices[key]; old != slice {
-			s.tracker.EndpointSliceUpdate(old, slice)
-		}
+	for _, svc := range oldServices {
+		s.tracker.ServiceUpdate(svc, nil)
 	}
-	for key, slice := range previous.slices {
-		if _, ok := current.slices[key]; !ok {
-			s.tracker.EndpointSliceUpdate(slice, nil)
-		}
+	for _, slice := range oldSlices {
+		s.tracker.EndpointSliceUpdate(slice, nil)
 	}
+}
+
+func nameOf(obj interface {
+	GetNamespace() string
+	GetName() string
+}) types.NamespacedName {
+	return types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}
+}
+
+// allSlices are a file's EndpointSlices, its own and those mirrored from
+// its Endpoints.
+func (objs *fileObjects) allSlices() []*discoveryv1.EndpointSlice {
+	all := objs.slices
+	for _, ep := range objs.endpoints {
+		all = append(all[:len(all):len(all)], ep.slices...)
+	}
+	return all
 }
 
 // TakeChanges returns the Services whose objects changed since the last
@@ -74,5 +104,9 @@ func (s *Source) TakeChanges() source.Changes { return s.tracker.TakeChanges() }
 func (s *Source) Objects(ref source.ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.index.services[types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}], s.index.byRef[ref]
+	e := s.index[ref]
+	if e == nil {
+		return nil, nil
+	}
+	return e.service, e.slices
 }

@@ -411,6 +411,12 @@ func sanitize(err error) error {
 			msg = msg[:i] + "(value left out)"
 		}
 	}
+	// Messages that end with the offending value, unquoted.
+	for _, prefix := range []string{"unexpected GroupVersion string: "} {
+		if i := strings.Index(msg, prefix); i >= 0 {
+			msg = msg[:i+len(prefix)] + "(value left out)"
+		}
+	}
 	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
 	msg = strings.Join(strings.Fields(msg), " ") // multi-line yaml errors on one line
 	msg = backquoted.ReplaceAllString(msg, "(value)")

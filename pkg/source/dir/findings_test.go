@@ -3,6 +3,7 @@ package dir
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,8 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/socklb/socklb/pkg/source"
 )
 
 // The tests here are issue 12's findings about the directory source, one
@@ -355,7 +358,7 @@ func TestFinding7SlowInPlaceWrite(t *testing.T) {
 				b.WriteString(",")
 			}
 			fmt.Fprintf(b, `{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "slow-%d"}, "spec": {"clusterIP": "10.96.%d.1", "ports": [{"port": 80}]}},`, i, n+i)
-			fmt.Fprintf(b, `{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "slow-%d-1", "labels": {"kubernetes.io/service-name": "slow-%d"}}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.%d.1"]}]}`, i, i, n+i)
+			fmt.Fprintf(b, `{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "slow-%d-1", "labels": {"kubernetes.io/service-name": "slow-%d"}}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.%[3]d.1"]}, {"addresses": ["10.245.%[3]d.1"]}, {"addresses": ["10.246.%[3]d.1"]}]}`, i, i, n+i)
 		}
 		b.WriteString("]}\n")
 	}
@@ -389,6 +392,9 @@ func TestFinding7SlowInPlaceWrite(t *testing.T) {
 				if got := sortedObjects(src); !slices.Equal(got, want) {
 					t.Fatalf("objects while the file is written:\ngot  %q\nwant %q", got, want)
 				}
+				if problem := halfWritten(src.Snapshot()); problem != "" {
+					t.Fatalf("a half-written version counts: %s", problem)
+				}
 				if hasClusterIP(src, tc.wantNewSvc) {
 					break
 				}
@@ -407,6 +413,22 @@ func TestFinding7SlowInPlaceWrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// halfWritten says what in snap shows a version of the file cut short: a
+// Service without its clusterIP or a slice that lost endpoints.
+func halfWritten(snap source.Snapshot) string {
+	for _, svc := range snap.Services {
+		if ip := net.ParseIP(svc.Spec.ClusterIP); ip == nil || ip.To4() == nil {
+			return fmt.Sprintf("Service %s has clusterIP %q", svc.Name, svc.Spec.ClusterIP)
+		}
+	}
+	for _, slice := range snap.EndpointSlices {
+		if len(slice.Endpoints) != 3 {
+			return fmt.Sprintf("EndpointSlice %s has %d endpoints", slice.Name, len(slice.Endpoints))
+		}
+	}
+	return ""
 }
 
 // writeSlowly rewrites path in place: truncate, then chunks with pauses.

@@ -10,7 +10,7 @@ APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl wrk
 # Kernel e2e tests need root; CI=true turns their skips into failures.
 TEST_FLAGS ?= -count=1
 
-.PHONY: all deps generate check-generate build test test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean
+.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean
 
 all: build
 
@@ -42,6 +42,12 @@ test: deps build
 	@unformatted=$$(gofmt -l cmd pkg tests); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Bounded fuzzing; the seed corpus is in pkg/source/dir/testdata/fuzz.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFile$$' -fuzztime=$(FUZZTIME) ./pkg/source/dir/
 
 test-unit:
 	$(GO) test $(TEST_FLAGS) ./pkg/...
@@ -70,6 +76,7 @@ bench-propagation: deps build k8s-binaries
 bench: deps build
 	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4' -benchtime 2000x ./tests/e2e/
 	$(GO) test -run '^$$' -bench NodePortRequestRate -benchtime 1x ./tests/e2e/
+	$(GO) test -run '^$$' -bench 'ColdStart30000|OneFileChange30000' -benchtime 1x -timeout 20m ./pkg/source/dir/
 
 clean:
 	rm -rf $(BIN)

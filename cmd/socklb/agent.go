@@ -32,6 +32,7 @@ type agentFlags struct {
 	node       nodeFlags
 	northSouth northSouthFlags
 	fromDir    string
+	dirOptions dir.Options
 	kubeconfig string
 	nodeName   string
 	zone       string
@@ -54,6 +55,7 @@ func newAgentCommand() *cobra.Command {
 	f.node.register(cmd)
 	f.northSouth.register(cmd)
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
+	cmd.Flags().Int64Var(&f.dirOptions.MaxFileSize, "max-file-size", dir.DefaultMaxFileSize, "standalone mode: the largest file read from --from-dir, in bytes; a larger one is refused with a log line")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	cmd.Flags().StringVar(&f.zone, "zone", "", "standalone mode: this node's zone, as the topology.kubernetes.io/zone label gives it in a cluster (default: none)")
@@ -149,7 +151,7 @@ func newSource(f agentFlags, nodeName string, log *zap.Logger) (source.Source, k
 		if !st.IsDir() {
 			return nil, nil, fmt.Errorf("read --from-dir: %s is not a directory", f.fromDir)
 		}
-		return dir.NewSource(f.fromDir, log.Named("source")), nil, nil
+		return dir.NewSource(f.fromDir, log.Named("source"), f.dirOptions), nil, nil
 	}
 	var cfg *rest.Config
 	var err error

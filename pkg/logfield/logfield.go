@@ -13,6 +13,7 @@ const (
 	XDPMode            = "xdp_mode"
 	Device             = "device"
 	Filter             = "filter"
+	Decoded            = "decoded"
 	Deletes            = "deletes"
 	Dir                = "dir"
 	EndpointSlices     = "endpoint_slices"

@@ -2,10 +2,10 @@ package dir
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
+	"github.com/socklb/socklb/pkg/source/k8s"
 )
 
 const (
@@ -24,7 +25,27 @@ const (
 	// defaultResync rereads the directory even without events, in case the
 	// watch missed some (an overflowing event queue, a network filesystem).
 	defaultResync = 30 * time.Second
+	// defaultRewatch is how often a directory that vanished is looked for:
+	// when it comes back it is watched and read again within that time.
+	defaultRewatch = 250 * time.Millisecond
+	// maxSettle bounds how long a file written to without a pause waits to
+	// be read: a change applies within it even then.
+	maxSettle = 700 * time.Millisecond
+	// DefaultMaxFileSize is the largest file read unless Options says
+	// otherwise: far more than any hand-written file, and a bound on the
+	// memory one mistaken copy (a log, a dump) can take.
+	DefaultMaxFileSize = 16 << 20
+	// releaseAfter is how many bytes a read decodes before the memory its
+	// garbage took is given back to the system at once.
+	releaseAfter = 8 << 20
 )
+
+// Options tunes a Source; the zero value gives the defaults.
+type Options struct {
+	// MaxFileSize is the largest file, in bytes, that is read; a larger one
+	// is refused with a log line. 0 means DefaultMaxFileSize.
+	MaxFileSize int64
+}
 
 // Source is a source.Source reading a directory of YAML and JSON files;
 // the package documentation says what counts.
@@ -33,29 +54,47 @@ type Source struct {
 	log      *zap.Logger
 	debounce time.Duration
 	resync   time.Duration
+	rewatch  time.Duration
 
 	synced atomic.Bool
 
 	mu       sync.Mutex
 	snapshot source.Snapshot
+	index    objectIndex // of snapshot
 
-	// lastRead fingerprints the files of the last successful read; only Run
-	// touches it.
-	lastRead [sha256.Size]byte
+	// tracker records which Services changed between syncs.
+	tracker *k8s.ChangeTracker
+	// fileChanges wait for the new snapshot to be in place before the
+	// tracker hears of them: a sync taking a change must find it in Objects.
+	fileChanges []fileChange
+
+	// files is what the last reads found; only Run touches it.
+	files *files
 }
 
 var _ source.Source = (*Source)(nil)
 
 // NewSource returns a source of the objects in dir. Nothing is read until
 // Run.
-func NewSource(dir string, log *zap.Logger) *Source {
+func NewSource(dir string, log *zap.Logger, opts Options) *Source {
 	dir = filepath.Clean(dir) // as fsnotify names the directory in its events
-	return &Source{
+	if opts.MaxFileSize <= 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	log = log.With(zap.String(logfield.Dir, dir))
+	s := &Source{
 		dir:      dir,
-		log:      log.With(zap.String(logfield.Dir, dir)),
+		log:      log,
 		debounce: defaultDebounce,
 		resync:   defaultResync,
+		rewatch:  defaultRewatch,
+		index:    objectIndex{},
+		tracker:  k8s.NewChangeTracker(time.Now),
 	}
+	s.files = newFiles(dir, opts.MaxFileSize, log, func(previous, current *fileObjects) {
+		s.fileChanges = append(s.fileChanges, fileChange{previous, current})
+	})
+	return s
 }
 
 // HasSynced reports whether Run has read the whole directory once.
@@ -70,13 +109,15 @@ func (s *Source) Snapshot() source.Snapshot {
 }
 
 // Run reads the directory, calls changed, and then rereads it after every
-// change in it (and every resync period), calling changed whenever the files
-// differ from the previous read. It returns nil when ctx is done, or an
-// error if the directory cannot be watched or first read. Call it once.
+// change in it (and every resync period), calling changed whenever the
+// objects differ from the previous read. It returns nil when ctx is done,
+// or an error if the directory cannot be watched or first read. Call it
+// once.
 //
 // A later read that fails as a whole (the directory vanished or became
 // unreadable) is logged and keeps the previous objects: a missing mount must
-// not withdraw every Service from the node.
+// not withdraw every Service from the node. A directory that comes back is
+// watched and read again within the rewatch period.
 func (s *Source) Run(ctx context.Context, changed func()) error {
 	watcher, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -89,16 +130,78 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	if err := watcher.Add(s.dir); err != nil {
 		return fmt.Errorf("watch directory %s: %w", s.dir, err)
 	}
-	watching := true
-
-	if _, err := s.read(); err != nil {
+	if _, err := s.read(nil, nil, true); err != nil {
 		return fmt.Errorf("read directory %s: %w", s.dir, err)
 	}
 	s.synced.Store(true)
 	changed()
+	return s.watch(ctx, watcher, changed)
+}
 
+// watchLoop is the state of Run after the first read.
+type watchLoop struct {
+	watching bool // false while the directory is gone
+	all      bool // whether to read every file: events were lost
+	pending  bool // whether the debounce timer runs
+	// firstEvent and lastEvent are, for each file named by events since it
+	// was last read, when the first and the last of them came.
+	firstEvent, lastEvent map[string]time.Time
+}
+
+// takeDirty returns the files to read now and those still being written
+// (an event less than settle ago, for less than maxSettle): a file written
+// in place in several steps is read once it is quiet, not half-written.
+// wait is how soon the first of those settling is quiet.
+func (loop *watchLoop) takeDirty(now time.Time, settle, maxSettle time.Duration) (dirty, settling map[string]bool, wait time.Duration) {
+	dirty, settling = map[string]bool{}, map[string]bool{}
+	for name, last := range loop.lastEvent {
+		if quiet := now.Sub(last); quiet < settle && now.Sub(loop.firstEvent[name]) < maxSettle {
+			settling[name] = true
+			if len(settling) == 1 || settle-quiet < wait {
+				wait = settle - quiet
+			}
+			continue
+		}
+		dirty[name] = true
+		delete(loop.lastEvent, name)
+		delete(loop.firstEvent, name)
+	}
+	return dirty, settling, wait
+}
+
+func (loop *watchLoop) noteFile(name string, now time.Time) {
+	if _, ok := loop.firstEvent[name]; !ok {
+		loop.firstEvent[name] = now
+	}
+	loop.lastEvent[name] = now
+}
+
+// watch rereads the directory on events, on resyncs and when it comes back.
+func (s *Source) watch(ctx context.Context, watcher *fsnotify.Watcher, changed func()) error {
+	loop := watchLoop{watching: true, firstEvent: map[string]time.Time{}, lastEvent: map[string]time.Time{}}
+	// The debounce timer starts at the first event and is not pushed back by
+	// later ones; only a file still being written waits (see takeDirty).
+	debounce := time.NewTimer(s.debounce)
+	debounce.Stop()
+	defer debounce.Stop()
+	resync := time.NewTicker(s.resync)
+	defer resync.Stop()
+	rewatch := time.NewTicker(s.rewatch)
+	defer rewatch.Stop()
+	schedule := func(after time.Duration) {
+		if !loop.pending {
+			loop.pending = true
+			debounce.Reset(after)
+		}
+	}
 	reread := func() {
-		differs, err := s.read()
+		dirty, settling, wait := loop.takeDirty(time.Now(), s.debounce, maxSettle)
+		if len(settling) > 0 {
+			schedule(wait)
+		}
+		all := loop.all
+		loop.all = false
+		differs, err := s.read(dirty, settling, all)
 		if err != nil {
 			s.log.Error("keep the previous objects: the directory cannot be read", zap.Error(err))
 			return
@@ -108,79 +211,99 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 		}
 	}
 
-	// The debounce timer starts at the first event and is not pushed back by
-	// later ones, so a file written to continuously still gets read within
-	// one debounce period.
-	debounce := time.NewTimer(s.debounce)
-	debounce.Stop()
-	pending := false
-	resync := time.NewTicker(s.resync)
-	defer resync.Stop()
-
 	for {
 		select {
 		case <-ctx.Done():
-			debounce.Stop()
 			return nil
-
 		case event, ok := <-watcher.Events:
 			if !ok {
 				return fmt.Errorf("watch directory %s: event channel closed", s.dir)
 			}
-			if event.Name == s.dir && event.Has(fsnotify.Remove|fsnotify.Rename) {
-				watching = false // the kernel dropped the watch with the directory
-			}
-			if !pending {
-				pending = true
-				debounce.Reset(s.debounce)
-			}
-
+			s.noteEvent(watcher, &loop, event)
+			schedule(s.debounce)
 		case err, ok := <-watcher.Errors:
 			if !ok {
 				return fmt.Errorf("watch directory %s: error channel closed", s.dir)
 			}
 			// Most likely the event queue overflowed: events were lost, so
-			// read the whole directory again.
+			// read every file again.
 			s.log.Warn("reread the directory: watching it failed", zap.Error(err))
-			if !pending {
-				pending = true
-				debounce.Reset(s.debounce)
-			}
-
+			loop.all = true
+			schedule(s.debounce)
 		case <-debounce.C:
-			pending = false
+			loop.pending = false
 			reread()
-
-		case <-resync.C:
-			if !watching {
-				if err := watcher.Add(s.dir); err == nil {
-					watching = true
-				} else if !errors.Is(err, fsnotify.ErrClosed) {
-					s.log.Debug("directory still cannot be watched", zap.Error(err))
-				}
+		case <-rewatch.C:
+			if !loop.watching && s.addWatch(watcher) {
+				loop.watching, loop.all = true, true
+				reread()
 			}
-			reread()
+		case <-resync.C:
+			if loop.watching { // else the rewatch reads it when it is back
+				reread()
+			}
 		}
 	}
 }
 
-// read reads the directory and, when its files differ from the last read,
-// decodes them and replaces the snapshot. It reports whether they differed.
-func (s *Source) read() (differs bool, err error) {
-	files, err := readFiles(s.dir, s.log)
+// noteEvent records which file an event is about, and notices the
+// directory itself going away (the kernel drops the watch with it).
+func (s *Source) noteEvent(watcher *fsnotify.Watcher, loop *watchLoop, event fsnotify.Event) {
+	if event.Name != s.dir {
+		loop.noteFile(filepath.Base(event.Name), time.Now())
+		return
+	}
+	if event.Has(fsnotify.Remove | fsnotify.Rename) {
+		// A renamed directory is still watched under its new name: drop
+		// that watch, the path is what counts.
+		_ = watcher.Remove(s.dir)
+		loop.watching = false
+		s.log.Warn("directory is gone: keep the previous objects and watch for it to come back")
+	}
+}
+
+// addWatch watches the directory again, reporting whether it could.
+func (s *Source) addWatch(watcher *fsnotify.Watcher) bool {
+	if err := watcher.Add(s.dir); err != nil {
+		if !errors.Is(err, fsnotify.ErrClosed) {
+			s.log.Debug("directory still cannot be watched", zap.Error(err))
+		}
+		return false
+	}
+	s.log.Info("directory is back: watch and read it again")
+	return true
+}
+
+// read rereads the directory (the dirty files, those whose signature
+// changed, or all of them; none of those settling) and replaces the snapshot when the objects
+// differ. It reports whether they did.
+func (s *Source) read(dirty, settling map[string]bool, all bool) (differs bool, err error) {
+	start := time.Now()
+	differs, stats, err := s.files.update(dirty, settling, all)
 	if err != nil {
 		return false, err
 	}
-	sum := digest(files)
-	if s.HasSynced() && sum == s.lastRead {
+	if !differs && s.HasSynced() {
 		return false, nil
 	}
-	snap := snapshotOf(files, s.log)
+	snap := s.files.snapshot()
+	index := indexOf(snap)
 	s.mu.Lock()
-	s.snapshot = snap
+	s.snapshot, s.index = snap, index
 	s.mu.Unlock()
-	s.lastRead = sum
-	s.log.Info("read directory", zap.Int(logfield.Files, len(files)), zap.Int(logfield.Services, len(snap.Services)),
-		zap.Int(logfield.EndpointSlices, len(snap.EndpointSlices)))
+	if s.HasSynced() { // the first sync is a full one: it needs no changes
+		for _, c := range s.fileChanges {
+			s.recordFileChange(c.previous, c.current)
+		}
+	}
+	s.fileChanges = nil
+	if stats.decodedBytes >= releaseAfter {
+		// Decoding makes several times its input in short-lived garbage,
+		// which would otherwise stay resident long after a cold start.
+		debug.FreeOSMemory()
+	}
+	s.log.Info("read directory", zap.Int(logfield.Files, stats.files), zap.Int(logfield.Decoded, stats.decoded),
+		zap.Int(logfield.Services, len(snap.Services)), zap.Int(logfield.EndpointSlices, len(snap.EndpointSlices)),
+		zap.Duration(logfield.Took, time.Since(start)))
 	return true, nil
 }

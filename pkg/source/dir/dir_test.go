@@ -67,10 +67,10 @@ func TestDirSourceRun(t *testing.T) {
 			wantObjects: []string{"Service default/a-renamed", "Service default/b", "Service default/b2"},
 		},
 		{
-			name:        "a file broken mid-edit loses its objects, the others stay",
+			name:        "finding 7: a file broken mid-edit keeps its last good objects, the others stay",
 			do:          func(t *testing.T) { writeFile(t, filepath.Join(dir, "b.yaml"), "kind: Service\nmetadata: {name: b\n") },
-			wantChanged: true,
-			wantObjects: []string{"Service default/a-renamed"},
+			wantChanged: false,
+			wantObjects: []string{"Service default/a-renamed", "Service default/b", "Service default/b2"},
 		},
 		{
 			name: "deleting a file removes its objects",
@@ -80,11 +80,11 @@ func TestDirSourceRun(t *testing.T) {
 				}
 			},
 			wantChanged: true,
-			wantObjects: nil,
+			wantObjects: []string{"Service default/b", "Service default/b2"},
 		},
 	}
 
-	src := NewSource(dir, zaptest.NewLogger(t))
+	src := NewSource(dir, zaptest.NewLogger(t), Options{})
 	src.resync = time.Hour // only events may cause the rereads checked here
 	if src.HasSynced() {
 		t.Fatal("HasSynced before Run")
@@ -168,7 +168,7 @@ func TestDirSourceRunEnds(t *testing.T) {
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
-			src := NewSource(tc.dir(t), zaptest.NewLogger(t))
+			src := NewSource(tc.dir(t), zaptest.NewLogger(t), Options{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)

@@ -142,7 +142,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/c"},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "ignore file: it cannot be decoded", "a.yaml", "Service default/b", "decode document 2 (Service default/b)"},
+				{zapcore.ErrorLevel, "ignore file: it cannot be decoded", "a.yaml", "Service default/b", "decode document 2 at line 8 (Service default/b)"},
 			},
 		},
 		{
@@ -193,7 +193,7 @@ func TestReadDirectory(t *testing.T) {
 			},
 			wantObjects: []string{"Service default/db", "EndpointSlice default/db-mirror-0-ipv4"},
 			wantLogs: []wantLog{
-				{zapcore.ErrorLevel, "drop Endpoints address", "db.yaml", "Endpoints default/db", `mirror subset 0: ParseAddr("bogus")`},
+				{zapcore.ErrorLevel, "drop Endpoints address", "db.yaml", "Endpoints default/db", "mirror subset 0: ParseAddr((text))"},
 			},
 		},
 		{
@@ -218,11 +218,7 @@ func TestReadDirectory(t *testing.T) {
 			core, logs := observer.New(zapcore.InfoLevel)
 			log := zap.New(core)
 
-			files, err := readFiles(dir, log)
-			if err != nil {
-				t.Fatalf("read directory: %v", err)
-			}
-			snap := snapshotOf(files, log)
+			snap := readOnce(t, dir, log, Options{})
 
 			if got := describeSnapshot(snap); !slices.Equal(got, tc.wantObjects) {
 				t.Errorf("objects:\ngot  %q\nwant %q", got, tc.wantObjects)
@@ -237,11 +233,7 @@ func TestReadDirectory(t *testing.T) {
 func TestSeedExampleTranslates(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "nginx.yaml"), seedExample)
-	files, err := readFiles(dir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := snapshotOf(files, zap.NewNop())
+	snap := readOnce(t, dir, zap.NewNop(), Options{})
 	state, errs := desired.Build(snap.Services, snap.EndpointSlices, desired.NodeInfo{})
 	if len(errs) > 0 {
 		t.Errorf("build desired state: %v", errs)
@@ -258,6 +250,17 @@ func TestSeedExampleTranslates(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("flows:\ngot  %q\nwant %q", got, want)
 	}
+}
+
+// readOnce reads dir as a Source's first read does and returns what it
+// found.
+func readOnce(t *testing.T, dir string, log *zap.Logger, opts Options) source.Snapshot {
+	t.Helper()
+	src := NewSource(dir, log, opts)
+	if _, err := src.read(nil, nil, true); err != nil {
+		t.Fatalf("read directory: %v", err)
+	}
+	return src.Snapshot()
 }
 
 func writeFile(t *testing.T, path, content string) {

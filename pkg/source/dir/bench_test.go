@@ -1,0 +1,262 @@
+package dir
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The benchmarks measure the directory source alone (no agent, no syncer,
+// no maps): each runs it in a child process of this test binary so that
+// the RSS is the source's and not the fixture writer's. Figures, not
+// assertions: compare the rows of one run.
+
+const (
+	benchServices = 30000
+	benchChanges  = 20
+	// childEnv makes the test binary a benchmark's child: it measures the
+	// source on the directory named and prints the figures.
+	childEnv = "SOCKLB_DIR_BENCH_CHILD"
+)
+
+// benchFigures is what a child measured.
+type benchFigures struct {
+	ColdMS      float64   `json:"cold_ms"`
+	ColdRSSMiB  float64   `json:"cold_rss_mib"`
+	ChangeMS    []float64 `json:"change_ms"`
+	FirstRSSMiB float64   `json:"first_change_rss_mib"`
+	LastRSSMiB  float64   `json:"last_change_rss_mib"`
+	PeakRSSMiB  float64   `json:"peak_rss_mib"`
+	HeapMiB     float64   `json:"heap_mib"`
+	Services    int       `json:"services"`
+}
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(childEnv); dir != "" {
+		if err := runBenchChild(dir, os.Getenv(childEnv+"_CHANGES") != ""); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// benchLayouts are the directories measured: one file per Service (a
+// Service and its EndpointSlice of three endpoints), and the same objects
+// in ten large multi-document files.
+var benchLayouts = []struct {
+	name  string
+	files int
+}{
+	{"one-file-per-service", benchServices},
+	{"ten-multi-document-files", 10},
+}
+
+func BenchmarkColdStart30000(b *testing.B) {
+	for _, layout := range benchLayouts {
+		b.Run(layout.name, func(b *testing.B) {
+			dir := writeBenchDir(b, layout.files)
+			var fig benchFigures
+			for b.Loop() {
+				fig = runChild(b, dir, false)
+			}
+			b.ReportMetric(fig.ColdMS, "ms")
+			b.ReportMetric(fig.ColdRSSMiB, "rss-MiB")
+			b.ReportMetric(fig.PeakRSSMiB, "peak-rss-MiB")
+			b.ReportMetric(fig.HeapMiB, "heap-MiB")
+			b.ReportMetric(float64(fig.Services), "services")
+		})
+	}
+}
+
+func BenchmarkOneFileChange30000(b *testing.B) {
+	for _, layout := range benchLayouts {
+		b.Run(layout.name, func(b *testing.B) {
+			dir := writeBenchDir(b, layout.files)
+			var fig benchFigures
+			for b.Loop() {
+				fig = runChild(b, dir, true)
+			}
+			sorted := slices.Sorted(slices.Values(fig.ChangeMS))
+			b.ReportMetric(sorted[len(sorted)/2], "p50-ms")
+			b.ReportMetric(sorted[len(sorted)-1], "max-ms")
+			b.ReportMetric(fig.FirstRSSMiB, "rss-MiB-after-1")
+			b.ReportMetric(fig.LastRSSMiB, "rss-MiB-after-20")
+			b.ReportMetric(fig.PeakRSSMiB, "peak-rss-MiB")
+		})
+	}
+}
+
+// writeBenchDir writes benchServices Services into files files.
+func writeBenchDir(b *testing.B, files int) string {
+	b.Helper()
+	dir := b.TempDir()
+	per := benchServices / files
+	for f := range files {
+		var content strings.Builder
+		for i := f * per; i < (f+1)*per; i++ {
+			content.WriteString(serviceWithSlice(fmt.Sprintf("svc-%05d", i), i))
+			content.WriteString("---\n")
+		}
+		if err := os.WriteFile(filepath.Join(dir, benchFileName(f, files)), []byte(content.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func benchFileName(f, files int) string {
+	if files == benchServices {
+		return fmt.Sprintf("svc-%05d.yaml", f)
+	}
+	return fmt.Sprintf("part-%02d.yaml", f)
+}
+
+func runChild(b *testing.B, dir string, changes bool) benchFigures {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	if changes {
+		cmd.Env = append(cmd.Env, childEnv+"_CHANGES=1")
+	}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("bench child: %v", err)
+	}
+	var fig benchFigures
+	if err := json.Unmarshal(out, &fig); err != nil {
+		b.Fatalf("bench child output %q: %v", out, err)
+	}
+	return fig
+}
+
+// runBenchChild is the measured process: a cold start of the source on
+// dir and, with changes, benchChanges one-file changes through Run (an
+// event, the debounce, the read), each timed until changed() is called
+// and the Snapshot shows it.
+func runBenchChild(dir string, changes bool) error {
+	var fig benchFigures
+	src := NewSource(dir, zap.NewNop(), Options{})
+	start := time.Now()
+	if _, err := src.read(nil, nil, true); err != nil {
+		return err
+	}
+	fig.ColdMS = msSince(start)
+	fig.Services = len(src.Snapshot().Services)
+	fig.ColdRSSMiB = rssMiB("VmRSS")
+	if changes {
+		if err := measureChanges(dir, src, &fig); err != nil {
+			return err
+		}
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fig.HeapMiB = float64(ms.HeapAlloc) / (1 << 20)
+	fig.PeakRSSMiB = rssMiB("VmHWM")
+	runtime.KeepAlive(src)
+	return json.NewEncoder(os.Stdout).Encode(fig)
+}
+
+func measureChanges(dir string, src *Source, fig *benchFigures) error {
+	// Run reads the directory once more (from the cache: nothing decoded)
+	// before it watches.
+	changed := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	<-changed
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for i := range benchChanges {
+		name := entries[i*len(entries)/benchChanges].Name()
+		path := filepath.Join(dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		// A new clusterIP for the file's first Service, a change any
+		// layout has.
+		ip := fmt.Sprintf("10.97.0.%d", i+1)
+		next := withClusterIP(data, ip)
+		start := time.Now()
+		if err := os.WriteFile(path, next, 0o644); err != nil {
+			return err
+		}
+		for !hasClusterIP(src, ip) {
+			select {
+			case <-changed:
+			case err := <-done:
+				return fmt.Errorf("run ended: %v", err)
+			case <-time.After(30 * time.Second):
+				return fmt.Errorf("change %d not seen within 30 s", i)
+			}
+		}
+		fig.ChangeMS = append(fig.ChangeMS, msSince(start))
+		src.TakeChanges() // as the agent's sync does
+		if i == 0 {
+			fig.FirstRSSMiB = rssMiB("VmRSS")
+		}
+	}
+	fig.LastRSSMiB = rssMiB("VmRSS")
+	cancel()
+	return <-done
+}
+
+// withClusterIP gives the first Service of a file another clusterIP.
+func withClusterIP(data []byte, ip string) []byte {
+	const prefix = "  clusterIP: "
+	s := string(data)
+	i := strings.Index(s, prefix)
+	if i < 0 {
+		return data
+	}
+	end := i + strings.IndexByte(s[i:], '\n')
+	return []byte(s[:i] + prefix + ip + s[end:])
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+// rssMiB reads a memory figure of this process (VmRSS, VmHWM) in MiB.
+func rssMiB(field string) float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		if rest, ok := strings.CutPrefix(scanner.Text(), field+":"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				return -1
+			}
+			return kb / 1024
+		}
+	}
+	return -1
+}

@@ -1,0 +1,316 @@
+package dir
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/socklb/socklb/pkg/logfield"
+	"github.com/socklb/socklb/pkg/source"
+)
+
+// fileState is what the source knows of one file across reads of the
+// directory, so that a change to one file reads and decodes that file only.
+type fileState struct {
+	sig     fileSig
+	readAt  time.Time
+	sum     [sha256.Size]byte // of the content last read, good or not
+	handled bool              // whether sum's content was decoded (or refused)
+	failed  bool              // whether sum's content did not decode
+	// objs is the last version of the file that decoded; it stays while a
+	// later version cannot be read or decoded. nil until one decodes.
+	objs *fileObjects
+	// problem is the problem last logged for the file, so that each is
+	// logged once and not at every resync; "" when there is none.
+	problem string
+}
+
+// files keeps the state of every file of the directory; only Run (or a
+// test) uses it, from one goroutine.
+type files struct {
+	dir     string
+	maxSize int64
+	log     *zap.Logger
+	state   map[string]*fileState
+	order   []string        // the names of the last read, in lexical order
+	dups    map[string]bool // duplicate definitions logged by the last assembly
+	// changed is told how a file's objects changed: from its previous good
+	// version (nil: none) to the new one (nil: the file is gone).
+	changed func(previous, current *fileObjects)
+}
+
+func newFiles(dir string, maxSize int64, log *zap.Logger, changed func(previous, current *fileObjects)) *files {
+	return &files{dir: dir, maxSize: maxSize, log: log, state: map[string]*fileState{}, dups: map[string]bool{}, changed: changed}
+}
+
+// readStats says what one read did, for its log line.
+type readStats struct {
+	files, read, decoded int
+	decodedBytes         int64
+}
+
+// job is a file whose content must be read (and maybe decoded).
+type job struct {
+	c  candidate
+	st *fileState
+	// filled in by run:
+	data    []byte
+	sig     fileSig
+	sum     [sha256.Size]byte
+	err     error
+	decoded bool // whether err is the decoder's
+	emptied bool // see keepsWhileEmpty
+	objs    *fileObjects
+}
+
+// update reads the directory and reports whether the objects differ from
+// the previous update. Files named in dirty, or all files when all is set,
+// are read whatever their signature says; files named in settling are not
+// read at all (they keep what they had). An error means the directory
+// itself could not be read; nothing was changed then.
+func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readStats, error) {
+	root, err := filepath.EvalSymlinks(r.dir)
+	if err != nil {
+		return false, readStats{}, err
+	}
+	entries, err := os.ReadDir(r.dir) // sorted by name
+	if err != nil {
+		return false, readStats{}, err
+	}
+	var jobs []*job
+	order := make([]string, 0, len(entries))
+	now := time.Now()
+	for _, entry := range entries {
+		name := entry.Name()
+		if !holdsObjects(name) {
+			continue
+		}
+		if settling[name] {
+			if r.state[name] != nil {
+				order = append(order, name)
+			}
+			continue
+		}
+		c, err := checkEntry(root, r.dir, name, r.maxSize)
+		if errors.Is(err, errVanished) {
+			continue
+		}
+		st := r.state[name]
+		if st == nil {
+			st = &fileState{}
+			r.state[name] = st
+		}
+		order = append(order, name)
+		switch {
+		case err != nil:
+			r.refuse(name, st, err, false)
+		case all || dirty[name] || !st.handled || c.sig != st.sig || st.readAt.Sub(c.sig.mtime) < racyWindow:
+			jobs = append(jobs, &job{c: c, st: st})
+		}
+	}
+	stats := readStats{files: len(order), read: len(jobs)}
+	runJobs(jobs, r.maxSize)
+
+	differs := r.forget(order)
+	for _, j := range jobs {
+		j.st.readAt = now
+		if r.apply(j, &stats) {
+			differs = true
+		}
+	}
+	r.order = order
+	return differs, stats, nil
+}
+
+// forget drops the state of files no longer in the directory and reports
+// whether any of them had objects.
+func (r *files) forget(order []string) bool {
+	present := make(map[string]bool, len(order))
+	for _, name := range order {
+		present[name] = true
+	}
+	differs := false
+	for name, st := range r.state {
+		if !present[name] {
+			if st.objs != nil {
+				differs = true
+				r.changed(st.objs, nil)
+			}
+			delete(r.state, name)
+		}
+	}
+	return differs || len(order) != len(r.order)
+}
+
+// runJobs reads and decodes files on every CPU: decoding is almost all the
+// work of a cold start.
+func runJobs(jobs []*job, maxSize int64) {
+	next := make(chan *job)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				j.run(maxSize)
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+}
+
+func (j *job) run(maxSize int64) {
+	j.data, j.sig, j.sum, j.err = readCandidate(j.c, maxSize)
+	if j.err != nil || (j.st.handled && j.sum == j.st.sum) {
+		return
+	}
+	if j.emptied = j.keepsWhileEmpty(); j.emptied {
+		return
+	}
+	j.objs, j.err = decodeFile(j.c.name, j.data)
+	j.decoded = true
+	j.data = nil // only the objects stay in memory
+}
+
+// keepsWhileEmpty says whether the file is empty while its last good
+// version has objects: most likely it is being rewritten in place (a
+// truncate, then writes), and withdrawing its Services for that moment
+// would fail their clients. Removing the file withdraws them.
+func (j *job) keepsWhileEmpty() bool {
+	return len(bytes.TrimSpace(j.data)) == 0 && j.st.objs != nil && !j.st.objs.isEmpty()
+}
+
+func (objs *fileObjects) isEmpty() bool {
+	return len(objs.services) == 0 && len(objs.slices) == 0 && len(objs.endpoints) == 0
+}
+
+// apply records what a job found and reports whether the file's objects
+// changed.
+func (r *files) apply(j *job, stats *readStats) bool {
+	st, name := j.st, j.c.name
+	if j.err != nil && !j.decoded {
+		r.refuse(name, st, j.err, false)
+		return false
+	}
+	unchanged := st.handled && j.sum == st.sum
+	st.sig, st.sum, st.handled = j.sig, j.sum, true
+	switch {
+	case unchanged:
+		if st.problem != "" && !st.failed { // a refusal (too large, say) undone
+			r.log.Info("file is read again", zap.String(logfield.File, name))
+			st.problem = ""
+		}
+		return false
+	case j.emptied:
+		st.failed = true
+		r.refuse(name, st, errEmpty, true)
+		return false
+	case j.err != nil:
+		st.failed = true
+		r.refuse(name, st, j.err, true)
+		return false
+	}
+	stats.decoded++
+	stats.decodedBytes += j.sig.size
+	for _, n := range j.objs.notes {
+		if ce := r.log.Check(n.level, n.message); ce != nil {
+			ce.Write(n.fields...)
+		}
+	}
+	j.objs.notes = nil
+	if st.problem != "" {
+		r.log.Info("file is read again", zap.String(logfield.File, name))
+		st.problem = ""
+	}
+	r.changed(st.objs, j.objs)
+	st.objs, st.failed = j.objs, false
+	return true
+}
+
+var errEmpty = errors.New("the file is empty; remove it to withdraw its objects")
+
+// refuse logs, once until it changes, why a file is not read now; its last
+// good version stays. decoding says whether it was read but did not decode.
+func (r *files) refuse(name string, st *fileState, err error, decoding bool) {
+	var message string
+	switch {
+	case errors.Is(err, errEmpty):
+		message = "keep the last good version of the file: this one is empty"
+	case decoding && st.objs != nil:
+		message = "keep the last good version of the file: this one cannot be decoded"
+	case decoding:
+		message = "ignore file: it cannot be decoded"
+	case st.objs != nil:
+		message = "keep the last good version of the file: this one cannot be read"
+	case errors.Is(err, errRefused):
+		message = "refuse file"
+	default:
+		message = "skip file: it cannot be read"
+	}
+	if key := message + "\x00" + err.Error(); key != st.problem {
+		st.problem = key
+		fields := []zap.Field{zap.String(logfield.File, name), zap.Error(err)}
+		var docErr *documentError
+		if errors.As(err, &docErr) && docErr.object != "" {
+			fields = append(fields, zap.String(logfield.Object, docErr.object))
+		}
+		r.log.Error(message, fields...)
+	}
+}
+
+// snapshot puts the objects of every file together, in lexical file order.
+// When two files define the same object, the first wins and the other is
+// logged, once while it lasts.
+func (r *files) snapshot() source.Snapshot {
+	var snap source.Snapshot
+	definedIn := map[objectKey]string{}
+	dups := map[string]bool{}
+	keep := func(file string, key objectKey) bool {
+		first, ok := definedIn[key]
+		if !ok {
+			definedIn[key] = file
+			return true
+		}
+		id := file + "\x00" + key.String()
+		if dups[id] = true; !r.dups[id] {
+			r.log.Error("ignore duplicate object", zap.String(logfield.File, file), zap.String(logfield.Object, key.String()),
+				zap.Error(fmt.Errorf("read %s: already defined in %s", key, first)))
+		}
+		return false
+	}
+	for _, name := range r.order {
+		objs := r.state[name].objs
+		if objs == nil {
+			continue
+		}
+		for _, svc := range objs.services {
+			if keep(name, objectKey{"Service", svc.Namespace, svc.Name}) {
+				snap.Services = append(snap.Services, svc)
+			}
+		}
+		for _, slice := range objs.slices {
+			if keep(name, objectKey{"EndpointSlice", slice.Namespace, slice.Name}) {
+				snap.EndpointSlices = append(snap.EndpointSlices, slice)
+			}
+		}
+		for _, ep := range objs.endpoints {
+			if keep(name, objectKey{"Endpoints", ep.namespace, ep.name}) {
+				snap.EndpointSlices = append(snap.EndpointSlices, ep.slices...)
+			}
+		}
+	}
+	r.dups = dups
+	return snap
+}

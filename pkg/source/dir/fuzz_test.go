@@ -1,0 +1,140 @@
+package dir
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/socklb/socklb/pkg/desired"
+)
+
+// FuzzDecodeFile gives decodeFile any bytes as a file. It must not panic,
+// what it returns must be well-formed objects, and neither its error nor
+// its log lines may carry the file's text (seeds: testdata/fuzz and the
+// cases below).
+func FuzzDecodeFile(f *testing.F) {
+	for _, seed := range []string{
+		seedExample,
+		serviceWithSlice("web", 7),
+		"apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: a}, spec: {ports: [{port: 80}]}}\n",
+		"apiVersion: v1\nkind: Endpoints\nmetadata: {name: db}\nsubsets:\n- addresses: [{ip: 192.168.1.20}, {ip: bogus}]\n  ports: [{port: 5432}]\n",
+		`{"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":80}]}}`,
+		"root:$6$abcdefgh$x:19000:0:99999:7:::\n",
+		"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n",
+		"kind: Service\nkind: Service\nmetadata: {name: x}\n",
+		"---\n# only a comment\n---\n...\n",
+		"kind: Service\r\nmetadata:\r\n  name: crlf\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, err := decodeFile("fuzz.yaml", data)
+		var texts []string
+		if err != nil {
+			text := err.Error()
+			var docErr *documentError
+			if errors.As(err, &docErr) && docErr.object != "" {
+				checkObjectName(t, docErr.object)
+				text = strings.Replace(text, docErr.object, "(object)", 1) // validated by describe
+			}
+			texts = append(texts, text)
+		} else {
+			checkWellFormed(t, objs)
+			texts = append(texts, noteTexts(objs)...)
+		}
+		for _, text := range texts {
+			if quoted := quotedFrom(text, data); quoted != "" {
+				t.Errorf("output quotes the file (%q): %s", quoted, text)
+			}
+		}
+	})
+}
+
+// checkWellFormed fails on an object the desired-state builder could not
+// name or place.
+func checkWellFormed(t *testing.T, objs *fileObjects) {
+	t.Helper()
+	checkNames := func(kind, name, namespace string) {
+		if len(validation.IsDNS1123Subdomain(name)) > 0 || len(validation.IsDNS1123Label(namespace)) > 0 {
+			t.Errorf("%s with name %q in namespace %q", kind, name, namespace)
+		}
+	}
+	for _, svc := range objs.services {
+		checkNames("Service", svc.Name, svc.Namespace)
+	}
+	slices := objs.slices
+	for _, ep := range objs.endpoints {
+		checkNames("Endpoints", ep.name, ep.namespace)
+		for _, s := range ep.slices {
+			if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
+				t.Errorf("mirrored slice %s has address type %q", s.Name, s.AddressType)
+			}
+			for _, e := range s.Endpoints {
+				if len(e.Addresses) != 1 {
+					t.Errorf("mirrored endpoint with %d addresses", len(e.Addresses))
+				} else if _, err := desired.ParseAddr(e.Addresses[0]); err != nil {
+					t.Errorf("mirrored endpoint: %v", err)
+				}
+			}
+		}
+		slices = append(slices, ep.slices...)
+	}
+	for _, s := range slices {
+		checkNames("EndpointSlice", s.Name, s.Namespace)
+	}
+}
+
+// checkObjectName fails unless object reads "Kind namespace/name" with
+// valid names, as describe makes it.
+func checkObjectName(t *testing.T, object string) {
+	t.Helper()
+	kind, ref, ok := strings.Cut(object, " ")
+	ns, name, ok2 := strings.Cut(ref, "/")
+	if !ok || !ok2 || !isIdentifier(kind) || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		t.Errorf("object named %q", object)
+	}
+}
+
+// noteTexts renders a file's log notes as lines, leaving out the fields
+// that hold names checked to be identifiers.
+func noteTexts(objs *fileObjects) []string {
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	for _, n := range objs.notes {
+		log.Check(n.level, n.message).Write(n.fields...)
+	}
+	var texts []string
+	for _, e := range logs.All() {
+		fields := e.ContextMap()
+		delete(fields, "object")           // kind and names, validated by describe
+		delete(fields, "api_version_kind") // validated by kindOf
+		texts = append(texts, fmt.Sprint(e.Message, " ", fields))
+	}
+	return texts
+}
+
+// quotedField is a field path that a strict decoder names; it names fields,
+// and the operator needs it to find a typo.
+var quotedField = regexp.MustCompile(`field "[^"]*"`)
+
+// quotedFrom returns a run of quoteWindow bytes of text that is also in
+// data, or "".
+func quotedFrom(text string, data []byte) string {
+	const quoteWindow = 16
+	text = quotedField.ReplaceAllString(text, "field")
+	input := string(data)
+	for i := 0; i+quoteWindow <= len(text); i++ {
+		if w := text[i : i+quoteWindow]; strings.TrimSpace(w) != "" && strings.Contains(input, w) {
+			return w
+		}
+	}
+	return ""
+}

@@ -240,6 +240,26 @@ static __always_inline int xdp_decrement_ttl(void *data, void *data_end, const s
 	return 0;
 }
 
+/* The FIB question for a packet of p now addressed as t, arriving on ifindex. */
+static __always_inline void fib_params_of(struct bpf_fib_lookup *fib, const struct lb_pkt *p,
+					  const struct lb_tuple *t, __u32 ifindex)
+{
+	fib->ifindex = ifindex;
+	fib->l4_protocol = t->proto;
+	fib->sport = t->sport;
+	fib->dport = t->dport;
+	fib->tot_len = p->l3_len;
+	if (p->v6) {
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, t->saddr.w, 16);
+		__builtin_memcpy(fib->ipv6_dst, t->daddr.w, 16);
+	} else {
+		fib->family = AF_INET;
+		fib->ipv4_src = t->saddr.w[3];
+		fib->ipv4_dst = t->daddr.w[3];
+	}
+}
+
 /* Sends a translated packet (now addressed as t) on its way: straight out of
  * the device the FIB names, or, when the FIB cannot tell (no neighbour
  * entry yet, a route that needs the stack), to the stack, which forwards it. */
@@ -251,20 +271,7 @@ static __always_inline int xdp_forward(struct xdp_md *ctx, const struct lb_pkt *
 	struct ethhdr *eth;
 	long rc;
 
-	fib.ifindex = ctx->ingress_ifindex;
-	fib.l4_protocol = t->proto;
-	fib.sport = t->sport;
-	fib.dport = t->dport;
-	fib.tot_len = p->l3_len;
-	if (p->v6) {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, t->saddr.w, 16);
-		__builtin_memcpy(fib.ipv6_dst, t->daddr.w, 16);
-	} else {
-		fib.family = AF_INET;
-		fib.ipv4_src = t->saddr.w[3];
-		fib.ipv4_dst = t->daddr.w[3];
-	}
+	fib_params_of(&fib, p, t, ctx->ingress_ifindex);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		lb_count(LB_REASON_FIB_PASS);
@@ -725,20 +732,7 @@ int nodeport_tc_ingress(struct __sk_buff *skb)
 	kind = pkt_parse(data, data_end, &p);
 	if (kind == PKT_OTHER || !xdp_left_behind(&p, kind))
 		return TC_ACT_OK;
-	fib.ifindex = skb->ingress_ifindex;
-	fib.l4_protocol = p.t.proto;
-	fib.sport = p.t.sport;
-	fib.dport = p.t.dport;
-	fib.tot_len = p.l3_len;
-	if (p.v6) {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, p.t.saddr.w, 16);
-		__builtin_memcpy(fib.ipv6_dst, p.t.daddr.w, 16);
-	} else {
-		fib.family = AF_INET;
-		fib.ipv4_src = p.t.saddr.w[3];
-		fib.ipv4_dst = p.t.daddr.w[3];
-	}
+	fib_params_of(&fib, &p, &p.t, skb->ingress_ifindex);
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		lb_count(LB_REASON_NEIGH_RESOLVE);

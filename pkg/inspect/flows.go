@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -74,29 +75,13 @@ func flowViews(keys []lbmap.FlowKey, vals []lbmap.Flow, now time.Duration) []Flo
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int {
-		if created[a] != created[b] {
-			if created[a] < created[b] {
-				return -1
-			}
-			return 1
-		}
-		return compareStrings(views[a].Client, views[b].Client)
+		return cmp.Or(cmp.Compare(created[a], created[b]), cmp.Compare(views[a].Client, views[b].Client))
 	})
 	sorted := make([]FlowView, len(views))
 	for i, j := range order {
 		sorted[i] = views[j]
 	}
 	return sorted
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // WriteFlows prints views in format f.

@@ -378,6 +378,34 @@ func TestNodePortFromOutside(t *testing.T) {
 		}
 	})
 
+	t.Run("inspect flows lists outside flows with their backend and SNAT", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := w.c.Run(t, ctx, node1.Host, false, w.socklb, "inspect", "flows", "-o", "json", "--bpffs", node1.PinDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flows []inspect.FlowView
+		if err := json.Unmarshal([]byte(out), &flows); err != nil {
+			t.Fatalf("inspect flows -o json: %v\n%s", err, out)
+		}
+		remote, local := 0, 0
+		for _, f := range flows {
+			if f.Frontend != netip.AddrPortFrom(node1.IPv4, 30080).String() || !strings.HasPrefix(f.Client, "198.51.100.100:") {
+				continue
+			}
+			switch {
+			case f.Backend == netip.AddrPortFrom(w.webB.IPv4, 8080).String() && strings.HasPrefix(f.SNAT, node1.IPv4.String()+":"):
+				remote++
+			case f.Backend == netip.AddrPortFrom(w.webA.IPv4, 8080).String() && f.SNAT == "":
+				local++
+			}
+		}
+		if remote == 0 || local == 0 {
+			t.Errorf("node1's flows to %s:30080: %d to web-b with SNAT, %d to web-a without; want some of each:\n%s", node1.IPv4, remote, local, out)
+		}
+	})
+
 	t.Run("no iptables or nftables rule on any node", func(t *testing.T) {
 		w.c.NoFirewallRules(t)
 	})

@@ -43,6 +43,13 @@
 #define NORTH_SOUTH_FLAGS (LB_SVC_F_NODE_PORT | LB_SVC_F_LOAD_BALANCER | LB_SVC_F_EXTERNAL_IP)
 /* Random SNAT ports tried before a new flow is refused. */
 #define SNAT_TRIES 16
+/* A flow idle this long is over: its SNAT port may go to a new flow, and a
+ * packet on its old tuple starts a new one. Longer than TCP's TIME_WAIT
+ * (60 s), which the backend holds after a close: reusing the port sooner
+ * would meet that TIME_WAIT with another client's sequence numbers. */
+#define LB_FLOW_IDLE_NS (70ULL * 1000000000ULL)
+/* seen_ns is rewritten at most this often, not on every packet. */
+#define LB_FLOW_SEEN_GRAIN_NS 1000000000ULL
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -316,12 +323,67 @@ static __always_inline int flow_backend_alive(const struct lb_flow *f)
 	return addr_equal(&have, &want) && b->port == f->new_dport;
 }
 
-/* Inserts rev with a free SNAT port of cfg as its destination port. */
+static __always_inline int flow_idle(const struct lb_flow *f, __u64 now)
+{
+	return now - f->seen_ns > LB_FLOW_IDLE_NS;
+}
+
+/* Notes a packet of f; the entry is written at most once a second. */
+static __always_inline void flow_seen(struct lb_flow *f, __u64 now)
+{
+	if (now - f->seen_ns > LB_FLOW_SEEN_GRAIN_NS)
+		f->seen_ns = now;
+}
+
+/* Keeps the reply entry of the SNAT flow fwd (of client) alive along with
+ * it, since a client that only sends keeps its flow going too. 0 when that
+ * entry is no longer this flow's: its port went to another flow. */
+static __always_inline int flow_touch_reply(const struct lb_flow *fwd, const struct lb_tuple *client,
+					    __u64 now)
+{
+	struct lb_flow_key rkey = {};
+	struct lb_flow *rev;
+	union lb_addr to;
+
+	__builtin_memcpy(rkey.saddr, fwd->new_daddr, 16);
+	__builtin_memcpy(rkey.daddr, fwd->new_saddr, 16);
+	rkey.sport = fwd->new_dport;
+	rkey.dport = fwd->new_sport;
+	rkey.proto = client->proto;
+	rkey.dir = LB_FLOW_REV;
+	rev = bpf_map_lookup_elem(&lb_nat, &rkey);
+	if (!rev)
+		return 0;
+	addr_load(&to, rev->new_daddr);
+	if (!addr_equal(&to, &client->saddr) || rev->new_dport != client->sport)
+		return 0;
+	flow_seen(rev, now);
+	return 1;
+}
+
+/* Whether the flow cur may carry this packet of client: still the
+ * frontend's, not idle, its backend alive and, for a SNATed flow checked
+ * once a second, its SNAT port still its own. */
+static __always_inline int flow_current(struct lb_flow *cur, const struct lb_service_value *master,
+					const struct lb_tuple *client, __u64 now)
+{
+	if (cur->service_id != master->service_id || flow_idle(cur, now) || !flow_backend_alive(cur))
+		return 0;
+	if ((cur->flags & LB_FLOW_F_SNAT) && now - cur->seen_ns > LB_FLOW_SEEN_GRAIN_NS &&
+	    !flow_touch_reply(cur, client, now))
+		return 0;
+	flow_seen(cur, now);
+	return 1;
+}
+
+/* Inserts rev with a SNAT port of cfg as its destination port: a free one,
+ * or one whose flow is idle (over). */
 static __always_inline int snat_reserve(struct lb_flow_key *rev, const struct lb_flow *val,
-					const struct lb_node_cfg *cfg)
+					const struct lb_node_cfg *cfg, __u64 now)
 {
 	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
 	__u32 range, start = bpf_get_prandom_u32();
+	struct lb_flow *held;
 
 	if (min == 0 || max < min)
 		return -1;
@@ -329,6 +391,10 @@ static __always_inline int snat_reserve(struct lb_flow_key *rev, const struct lb
 	for (int i = 0; i < SNAT_TRIES; i++) {
 		rev->dport = bpf_htons((__u16)(min + (start + i) % range));
 		if (!bpf_map_update_elem(&lb_nat, rev, val, BPF_NOEXIST))
+			return 0;
+		held = bpf_map_lookup_elem(&lb_nat, rev);
+		if (held && flow_idle(held, now) &&
+		    !bpf_map_update_elem(&lb_nat, rev, val, BPF_EXIST))
 			return 0;
 	}
 	return -1;
@@ -340,7 +406,7 @@ static __always_inline int snat_reserve(struct lb_flow_key *rev, const struct lb
 static __always_inline enum lb_reason
 flow_create(const struct lb_pkt *p, const struct lb_service_key *key,
 	    const struct lb_service_value *master, const struct lb_flow_key *fkey,
-	    struct lb_flow *fwd)
+	    struct lb_flow *fwd, __u64 now)
 {
 	struct lb_flow rev = {};
 	struct lb_flow_key rkey = {};
@@ -362,7 +428,8 @@ flow_create(const struct lb_pkt *p, const struct lb_service_key *key,
 	fwd->new_dport = backend->port;
 	fwd->backend_id = rev.backend_id = backend_id;
 	fwd->service_id = rev.service_id = master->service_id;
-	fwd->created_ns = rev.created_ns = bpf_ktime_get_ns();
+	fwd->created_ns = rev.created_ns = now;
+	fwd->seen_ns = rev.seen_ns = now;
 	/* The reply must appear to come from the frontend. */
 	addr_store(rev.new_saddr, &p->t.daddr);
 	rev.new_sport = p->t.dport;
@@ -392,7 +459,7 @@ flow_create(const struct lb_pkt *p, const struct lb_service_key *key,
 		/* The reply goes back to the client. */
 		addr_store(rev.new_daddr, &p->t.saddr);
 		rev.new_dport = p->t.sport;
-		if (snat_reserve(&rkey, &rev, cfg))
+		if (snat_reserve(&rkey, &rev, cfg, now))
 			return LB_REASON_SNAT_PORTS;
 		addr_store(fwd->new_saddr, &snat);
 		fwd->new_sport = rkey.dport;
@@ -415,6 +482,7 @@ static __noinline int xdp_frontend(struct xdp_md *ctx, const struct lb_pkt *p)
 	struct lb_flow *cur, fwd;
 	struct lb_tuple to = p->t;
 	enum lb_reason reason;
+	__u64 now;
 
 	addr_store(key.addr, &p->t.daddr);
 	key.port = p->t.dport;
@@ -430,11 +498,12 @@ static __noinline int xdp_frontend(struct xdp_md *ctx, const struct lb_pkt *p)
 	}
 
 	flow_key_of(&fkey, &p->t, LB_FLOW_FWD);
+	now = bpf_ktime_get_ns();
 	cur = bpf_map_lookup_elem(&lb_nat, &fkey);
-	if (cur && cur->service_id == master->service_id && flow_backend_alive(cur)) {
+	if (cur && flow_current(cur, master, &p->t, now)) {
 		fwd = *cur;
 	} else {
-		reason = flow_create(p, &key, master, &fkey, &fwd);
+		reason = flow_create(p, &key, master, &fkey, &fwd, now);
 		if (reason != LB_REASON_TRANSLATED) {
 			lb_count(reason);
 			/* No endpoint at all: nothing listens on the frontend, so the
@@ -464,6 +533,7 @@ static __noinline int xdp_reply(struct xdp_md *ctx, const struct lb_pkt *p)
 	rev = bpf_map_lookup_elem(&lb_nat, &rkey);
 	if (!rev || !(rev->flags & LB_FLOW_F_SNAT))
 		return -1;
+	flow_seen(rev, bpf_ktime_get_ns());
 	tuple_apply(&to, rev);
 	if (xdp_rewrite_l4(ctx, p, &to))
 		return XDP_DROP;
@@ -686,6 +756,7 @@ int nodeport_tc_egress(struct __sk_buff *skb)
 	found = bpf_map_lookup_elem(&lb_nat, &rkey);
 	if (!found || !(found->flags & LB_FLOW_F_LOCAL))
 		return TC_ACT_OK;
+	flow_seen(found, bpf_ktime_get_ns());
 	rev = *found;
 	if (kind == PKT_L4)
 		return tc_reply(skb, &p, &rev);

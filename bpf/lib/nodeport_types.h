@@ -51,6 +51,9 @@ struct lb_flow {
 	enum lb_flow_flags flags;
 	__u16  pad;
 	__u64  created_ns; /* bpf_ktime_get_ns() when the flow was first seen */
+	/* The last packet in key's direction, to a second: a flow idle for
+	 * LB_FLOW_IDLE_NS gives its SNAT port back (see nodeport.c). */
+	__u64  seen_ns;
 };
 
 /* lb_node_cfg[0]: where a flow to a remote backend is SNATed from. */

@@ -6,11 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/socklb/socklb/pkg/datapath"
 	"github.com/socklb/socklb/pkg/lbmap"
@@ -474,5 +476,80 @@ func TestNodePortFixtures(t *testing.T) {
 				t.Errorf("output\n got %s\nwant %s", got, want)
 			}
 		})
+	}
+}
+
+// monotonicNow is bpf_ktime_get_ns's clock.
+func monotonicNow(t *testing.T) uint64 {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(ts.Nano())
+}
+
+// ageFlow moves the last-seen time of the entry of key back by ago.
+func (f *fixtureNode) ageFlow(t *testing.T, key lbmap.FlowKey, ago time.Duration) {
+	t.Helper()
+	var flow lbmap.Flow
+	if err := f.maps.Nat.Lookup(key, &flow); err != nil {
+		t.Fatalf("flow %s -> %s: %v", key.Src(), key.Dst(), err)
+	}
+	flow.SeenNs = monotonicNow(t) - uint64(ago)
+	must(t, f.maps.Nat.Put(key, flow))
+}
+
+// A SNAT port is a flow's until the flow has been idle longer than TCP's
+// TIME_WAIT; then a new flow may take it, and the old tuple, if it comes
+// back, starts a flow of its own instead of stealing the port back.
+func TestSNATPortReuse(t *testing.T) {
+	f := newFixtureNode(t)
+	// Two SNAT ports only, so that the third flow finds none free.
+	must(t, f.maps.NodeConfig.Put(uint32(0), lbmap.NewNodeConfig(nodeIP4, nodeIP6, 61000, 61001)))
+	frontend := ap(nodeIP4, 30081)
+	clientA := netip.MustParseAddrPort("192.0.2.10:40001")
+	clientB := netip.MustParseAddrPort("192.0.2.11:40002")
+	clientC := netip.MustParseAddrPort("192.0.2.12:40003")
+	send := func(client netip.AddrPort) uint32 {
+		v, _ := f.run(t, f.xdp, packet.MustBuild(tcp4(client, frontend, "x")))
+		return v
+	}
+	fwdKey := func(client netip.AddrPort) lbmap.FlowKey { return lbmap.NewFlowKey(client, frontend, 6, lbmap.FlowForward) }
+	replyKey := func(port uint16) lbmap.FlowKey { return lbmap.NewFlowKey(remotePod4, ap(nodeIP4, port), 6, lbmap.FlowReply) }
+
+	steps := []struct {
+		desc    string
+		do      func()
+		client  netip.AddrPort
+		verdict uint32
+	}{
+		{"A gets a port", nil, clientA, xdpTX},
+		{"B gets the other", nil, clientB, xdpTX},
+		{"C finds none free: dropped", nil, clientC, xdpDrop},
+		{"A idle past TIME_WAIT: C takes its port", func() {
+			port := f.snatPort(t, clientA, frontend, 6)
+			f.ageFlow(t, fwdKey(clientA), 100*time.Second)
+			f.ageFlow(t, replyKey(port), 100*time.Second)
+		}, clientC, xdpTX},
+		{"A's old tuple back: a flow of its own, none free, not C's port", nil, clientA, xdpDrop},
+		{"A's entry quiet a while but C holds the port: A does not take it back", func() {
+			f.ageFlow(t, fwdKey(clientA), 2*time.Second)
+		}, clientA, xdpDrop},
+	}
+	for _, st := range steps {
+		if st.do != nil {
+			st.do()
+		}
+		if got := send(st.client); got != st.verdict {
+			t.Fatalf("%s: verdict %s, want %s", st.desc, verdictNames[got], verdictNames[st.verdict])
+		}
+	}
+	if a, c := f.snatPort(t, clientA, frontend, 6), f.snatPort(t, clientC, frontend, 6); a == c {
+		var rev lbmap.Flow
+		must(t, f.maps.Nat.Lookup(replyKey(c), &rev))
+		if dst, _ := rev.NewDst(); dst != clientC {
+			t.Errorf("replies on SNAT port %d go to %s, want C %s", c, dst, clientC)
+		}
 	}
 }

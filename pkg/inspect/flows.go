@@ -26,6 +26,9 @@ type FlowView struct {
 	// backend, "" when the backend is local (no SNAT).
 	SNAT       string  `json:"snat,omitempty"`
 	AgeSeconds float64 `json:"age_seconds"`
+	// IdleSeconds is since the client's last packet, to a second: a flow
+	// idle for 70 s is over and gives its SNAT port back.
+	IdleSeconds float64 `json:"idle_seconds"`
 }
 
 // Flows lists the connection table's flows, oldest first.
@@ -67,6 +70,9 @@ func flowViews(keys []lbmap.FlowKey, vals []lbmap.Flow, now time.Duration) []Flo
 		if age := now - time.Duration(v.CreatedNs); age > 0 {
 			view.AgeSeconds = age.Round(time.Millisecond).Seconds()
 		}
+		if idle := now - time.Duration(v.SeenNs); idle > 0 {
+			view.IdleSeconds = idle.Round(time.Millisecond).Seconds()
+		}
 		views = append(views, view)
 		created = append(created, v.CreatedNs)
 	}
@@ -90,14 +96,18 @@ func WriteFlows(w io.Writer, f Format, views []FlowView) error {
 		return writeJSON(w, views)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT\tFRONTEND\tPROTO\tBACKEND\tSNAT\tAGE")
+	fmt.Fprintln(tw, "CLIENT\tFRONTEND\tPROTO\tBACKEND\tSNAT\tAGE\tIDLE")
 	for _, v := range views {
 		snat := v.SNAT
 		if snat == "" {
 			snat = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Client, v.Frontend, v.Protocol, v.Backend, snat,
-			(time.Duration(v.AgeSeconds * float64(time.Second))).Round(time.Second))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Client, v.Frontend, v.Protocol, v.Backend, snat,
+			seconds(v.AgeSeconds), seconds(v.IdleSeconds))
 	}
 	return tw.Flush()
+}
+
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Second)
 }

@@ -24,9 +24,9 @@ func TestFlows(t *testing.T) {
 	if err := WriteFlows(&table, Table, views); err != nil {
 		t.Fatal(err)
 	}
-	want := "CLIENT            FRONTEND            PROTO  BACKEND          SNAT                AGE\n" +
-		"192.0.2.11:40001  198.51.100.1:30081  UDP    10.244.2.5:8080  198.51.100.1:61234  15s\n" +
-		"192.0.2.10:40000  198.51.100.1:30080  TCP    10.244.1.5:8080  -                   10s\n"
+	want := "CLIENT            FRONTEND            PROTO  BACKEND          SNAT                AGE  IDLE\n" +
+		"192.0.2.11:40001  198.51.100.1:30081  UDP    10.244.2.5:8080  198.51.100.1:61234  15s  15s\n" +
+		"192.0.2.10:40000  198.51.100.1:30080  TCP    10.244.1.5:8080  -                   10s  10s\n"
 	if table.String() != want {
 		t.Errorf("flows table (reply entries left out, oldest first):\n%s\nwant\n%s", table.String(), want)
 	}

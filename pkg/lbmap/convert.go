@@ -166,7 +166,7 @@ func (k SourceRangeKey) Prefix() netip.Prefix {
 // when src is valid, sources to src.
 func NewFlow(dst, src netip.AddrPort, backendID, serviceID uint32, flags FlowFlags, createdNs uint64) Flow {
 	f := Flow{NewDaddr: addrTo16(dst.Addr()), NewDport: portToNet(dst.Port()),
-		BackendId: backendID, ServiceId: serviceID, Flags: flags, CreatedNs: createdNs}
+		BackendId: backendID, ServiceId: serviceID, Flags: flags, CreatedNs: createdNs, SeenNs: createdNs}
 	if src.IsValid() {
 		f.NewSaddr, f.NewSport = addrTo16(src.Addr()), portToNet(src.Port())
 	}

@@ -47,6 +47,7 @@ type layoutsLbFlow struct {
 	Flags     layoutsLbFlowFlags
 	Pad       uint16
 	CreatedNs uint64
+	SeenNs    uint64
 }
 
 type layoutsLbFlowDir uint8

@@ -515,8 +515,12 @@ func TestSNATPortReuse(t *testing.T) {
 		v, _ := f.run(t, f.xdp, packet.MustBuild(tcp4(client, frontend, "x")))
 		return v
 	}
-	fwdKey := func(client netip.AddrPort) lbmap.FlowKey { return lbmap.NewFlowKey(client, frontend, 6, lbmap.FlowForward) }
-	replyKey := func(port uint16) lbmap.FlowKey { return lbmap.NewFlowKey(remotePod4, ap(nodeIP4, port), 6, lbmap.FlowReply) }
+	fwdKey := func(client netip.AddrPort) lbmap.FlowKey {
+		return lbmap.NewFlowKey(client, frontend, 6, lbmap.FlowForward)
+	}
+	replyKey := func(port uint16) lbmap.FlowKey {
+		return lbmap.NewFlowKey(remotePod4, ap(nodeIP4, port), 6, lbmap.FlowReply)
+	}
 
 	steps := []struct {
 		desc    string

@@ -15,7 +15,6 @@ import (
 
 	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
-	"github.com/socklb/socklb/pkg/source/k8s"
 )
 
 const (
@@ -63,7 +62,7 @@ type Source struct {
 	index    objectIndex // of snapshot
 
 	// tracker records which Services changed between syncs.
-	tracker *k8s.ChangeTracker
+	tracker *source.ChangeTracker
 	// fileChanges wait for the new snapshot to be in place before the
 	// tracker hears of them: a sync taking a change must find it in Objects.
 	fileChanges []fileChange
@@ -89,7 +88,7 @@ func NewSource(dir string, log *zap.Logger, opts Options) *Source {
 		resync:   defaultResync,
 		rewatch:  defaultRewatch,
 		index:    objectIndex{},
-		tracker:  k8s.NewChangeTracker(time.Now),
+		tracker:  source.NewChangeTracker(time.Now),
 	}
 	s.files = newFiles(dir, opts.MaxFileSize, log, func(previous, current *fileObjects) {
 		s.fileChanges = append(s.fileChanges, fileChange{previous, current})

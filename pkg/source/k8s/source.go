@@ -46,7 +46,7 @@ type Source struct {
 	svcLister corelisters.ServiceLister
 	epsLister discoverylisters.EndpointSliceLister
 	nodeList  corelisters.NodeLister
-	tracker   *ChangeTracker
+	tracker   *source.ChangeTracker
 }
 
 var _ source.Incremental = (*Source)(nil)
@@ -83,7 +83,7 @@ func NewSource(client kubernetes.Interface, nodeName string, log *zap.Logger) (*
 		svcLister: svcFactory.Core().V1().Services().Lister(),
 		epsLister: sliceFactory.Discovery().V1().EndpointSlices().Lister(),
 		nodeList:  nodeFactory.Core().V1().Nodes().Lister(),
-		tracker:   NewChangeTracker(time.Now),
+		tracker:   source.NewChangeTracker(time.Now),
 	}
 	if err := s.slices.AddIndexers(cache.Indexers{byServiceIndex: sliceServiceIndex}); err != nil {
 		return nil, fmt.Errorf("index EndpointSlices by Service: %w", err)

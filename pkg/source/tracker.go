@@ -1,4 +1,4 @@
-package k8s
+package source
 
 import (
 	"sync"
@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/socklb/socklb/pkg/desired"
-	"github.com/socklb/socklb/pkg/source"
 )
 
 // change is what the desired state reads of one object at the last sync
@@ -101,10 +100,10 @@ func (t *ChangeTracker) MarkAll() {
 
 // TakeChanges returns the Services concerned by the recorded changes, with
 // their trigger times, and forgets them.
-func (t *ChangeTracker) TakeChanges() source.Changes {
+func (t *ChangeTracker) TakeChanges() Changes {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := source.Changes{TriggerTimes: map[desired.ServiceRef]time.Time{}, All: t.all, AllTriggered: t.allTriggered}
+	c := Changes{TriggerTimes: map[desired.ServiceRef]time.Time{}, All: t.all, AllTriggered: t.allTriggered}
 	add := func(ref desired.ServiceRef, triggered time.Time) {
 		have, seen := c.TriggerTimes[ref]
 		if !seen {

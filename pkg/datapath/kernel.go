@@ -13,9 +13,11 @@ import (
 
 // MinKernel is the oldest Linux socklb runs on: the getpeername hooks and
 // the info of cgroup bpf_links (which takeOver reads to find a pinned link's
-// cgroup) arrived in 5.8. With it go the fallbacks for older kernels
-// (batch map operations are 5.6).
-const MinKernel = "5.8"
+// cgroup) arrived in 5.8, XDP bpf_links in 5.9 and bpf_redirect_neigh, with
+// which tc sends what XDP could not forward, in 5.10 (the oldest kernel of
+// Debian's and the long-term kernels socklb is tested on). With it go the
+// fallbacks for older kernels (batch map operations are 5.6).
+const MinKernel = "5.10"
 
 // requirement is one thing the datapath cannot do without.
 type requirement struct {
@@ -30,6 +32,10 @@ var requirements = []requirement{
 	{"per-CPU array maps", "4.6", func() error { return features.HaveMapType(ebpf.PerCPUArray) }},
 	{"bpf_link for cgroups", "5.7", probeCgroupLink},
 	{"the getpeername hooks", "5.8", probeGetpeername},
+	{"XDP programs", "4.8", func() error { return features.HaveProgramType(ebpf.XDP) }},
+	{"LPM trie maps", "4.11", func() error { return features.HaveMapType(ebpf.LPMTrie) }},
+	{"bpf_fib_lookup in XDP", "4.18", func() error { return features.HaveProgramHelper(ebpf.XDP, asm.FnFibLookup) }},
+	{"bpf_redirect_neigh in tc", "5.10", func() error { return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnRedirectNeigh) }},
 }
 
 // CheckKernel refuses a kernel that lacks something the datapath needs, in

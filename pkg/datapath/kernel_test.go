@@ -20,7 +20,7 @@ func TestCheckKernelNamesWhatIsMissing(t *testing.T) {
 		{
 			"the first missing is named with its version and the kernel",
 			[]requirement{{"a", "4.17", ok}, {"bpf_link for cgroups", "5.7", missing}, {"c", "5.8", missing}},
-			"socklb needs Linux 5.8 or newer: this kernel (5.4.0-test) lacks bpf_link for cgroups (Linux 5.7)",
+			"socklb needs Linux 5.10 or newer: this kernel (5.4.0-test) lacks bpf_link for cgroups (Linux 5.7)",
 		},
 		{
 			"a probe that cannot run is not called missing",

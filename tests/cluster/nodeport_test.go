@@ -22,6 +22,10 @@ import (
 	"github.com/socklb/socklb/tests/sandbox"
 )
 
+// clusterNodeNames are the Nodes of the two-node tests, made in TestMain;
+// each test gives them their sandbox addresses.
+var clusterNodeNames = []string{"node1", "node2"}
+
 const (
 	nodePort        = 30080
 	healthCheckPort = 32000
@@ -74,11 +78,13 @@ func newNSCluster(t *testing.T) *nsCluster {
 	return w
 }
 
-// registerNode makes the Node object of n with the addresses a kubelet
-// would report, and removes it at the end (after the namespace: cleanups
-// run last-registered first).
+// registerNode writes to the Node object of n (made in TestMain) the
+// addresses a kubelet would report.
 func (w *nsCluster) registerNode(t *testing.T, n *sandbox.ClusterNode) {
 	t.Helper()
+	if !slices.Contains(clusterNodeNames, n.Host.Name) {
+		t.Fatalf("node %s is not one TestMain registered (%v)", n.Host.Name, clusterNodeNames)
+	}
 	addrs := []corev1.NodeAddress{
 		{Type: corev1.NodeInternalIP, Address: n.IPv4.String()},
 		{Type: corev1.NodeInternalIP, Address: n.IPv6.String()},
@@ -91,9 +97,6 @@ func (w *nsCluster) registerNode(t *testing.T, n *sandbox.ClusterNode) {
 	if !slices.Equal(node.Status.Addresses, addrs) {
 		t.Fatalf("node %s has addresses %v, want %v", n.Host.Name, node.Status.Addresses, addrs)
 	}
-	t.Cleanup(func() {
-		_ = w.client.CoreV1().Nodes().Delete(context.Background(), n.Host.Name, metav1.DeleteOptions{})
-	})
 }
 
 func (w *nsCluster) createNamespace(t *testing.T) {
@@ -187,7 +190,9 @@ func (w *nsCluster) waitFrontends(t *testing.T, n *sandbox.ClusterNode, want map
 // exactly want.
 func (w *nsCluster) waitSlice(t *testing.T, want []string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// As long as TestAPIServerOutage waits: after an outage the
+	// controller-manager's informers may take that long to list again.
+	deadline := time.Now().Add(90 * time.Second)
 	var got []string
 	for time.Now().Before(deadline) {
 		if got = w.sliceAddresses(t, "web"); slices.Equal(got, want) {
@@ -195,7 +200,7 @@ func (w *nsCluster) waitSlice(t *testing.T, want []string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("the EndpointSlice of web lists %v, want %v", got, want)
+	t.Fatalf("the EndpointSlice of web lists %v, want %v\n%s", got, want, cp.LogTails(40))
 }
 
 // through probes count TCP connects from the outside client to addr.

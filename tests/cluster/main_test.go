@@ -57,8 +57,13 @@ func TestMain(m *testing.M) {
 		if cpErr == nil {
 			defer cp.Stop()
 			fmt.Printf("control plane ready in %s\n", cpStart.Round(time.Millisecond))
-			if _, err := controlplane.EnsureNode(ctx, cp.Client, nodeName); err != nil {
-				cpErr = err
+			// Every Node now: the endpointslice controller skips pods on a
+			// Node its informer has not seen, and after TestAPIServerOutage
+			// that informer takes tens of seconds to list again.
+			for _, name := range append([]string{nodeName}, clusterNodeNames...) {
+				if _, err := controlplane.EnsureNode(ctx, cp.Client, name); err != nil {
+					cpErr = err
+				}
 			}
 		}
 		return m.Run()

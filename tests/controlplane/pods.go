@@ -47,6 +47,14 @@ type PodSpec struct {
 // Ready through the status subresource. It has no taints, so nothing in the
 // control plane treats its pods as unschedulable or evictable.
 func EnsureNode(ctx context.Context, client kubernetes.Interface, name string) (*corev1.Node, error) {
+	return EnsureNodeWithAddresses(ctx, client, name, nil)
+}
+
+// EnsureNodeWithAddresses is EnsureNode that also writes status.addresses
+// (replacing any there were), as a kubelet reports its InternalIPs: an agent
+// in cluster mode takes its node addresses, and so its NodePort frontends,
+// from them.
+func EnsureNodeWithAddresses(ctx context.Context, client kubernetes.Interface, name string, addresses []corev1.NodeAddress) (*corev1.Node, error) {
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name,
@@ -60,18 +68,17 @@ func EnsureNode(ctx context.Context, client kubernetes.Interface, name string) (
 		return nil, fmt.Errorf("creating node %s: %w", name, err)
 	}
 	now := metav1.Now()
-	patch, err := json.Marshal(map[string]any{
-		"status": map[string]any{
-			"conditions": []map[string]any{{
-				"type":               corev1.NodeReady,
-				"status":             corev1.ConditionTrue,
-				"reason":             "KubeletReady",
-				"message":            "fake node of the socklb test control plane",
-				"lastHeartbeatTime":  now,
-				"lastTransitionTime": now,
-			}},
-		},
-	})
+	status := map[string]any{
+		"conditions": []map[string]any{{
+			"type":               corev1.NodeReady,
+			"status":             corev1.ConditionTrue,
+			"reason":             "KubeletReady",
+			"message":            "fake node of the socklb test control plane",
+			"lastHeartbeatTime":  now,
+			"lastTransitionTime": now,
+		}},
+	}
+	patch, err := json.Marshal(map[string]any{"status": status})
 	if err != nil {
 		return nil, fmt.Errorf("encoding status of node %s: %w", name, err)
 	}
@@ -79,7 +86,27 @@ func EnsureNode(ctx context.Context, client kubernetes.Interface, name string) (
 	if err != nil {
 		return nil, fmt.Errorf("marking node %s ready: %w", name, err)
 	}
+	if addresses != nil {
+		if updated, err = setNodeAddresses(ctx, client, name, addresses); err != nil {
+			return nil, err
+		}
+	}
 	return removeNotReadyTaint(ctx, client, updated)
+}
+
+// setNodeAddresses replaces status.addresses with a JSON merge patch: a
+// strategic merge patch merges that list by type, which cannot hold an IPv4
+// and an IPv6 InternalIP side by side.
+func setNodeAddresses(ctx context.Context, client kubernetes.Interface, name string, addresses []corev1.NodeAddress) (*corev1.Node, error) {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"addresses": addresses}})
+	if err != nil {
+		return nil, fmt.Errorf("encoding addresses of node %s: %w", name, err)
+	}
+	updated, err := client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		return nil, fmt.Errorf("setting addresses of node %s: %w", name, err)
+	}
+	return updated, nil
 }
 
 // removeNotReadyTaint does what the node-lifecycle controller would do once

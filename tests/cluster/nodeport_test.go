@@ -372,6 +372,34 @@ func TestNodePortAcrossNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("an externalIP outside --external-ip-allow gets a Warning Event", func(t *testing.T) {
+		// The agents run without --external-ip-allow: every externalIP is
+		// refused (CVE-2020-8554), said on the Service itself.
+		w.kubectl(t, "create", "service", "clusterip", "hijack", "--tcp=80:8080")
+		w.kubectl(t, "patch", "service", "hijack", "-p", `{"spec":{"externalIPs":["203.0.113.9"]}}`)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out := w.kubectl(t, "get", "events", "--field-selector", "involvedObject.name=hijack,reason=ExternalIPRefused",
+				"-o", "jsonpath={range .items[*]}{.type} {.source.host}: {.message}{\"\\n\"}{end}")
+			if strings.Contains(out, "Warning") && strings.Contains(out, "203.0.113.9") {
+				t.Logf("events:\n%s", out)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no ExternalIPRefused Warning Event on Service hijack within 30s; events: %q", out)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		for _, n := range w.c.Nodes {
+			views, _ := w.views(t, n)
+			for _, v := range views {
+				if strings.HasPrefix(v.Frontend, "203.0.113.9:") {
+					t.Errorf("%s programmed the refused externalIP: %+v", n.Host.Name, v)
+				}
+			}
+		}
+	})
+
 	t.Run("no iptables or nftables rule on any node", func(t *testing.T) {
 		w.c.NoFirewallRules(t)
 	})

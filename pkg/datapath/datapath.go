@@ -26,6 +26,8 @@ type Config struct {
 	// an earlier agent attached stays; empty: no north-south datapath.
 	Devices []string
 	XDPMode XDPMode // native (default) or generic
+	// MapSizes overrides map capacities when the maps are created.
+	MapSizes lbmap.Sizes
 }
 
 // Datapath is the maps, the programs using them and the links attaching
@@ -37,6 +39,9 @@ type Datapath struct {
 	log    *zap.Logger
 	progs  programs
 	links  []link.Link
+	// mapIDs is the kernel id of each map the programs use, by pin name:
+	// RepairPins compares the pins against them.
+	mapIDs map[string]ebpf.MapID
 }
 
 // Features is what the running kernel offers the programs beyond the
@@ -73,12 +78,16 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := loadMaps(cfg.PinDir)
+	m, err := loadMaps(cfg.PinDir, cfg.MapSizes)
 	if err != nil {
 		lock.Unlock()
 		return nil, err
 	}
 	d := &Datapath{Maps: m, lock: lock}
+	if d.mapIDs, err = mapIDs(m); err != nil {
+		d.Close()
+		return nil, err
+	}
 	feats := ProbeFeatures()
 	log.Info("kernel features", zap.Bool(logfield.SetRetval, feats.SetRetval))
 	if d.progs, err = loadPrograms(m, feats); err != nil {
@@ -105,10 +114,10 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 }
 
 // loadMaps creates the maps pinned under pinDir, or reuses those pinned.
-func loadMaps(pinDir string) (*lbmap.Maps, error) {
-	m, err := lbmap.Create(pinDir)
+func loadMaps(pinDir string, sizes lbmap.Sizes) (*lbmap.Maps, error) {
+	m, err := lbmap.CreateSized(pinDir, sizes)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		return nil, fmt.Errorf("load BPF maps: a map pinned under %s has another layout than this socklb's (run `socklb cleanup` to start afresh): %w", pinDir, err)
+		return nil, fmt.Errorf("load BPF maps: a map pinned under %s has another layout or size than this socklb's (run `socklb cleanup` to start afresh): %w", pinDir, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load BPF maps: %w", err)

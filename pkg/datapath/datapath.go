@@ -3,12 +3,13 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 
@@ -38,7 +39,7 @@ type Datapath struct {
 	pinDir string
 	log    *zap.Logger
 	progs  programs
-	links  []link.Link
+	links  []pinnedLink
 	// mapIDs is the kernel id of each map the programs use, by pin name:
 	// RepairPins compares the pins against them.
 	mapIDs map[string]ebpf.MapID
@@ -150,6 +151,42 @@ func (d *Datapath) AttachDevices(devices []string, mode XDPMode) error {
 	if err != nil {
 		return err
 	}
+	d.holdLinks(links)
+	err = pruneStaleLinks(table, d.pinDir, []AttachKind{AttachXDP, AttachTCEgress, AttachTCIngress}, d.log)
+	d.releaseStale(table)
+	return err
+}
+
+// holdLinks keeps links, closing the handles held before under the same
+// pins: a link taken over again is opened again.
+func (d *Datapath) holdLinks(links []pinnedLink) {
+	fresh := map[string]bool{}
+	for _, l := range links {
+		fresh[l.pin] = true
+	}
+	d.links = slices.DeleteFunc(d.links, func(l pinnedLink) bool {
+		if fresh[l.pin] {
+			l.Close()
+			return true
+		}
+		return false
+	})
 	d.links = append(d.links, links...)
-	return pruneStaleLinks(table, d.pinDir, []AttachKind{AttachXDP, AttachTCEgress, AttachTCIngress}, d.log)
+}
+
+// releaseStale closes the handles of device links table no longer has,
+// which pruneStaleLinks detached: the handle alone would keep the program
+// attached until the agent exits.
+func (d *Datapath) releaseStale(table []Attachment) {
+	want := map[string]bool{}
+	for _, a := range table {
+		want[filepath.Join(d.pinDir, linksDir, a.pinName())] = true
+	}
+	d.links = slices.DeleteFunc(d.links, func(l pinnedLink) bool {
+		if want[l.pin] || strings.HasPrefix(filepath.Base(l.pin), AttachCgroup.String()+"-") {
+			return false
+		}
+		l.Close()
+		return true
+	})
 }

@@ -53,6 +53,17 @@ func TestRepairPins(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{lbmap.RevNatMap}},
+		{"a removed link pin is pinned again", func(t *testing.T, pinDir string) {
+			if err := os.Remove(filepath.Join(pinDir, "links", "cgroup-connect4")); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"links/cgroup-connect4"}},
+		{"the links directory removed with its pins is made again", func(t *testing.T, pinDir string) {
+			if err := os.RemoveAll(filepath.Join(pinDir, "links")); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"links/cgroup-connect4", "links/cgroup-connect6", "links/cgroup-getpeername4", "links/cgroup-getpeername6",
+			"links/cgroup-recvmsg4", "links/cgroup-recvmsg6", "links/cgroup-sendmsg4", "links/cgroup-sendmsg6"}},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +72,12 @@ func TestRepairPins(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { d.Close() })
+			closed := false
+			t.Cleanup(func() {
+				if !closed {
+					d.Close()
+				}
+			})
 			key, value := uint32(7), lbmap.Backend{Port: 8080}
 			if err := d.Maps.Backends.Put(&key, &value); err != nil {
 				t.Fatal(err)
@@ -86,6 +102,14 @@ func TestRepairPins(t *testing.T) {
 			var got7 lbmap.Backend
 			if err := pinned.Backends.Lookup(&key, &got7); err != nil || got7 != value {
 				t.Errorf("backend 7 through the pins: %+v (%v), want %+v: the pin is not the map in use", got7, err, value)
+			}
+			// The agent's handles go: what stays attached is what is pinned.
+			d.Close()
+			closed = true
+			for hook, at := range attachedLinks(t, sb.Cgroup) {
+				if len(at) != 1 {
+					t.Errorf("%s has %d programs attached once the agent's handles are closed, want 1", hook, len(at))
+				}
 			}
 		})
 	}

@@ -344,7 +344,7 @@ func deletedPinRepaired(t *testing.T, h *hardening) {
 	h.requireHealthy(t, "with the pin gone")
 
 	h.write(t, "nudge.yaml", serviceYAML("nudge", []string{"10.96.0.62"}, httpPort)) // the next sync
-	if err := h.agent.WaitStderr("map pin repaired", 5*time.Second); err != nil {
+	if err := h.agent.WaitStderr("pin repaired", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if want := programMapIDs(t, filepath.Join(h.sb.PinDir, "links", "cgroup-connect4")); !want[pinnedMapID(t, pin)] {

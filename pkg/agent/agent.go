@@ -71,11 +71,13 @@ func DefaultConfig() Config {
 	}
 }
 
-// The queue holds at most these two items, so its de-duplication is exactly
-// the coalescing wanted: any number of changes before a sync make one sync.
+// The queue holds at most these three items, so its de-duplication is
+// exactly the coalescing wanted: any number of changes before a sync make
+// one sync.
 const (
 	syncKey     = "sync"      // rebuild what changed
 	fullSyncKey = "full-sync" // rebuild and diff everything
+	repairKey   = "repair"    // check the datapath; sync in full if repaired
 )
 
 // Syncer writes desired states into the maps: *syncer.Syncer.
@@ -176,8 +178,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// tick requests a sync every period: one with nothing to write costs a
-// few syscalls, and it runs the datapath repair.
+// tick requests a datapath check every period, so that a quiet node is
+// repaired too. It is queued like the syncs, so the kernel is never
+// touched from two goroutines.
 func (a *Agent) tick(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
@@ -186,7 +189,7 @@ func (a *Agent) tick(ctx context.Context, period time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.requestSync()
+			a.queue.Add(repairKey)
 		}
 	}
 }
@@ -203,6 +206,14 @@ func (a *Agent) processOne(ctx context.Context) bool {
 	defer a.queue.Done(key)
 	if err := a.limiter.Wait(ctx); err != nil {
 		return false
+	}
+	if key == repairKey {
+		// Only a repair needs a sync: a sync after each check would rebuild
+		// everything every period while a map is full.
+		if len(a.repairDatapath()) > 0 {
+			a.queue.Add(fullSyncKey)
+		}
+		return true
 	}
 	if err := a.syncOnce(key == fullSyncKey); err != nil {
 		a.logFailures(err, a.queue.NumRequeues(key))

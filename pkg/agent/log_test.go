@@ -3,12 +3,15 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/syncer"
 )
 
@@ -161,4 +164,54 @@ func TestRepairBeforeSync(t *testing.T) {
 	if got := logs.FilterMessage("repair the datapath").All(); len(got) != 1 || got[0].Level != zapcore.ErrorLevel {
 		t.Errorf("repair failure lines %v, want one at error level", got)
 	}
+}
+
+// The periodic check repairs a quiet node: a repair it makes is followed
+// by a full sync, a check that finds nothing is no sync at all.
+func TestPeriodicRepair(t *testing.T) {
+	var mu sync.Mutex
+	checks, broken := 0, false
+	cfg := testConfig(desired.NodeInfo{Name: "node-1"})
+	cfg.RepairPeriod = 20 * time.Millisecond
+	cfg.RepairDatapath = func() ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		checks++
+		if broken {
+			broken = false
+			return []string{"lb_services"}, nil
+		}
+		return nil, nil
+	}
+	rec := runTestAgent(t, cfg, staticSource{})
+	rec.waitForRecord(t, "at start", func(syncRecord) bool { return true })
+	waitChecks := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			c := checks
+			mu.Unlock()
+			if c >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d checks in 5 s, want %d", c, n)
+			}
+		}
+	}
+	count := func() int {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.records)
+	}
+	waitChecks(2) // the start's syncs are done
+	quiet := count()
+	waitChecks(7)
+	if n := count(); n != quiet {
+		t.Errorf("%d syncs during 5 checks that found nothing, want none", n-quiet)
+	}
+	mu.Lock()
+	broken = true
+	mu.Unlock()
+	rec.waitForRecord(t, "after a repair", func(r syncRecord) bool { return r.full && quiet < len(rec.records) })
 }

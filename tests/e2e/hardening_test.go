@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -336,23 +337,35 @@ func countLines(log, substr, level string) int {
 
 func deletedPinRepaired(t *testing.T, h *hardening) {
 	before := h.waitFrontend(t, vip+":80", "TCP", addrs(8080, h.pod)...)
-	pin := filepath.Join(h.sb.PinDir, "lb_services")
-	if err := os.Remove(pin); err != nil {
-		t.Fatal(err)
+	mapPin := filepath.Join(h.sb.PinDir, "lb_services")
+	linkPins := []string{filepath.Join(h.sb.PinDir, "links", "cgroup-connect4"), filepath.Join(h.sb.PinDir, "links", "cgroup-sendmsg4")}
+	for _, pin := range append([]string{mapPin}, linkPins...) {
+		if err := os.Remove(pin); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// The programs hold the map itself: nothing stops answering.
-	h.requireHealthy(t, "with the pin gone")
+	// The programs hold the map, the agent the links: nothing stops.
+	h.requireHealthy(t, "with the pins gone")
 
 	h.write(t, "nudge.yaml", serviceYAML("nudge", []string{"10.96.0.62"}, httpPort)) // the next sync
-	if err := h.agent.WaitStderr("pin repaired", 5*time.Second); err != nil {
+	if err := h.agent.WaitStderr(`"repaired":["lb_services","links/cgroup-connect4","links/cgroup-sendmsg4"]`, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if want := programMapIDs(t, filepath.Join(h.sb.PinDir, "links", "cgroup-connect4")); !want[pinnedMapID(t, pin)] {
-		t.Errorf("the repaired pin %s is not the map connect4 uses (its maps: %v)", pin, want)
+	if want := programMapIDs(t, linkPins[0]); !want[pinnedMapID(t, mapPin)] {
+		t.Errorf("the repaired pin %s is not the map connect4 uses (its maps: %v)", mapPin, want)
 	}
 
-	// What the pin is for: a restarted agent finds the state, ids and all.
-	h.agent.Kill()
+	// What the pins are for: with the agent dead the datapath goes on,
+	// and a restarted agent finds the state, ids and all.
+	if err := h.agent.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-h.agent.Done()
+	for _, p := range []struct{ mode, addr string }{{"tcp", vip + ":80"}, {"udp", vip + ":53"}} {
+		if got := sandbox.Backends(h.probe(t, p.mode, "--addr", p.addr, "--count", "5")); got["healthy"] != 5 {
+			t.Errorf("with the agent dead, %s to the healthy Service answered %v of 5", p.mode, got)
+		}
+	}
 	h.start(t)
 	after := h.waitFrontend(t, vip+":80", "TCP", addrs(8080, h.pod)...)
 	if after.ServiceID != before.ServiceID {

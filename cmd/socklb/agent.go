@@ -21,6 +21,7 @@ import (
 	"github.com/socklb/socklb/pkg/datapath"
 	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/healthcheck"
+	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/source/dir"
@@ -38,6 +39,7 @@ type agentFlags struct {
 	zone       string
 	nodeIPs    []string
 	logLevel   string
+	mapSizes   lbmap.Sizes
 }
 
 func newAgentCommand() *cobra.Command {
@@ -60,6 +62,7 @@ func newAgentCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	cmd.Flags().StringVar(&f.zone, "zone", "", "standalone mode: this node's zone, as the topology.kubernetes.io/zone label gives it in a cluster (default: none)")
 	cmd.Flags().StringSliceVar(&f.nodeIPs, "node-ip", nil, "standalone mode: this node's addresses, repeated or comma-separated, as a Node's InternalIPs (default: none)")
+	cmd.Flags().Uint32Var(&f.mapSizes.Services, "map-size-services", 0, "entries of the services map (a frontend takes one per backend plus one), set when the map is created; changing it needs `socklb cleanup` (default: the size of the pinned map, else 262144)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
@@ -100,7 +103,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	}
 
 	mode := datapath.XDPMode(f.northSouth.xdpMode)
-	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup, Devices: f.northSouth.devices, XDPMode: mode}, log.Named("datapath"))
+	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup, Devices: f.northSouth.devices, XDPMode: mode, MapSizes: f.mapSizes}, log.Named("datapath"))
 	if err != nil {
 		return err
 	}
@@ -121,6 +124,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.Node = node
 	cfg.Options = opts
 	cfg.OnNode = devices.onNode
+	cfg.RepairDatapath = dp.RepairPins
 	cfg.AfterSync = func(state *desired.State) {
 		if err := health.Sync(healthChecksOf(state)); err != nil {
 			log.Error("serve health checks", zap.Error(err))

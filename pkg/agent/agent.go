@@ -7,9 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/workqueue"
 
@@ -47,6 +50,13 @@ type Config struct {
 	// OnProblem, when set, is called once for each new problem with an
 	// object (an Event in a cluster); every problem is logged anyway.
 	OnProblem func(*desired.ObjectError)
+	// RepairDatapath, when set, is called before every sync to put back
+	// what someone removed from under the datapath (a map's pin); it
+	// returns what it repaired, and a repair makes the sync full.
+	RepairDatapath func() ([]string, error)
+	// RepairPeriod is how often a sync runs with nothing changed, so that
+	// the repair runs even on a quiet node; zero: only with other syncs.
+	RepairPeriod time.Duration
 }
 
 // DefaultConfig is what socklb agent runs with.
@@ -57,14 +67,17 @@ func DefaultConfig() Config {
 		ResyncPeriod:    5 * time.Minute,
 		RetryBase:       100 * time.Millisecond,
 		RetryMax:        30 * time.Second,
+		RepairPeriod:    10 * time.Second,
 	}
 }
 
-// The queue holds at most these two items, so its de-duplication is exactly
-// the coalescing wanted: any number of changes before a sync make one sync.
+// The queue holds at most these three items, so its de-duplication is
+// exactly the coalescing wanted: any number of changes before a sync make
+// one sync.
 const (
 	syncKey     = "sync"      // rebuild what changed
 	fullSyncKey = "full-sync" // rebuild and diff everything
+	repairKey   = "repair"    // check the datapath; sync in full if repaired
 )
 
 // Syncer writes desired states into the maps: *syncer.Syncer.
@@ -98,6 +111,14 @@ type Agent struct {
 	// lastProblems holds the object problems already logged, so a periodic
 	// sync does not repeat them.
 	lastProblems map[string]bool
+	// lastFailures holds the sync failures of the last summary logged at
+	// error level, so that a retry that fails the same way says so at
+	// debug only; nil when the last sync succeeded.
+	lastFailures map[string]bool
+	// lastRepairErr is the last repair failure logged, likewise.
+	lastRepairErr string
+	// loggedSync tells whether a sync was logged at info yet.
+	loggedSync bool
 }
 
 // New makes an agent; Run starts it.
@@ -141,6 +162,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("source synced")
 	a.queue.Add(fullSyncKey)
+	if a.cfg.RepairDatapath != nil && a.cfg.RepairPeriod > 0 {
+		go a.tick(ctx, a.cfg.RepairPeriod)
+	}
 
 	for a.processOne(ctx) {
 	}
@@ -152,6 +176,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	default:
 	}
 	return nil
+}
+
+// tick requests a datapath check every period, so that a quiet node is
+// repaired too. It is queued like the syncs, so the kernel is never
+// touched from two goroutines.
+func (a *Agent) tick(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.queue.Add(repairKey)
+		}
+	}
 }
 
 func (a *Agent) requestSync() {
@@ -167,8 +207,16 @@ func (a *Agent) processOne(ctx context.Context) bool {
 	if err := a.limiter.Wait(ctx); err != nil {
 		return false
 	}
+	if key == repairKey {
+		// Only a repair needs a sync: a sync after each check would rebuild
+		// everything every period while a map is full.
+		if len(a.repairDatapath()) > 0 {
+			a.queue.Add(fullSyncKey)
+		}
+		return true
+	}
 	if err := a.syncOnce(key == fullSyncKey); err != nil {
-		a.log.Error("sync failed; retrying", zap.Error(err), zap.Int(logfield.Retries, a.queue.NumRequeues(key)))
+		a.logFailures(err, a.queue.NumRequeues(key))
 		a.queue.AddRateLimited(key)
 		return true
 	}
@@ -193,6 +241,9 @@ func (a *Agent) syncOnce(full bool) error {
 		full = full || changes.All
 	}
 
+	repaired := a.repairDatapath()
+	full = full || len(repaired) > 0
+
 	var stats syncer.Result
 	var err error
 	if full {
@@ -206,21 +257,119 @@ func (a *Agent) syncOnce(full bool) error {
 	if err == nil && a.cfg.AfterSync != nil {
 		a.cfg.AfterSync(a.desired.State())
 	}
+	a.logSync(full, len(changes.Services), stats, err, time.Since(start))
+	return err
+}
+
+// logSync logs what a sync did, at info when it wrote anything (or is the
+// first): an operator sees every change applied and how long it took, and
+// a resync or retry that finds nothing to do stays at debug.
+func (a *Agent) logSync(full bool, servicesChanged int, stats syncer.Result, err error, took time.Duration) {
+	var added, changed, removed int
+	for _, fc := range stats.Frontends {
+		switch fc.Change {
+		case syncer.Added:
+			added++
+		case syncer.Changed:
+			changed++
+		case syncer.Removed:
+			removed++
+		}
+	}
 	fields := []zap.Field{
 		zap.Bool(logfield.Full, full),
-		zap.Int(logfield.ServicesChanged, len(changes.Services)),
+		zap.Int(logfield.ServicesChanged, servicesChanged),
 		zap.Int(logfield.Frontends, len(a.desired.State().Frontends)),
+		zap.Int(logfield.FrontendsAdded, added),
+		zap.Int(logfield.FrontendsChanged, changed),
+		zap.Int(logfield.FrontendsRemoved, removed),
 		zap.Int(logfield.Upserts, stats.Upserts),
 		zap.Int(logfield.Deletes, stats.Deletes),
-		zap.Duration(logfield.Took, time.Since(start)),
+		zap.Duration(logfield.Took, took),
 	}
 	if err == nil {
 		if latency, ok := a.programmed(time.Now()); ok {
 			fields = append(fields, zap.Duration(logfield.ProgrammingLatency, latency))
 		}
+		if a.lastFailures != nil {
+			a.log.Info("sync failures cleared: every frontend is programmed")
+			a.lastFailures = nil
+		}
 	}
-	a.log.Debug("synced", fields...)
-	return err
+	level := zapcore.DebugLevel
+	if stats.Upserts+stats.Deletes > 0 || !a.loggedSync {
+		level = zapcore.InfoLevel
+		a.loggedSync = true
+	}
+	a.log.Check(level, "synced").Write(fields...)
+}
+
+// namedFailures is how many failures a summary names; the others are
+// counted. A full map fails every frontend that does not fit, and naming
+// ten thousand of them every retry made lines of 800 KB.
+const namedFailures = 3
+
+// logFailures logs one line for a failed sync: how many failures, the
+// first few, the rest counted. It is an error when the failures differ
+// from the last summary at error level, and debug when a retry failed the
+// same way (the condition is known, and the retry runs every 30 s).
+func (a *Agent) logFailures(err error, retries int) {
+	msgs := failureMessages(err)
+	now := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		now[m] = true
+	}
+	level := zapcore.DebugLevel
+	if !maps.Equal(now, a.lastFailures) {
+		level = zapcore.ErrorLevel
+		a.lastFailures = now
+	}
+	shown := msgs[:min(namedFailures, len(msgs))]
+	a.log.Check(level, "sync left some of the state out; retrying").Write(
+		zap.Int(logfield.Failures, len(msgs)),
+		zap.Strings(logfield.FirstFailures, shown),
+		zap.Int(logfield.MoreFailures, len(msgs)-len(shown)),
+		zap.Int(logfield.Retries, retries))
+}
+
+// failureMessages flattens the errors joined in err, sorted so that a
+// summary names the same first ones from one retry to the next.
+func failureMessages(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(e error) {
+		if multi, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, inner := range multi.Unwrap() {
+				walk(inner)
+			}
+			return
+		}
+		if e != nil {
+			out = append(out, e.Error())
+		}
+	}
+	walk(err)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// repairDatapath runs the datapath's repair, logging what it did once.
+func (a *Agent) repairDatapath() []string {
+	if a.cfg.RepairDatapath == nil {
+		return nil
+	}
+	repaired, err := a.cfg.RepairDatapath()
+	if err != nil && err.Error() != a.lastRepairErr {
+		a.log.Error("repair the datapath", zap.Error(err))
+	}
+	a.lastRepairErr = ""
+	if err != nil {
+		a.lastRepairErr = err.Error()
+	}
+	if len(repaired) > 0 {
+		a.log.Info("datapath repaired; syncing everything", zap.Strings(logfield.Repaired, repaired))
+	}
+	return repaired
 }
 
 // buildAll rebuilds the whole desired state from snap, for the node the

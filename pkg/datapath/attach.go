@@ -127,11 +127,19 @@ func Attachments(cfg Config) []Attachment {
 	return table
 }
 
+// pinnedLink is a link the agent holds, with the pin it holds it under:
+// RepairPins checks the pin, AttachDevices drops the link once its pin is
+// pruned (the agent's handle alone would keep the program attached).
+type pinnedLink struct {
+	link.Link
+	pin string
+}
+
 // attachAll attaches every row of table through a pinned link. On failure
 // the links made so far stay pinned, and so attached: a half-updated
 // datapath still serves, and the next start completes it.
-func attachAll(table []Attachment, progs programs, pinDir string, log *zap.Logger) ([]link.Link, error) {
-	var links []link.Link
+func attachAll(table []Attachment, progs programs, pinDir string, log *zap.Logger) ([]pinnedLink, error) {
+	var links []pinnedLink
 	for _, a := range table {
 		p, ok := progs[a.Program]
 		if !ok {
@@ -143,13 +151,13 @@ func attachAll(table []Attachment, progs programs, pinDir string, log *zap.Logge
 			return nil, errors.Join(err, closeLinks(links))
 		}
 		if l != nil { // a clsact filter has no link
-			links = append(links, l)
+			links = append(links, pinnedLink{Link: l, pin: filepath.Join(pinDir, linksDir, a.pinName())})
 		}
 	}
 	return links, nil
 }
 
-func closeLinks(links []link.Link) error {
+func closeLinks(links []pinnedLink) error {
 	var errs []error
 	for _, l := range links {
 		errs = append(errs, l.Close())

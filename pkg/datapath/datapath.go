@@ -3,12 +3,13 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 
@@ -26,6 +27,8 @@ type Config struct {
 	// an earlier agent attached stays; empty: no north-south datapath.
 	Devices []string
 	XDPMode XDPMode // native (default) or generic
+	// MapSizes overrides map capacities when the maps are created.
+	MapSizes lbmap.Sizes
 }
 
 // Datapath is the maps, the programs using them and the links attaching
@@ -36,7 +39,10 @@ type Datapath struct {
 	pinDir string
 	log    *zap.Logger
 	progs  programs
-	links  []link.Link
+	links  []pinnedLink
+	// mapIDs is the kernel id of each map the programs use, by pin name:
+	// RepairPins compares the pins against them.
+	mapIDs map[string]ebpf.MapID
 }
 
 // Features is what the running kernel offers the programs beyond the
@@ -73,12 +79,16 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := loadMaps(cfg.PinDir)
+	m, err := loadMaps(cfg.PinDir, cfg.MapSizes)
 	if err != nil {
 		lock.Unlock()
 		return nil, err
 	}
 	d := &Datapath{Maps: m, lock: lock}
+	if d.mapIDs, err = mapIDs(m); err != nil {
+		d.Close()
+		return nil, err
+	}
 	feats := ProbeFeatures()
 	log.Info("kernel features", zap.Bool(logfield.SetRetval, feats.SetRetval))
 	if d.progs, err = loadPrograms(m, feats); err != nil {
@@ -105,10 +115,10 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 }
 
 // loadMaps creates the maps pinned under pinDir, or reuses those pinned.
-func loadMaps(pinDir string) (*lbmap.Maps, error) {
-	m, err := lbmap.Create(pinDir)
+func loadMaps(pinDir string, sizes lbmap.Sizes) (*lbmap.Maps, error) {
+	m, err := lbmap.CreateSized(pinDir, sizes)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		return nil, fmt.Errorf("load BPF maps: a map pinned under %s has another layout than this socklb's (run `socklb cleanup` to start afresh): %w", pinDir, err)
+		return nil, fmt.Errorf("load BPF maps: a map pinned under %s has another layout or size than this socklb's (run `socklb cleanup` to start afresh): %w", pinDir, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load BPF maps: %w", err)
@@ -141,6 +151,42 @@ func (d *Datapath) AttachDevices(devices []string, mode XDPMode) error {
 	if err != nil {
 		return err
 	}
+	d.holdLinks(links)
+	err = pruneStaleLinks(table, d.pinDir, []AttachKind{AttachXDP, AttachTCEgress, AttachTCIngress}, d.log)
+	d.releaseStale(table)
+	return err
+}
+
+// holdLinks keeps links, closing the handles held before under the same
+// pins: a link taken over again is opened again.
+func (d *Datapath) holdLinks(links []pinnedLink) {
+	fresh := map[string]bool{}
+	for _, l := range links {
+		fresh[l.pin] = true
+	}
+	d.links = slices.DeleteFunc(d.links, func(l pinnedLink) bool {
+		if fresh[l.pin] {
+			l.Close()
+			return true
+		}
+		return false
+	})
 	d.links = append(d.links, links...)
-	return pruneStaleLinks(table, d.pinDir, []AttachKind{AttachXDP, AttachTCEgress, AttachTCIngress}, d.log)
+}
+
+// releaseStale closes the handles of device links table no longer has,
+// which pruneStaleLinks detached: the handle alone would keep the program
+// attached until the agent exits.
+func (d *Datapath) releaseStale(table []Attachment) {
+	want := map[string]bool{}
+	for _, a := range table {
+		want[filepath.Join(d.pinDir, linksDir, a.pinName())] = true
+	}
+	d.links = slices.DeleteFunc(d.links, func(l pinnedLink) bool {
+		if want[l.pin] || strings.HasPrefix(filepath.Base(l.pin), AttachCgroup.String()+"-") {
+			return false
+		}
+		l.Close()
+		return true
+	})
 }

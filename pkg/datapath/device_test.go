@@ -218,3 +218,34 @@ func TestTCFilterFallback(t *testing.T) {
 		t.Errorf("egress filters after cleanup: %v", got)
 	}
 }
+
+// A device dropped while the agent runs is detached at once: the agent's
+// own handle on its link must go with the pin, or the program would keep
+// running on the device until the agent exits.
+func TestDeviceDroppedWhileRunning(t *testing.T) {
+	sb := sandbox.New(t)
+	addVeths(t, sb, 2)
+	err := sb.Node.Do(func() error {
+		d, err := datapath.Load(datapath.Config{PinDir: sb.PinDir, Cgroup: sb.Cgroup, Devices: []string{"eth0", "eth1"}, XDPMode: datapath.XDPNative}, zaptest.NewLogger(t))
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if err := d.AttachDevices([]string{"eth0"}, datapath.XDPNative); err != nil {
+			return err
+		}
+		for dev, want := range map[string]bool{"eth0": true, "eth1": false} {
+			l, err := netlink.LinkByName(dev)
+			if err != nil {
+				return err
+			}
+			if got := l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached; got != want {
+				t.Errorf("%s runs XDP: %t, want %t", dev, got, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -29,7 +29,7 @@ func loadNodePortPrograms(m *lbmap.Maps) (*nodePortPrograms, error) {
 		return nil, fmt.Errorf("read the embedded north-south object: %w", err)
 	}
 	var objs nodeportPrograms
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: m.ReplacementsFor(spec)}); err != nil {
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: replacements(spec, m)}); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load the north-south programs: the verifier refused them: %+v", verr)

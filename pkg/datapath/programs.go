@@ -42,7 +42,7 @@ func loadPrograms(m *lbmap.Maps, feats Features) (programs, error) {
 		return nil, fmt.Errorf("configure the socket object: %w", err)
 	}
 	var objs sockPrograms
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: m.ReplacementsFor(spec)}); err != nil {
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: replacements(spec, m)}); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load BPF programs: the verifier refused them: %+v", verr)
@@ -71,4 +71,15 @@ func loadPrograms(m *lbmap.Maps, feats Features) (programs, error) {
 	progs[nodeportProgNodeportTcEgress] = program{prog: np.TCEgress, attachType: ebpf.AttachTCXEgress}
 	progs[nodeportProgNodeportTcIngress] = program{prog: np.TCIngress, attachType: ebpf.AttachTCXIngress}
 	return progs, nil
+}
+
+// replacements are the maps of m that spec declares, with spec's sizes
+// made theirs: a map created with another size than compiled in
+// (--map-size-services) is what the programs must use.
+func replacements(spec *ebpf.CollectionSpec, m *lbmap.Maps) map[string]*ebpf.Map {
+	r := m.ReplacementsFor(spec)
+	for name, em := range r {
+		spec.Maps[name].MaxEntries = em.MaxEntries()
+	}
+	return r
 }

@@ -40,9 +40,29 @@ func LoadSpec() (*ebpf.CollectionSpec, error) {
 // flushed); one whose layout differs is refused with an error matching
 // ebpf.ErrMapIncompatible. An empty pinDir makes unpinned maps.
 func Create(pinDir string) (*Maps, error) {
+	return CreateSized(pinDir, Sizes{})
+}
+
+// Sizes overrides the compiled-in capacity of maps at creation; zero keeps
+// the size of the map already pinned, or else the compiled-in one.
+type Sizes struct {
+	Services uint32 // entries of the services map: masters plus slots
+}
+
+// CreateSized is Create with sizes. A pinned map of another size than a
+// non-zero size asked for is refused like any other layout change (error
+// matching ebpf.ErrMapIncompatible): a map cannot be resized in place.
+func CreateSized(pinDir string, sizes Sizes) (*Maps, error) {
 	spec, err := LoadSpec()
 	if err != nil {
 		return nil, err
+	}
+	services := spec.Maps[ServicesMap]
+	if sizes.Services > 0 {
+		services.MaxEntries = sizes.Services
+	} else if n := pinnedMaxEntries(pinDir, ServicesMap); n > 0 {
+		// A restart without the flag keeps a map made with it.
+		services.MaxEntries = n
 	}
 	if pinDir == "" {
 		for _, ms := range spec.Maps {
@@ -54,6 +74,20 @@ func Create(pinDir string) (*Maps, error) {
 		return nil, fmt.Errorf("create the maps under %q: %w", pinDir, err)
 	}
 	return fromObjects(&objs), nil
+}
+
+// pinnedMaxEntries is the capacity of the map pinned under name, 0 when
+// there is none (or it cannot be read: Create then reports the problem).
+func pinnedMaxEntries(pinDir, name string) uint32 {
+	if pinDir == "" {
+		return 0
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, name), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return 0
+	}
+	defer m.Close()
+	return m.MaxEntries()
 }
 
 func fromObjects(m *layoutsMaps) *Maps {

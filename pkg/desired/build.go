@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -23,9 +24,14 @@ type ObjectError struct {
 	Reason string
 }
 
-// ReasonExternalIPRefused marks the error of an externalIP outside
-// Options.ExternalIPAllow.
-const ReasonExternalIPRefused = "ExternalIPRefused"
+const (
+	// ReasonExternalIPRefused marks the error of an externalIP outside
+	// Options.ExternalIPAllow.
+	ReasonExternalIPRefused = "ExternalIPRefused"
+	// ReasonFrontendConflict marks the error of a Service left out of a
+	// frontend another Service holds.
+	ReasonFrontendConflict = "FrontendConflict"
+)
 
 // Object names the object like "Service default/nginx", for log fields.
 func (e *ObjectError) Object() string { return e.Kind + " " + e.Namespace + "/" + e.Name }
@@ -91,6 +97,7 @@ func indexEndpointSlices(all []*discoveryv1.EndpointSlice) map[ServiceRef][]*dis
 // is decided across Services, by Builder.
 type serviceBuild struct {
 	ref       ServiceRef
+	created   time.Time // metadata.creationTimestamp: it orders new claims
 	frontends []*FrontendEntry
 	// endpoints holds, per frontend, the endpoints its backends were
 	// chosen from, with their locality.
@@ -109,6 +116,7 @@ type serviceBuild struct {
 func buildService(svc ServiceView, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo, opts Options) *serviceBuild {
 	b := &serviceBuild{
 		ref:       svc.Ref,
+		created:   svc.Created,
 		endpoints: map[Frontend][]Endpoint{},
 		parsed:    map[*discoveryv1.EndpointSlice]*parsedSlice{},
 		slices:    slices.DeleteFunc(slices.Clone(endpointSlices), func(s *discoveryv1.EndpointSlice) bool { return s == nil }),

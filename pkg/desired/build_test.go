@@ -592,7 +592,7 @@ func TestBuild(t *testing.T) {
 			wantFlows: []string{"10.96.0.50:80/TCP default/nginx:http -> REJECT"},
 		},
 		{
-			name: "two Services with one ClusterIP:port: the first by namespace/name keeps it",
+			name: "two Services with one ClusterIP:port created at the same time: the first by namespace/name keeps it",
 			services: []*corev1.Service{
 				makeTestService("default", "web-b", func(svc *corev1.Service) {
 					svc.Spec.ClusterIP = "10.96.0.10"
@@ -620,7 +620,7 @@ func TestBuild(t *testing.T) {
 				"10.96.0.10:80/TCP default/web-a:http -> 10.244.0.2:8080",
 				"10.96.0.10:81/TCP default/web-b:alt -> 10.244.0.3:8080",
 			},
-			wantErrors: []wantError{{"Service default/web-b", "claim frontend 10.96.0.10:80/TCP: Service default/web-a has it"}},
+			wantErrors: []wantError{{"Service default/web-b", "claim frontend 10.96.0.10:80/TCP: Service default/web-a holds it"}},
 		},
 		{
 			name: "two ports of one Service with one port number and protocol",

@@ -197,6 +197,9 @@ func (b *serviceBuild) claim(claimed map[Frontend]FrontendKind, p servicePort, e
 		return
 	}
 	claimed[fe] = e.Kind
+	if err := capFrontend(e); err != nil {
+		b.serviceError(err)
+	}
 	b.endpoints[fe] = endpoints
 	b.frontends = append(b.frontends, e)
 }

@@ -98,6 +98,8 @@ type Agent struct {
 	// lastProblems holds the object problems already logged, so a periodic
 	// sync does not repeat them.
 	lastProblems map[string]bool
+	// loggedUnused holds the slices without a Service already logged.
+	loggedUnused map[desired.UnusedSlice]bool
 }
 
 // New makes an agent; Run starts it.
@@ -115,6 +117,7 @@ func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 		desired:      desired.NewBuilderWithOptions(cfg.Node, cfg.Options),
 		triggers:     map[desired.ServiceRef]time.Time{},
 		lastProblems: map[string]bool{},
+		loggedUnused: map[desired.UnusedSlice]bool{},
 	}
 }
 
@@ -240,6 +243,7 @@ func (a *Agent) buildAll(snap source.Snapshot) {
 	a.desired.Reset(node, snap.Services, snap.EndpointSlices)
 	a.built = true
 	a.logProblems(a.desired.Errors())
+	a.logUnusedSlices()
 }
 
 // buildChanged rebuilds the Services in refs and returns the frontends
@@ -251,7 +255,22 @@ func (a *Agent) buildChanged(inc source.Incremental, refs []desired.ServiceRef) 
 		changed = append(changed, a.desired.Update(ref, svc, slices)...)
 		a.logServiceProblems(ref)
 	}
+	a.logUnusedSlices()
 	return changed
+}
+
+// logUnusedSlices logs, at debug level and once while it lasts, each
+// EndpointSlice whose Service does not exist.
+func (a *Agent) logUnusedSlices() {
+	now := map[desired.UnusedSlice]bool{}
+	for _, s := range a.desired.UnusedSlices() {
+		now[s] = true
+		if !a.loggedUnused[s] {
+			a.log.Debug("endpoint slice translates nothing: its service does not exist",
+				zap.String(logfield.Object, "EndpointSlice "+s.Namespace+"/"+s.Name), zap.String(logfield.Service, s.Service))
+		}
+	}
+	a.loggedUnused = now
 }
 
 // keepTriggers adds the trigger times of changes to those not yet

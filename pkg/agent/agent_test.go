@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -220,5 +222,34 @@ func TestProgrammingLatency(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A slice whose Service does not exist is logged at debug level once
+// while it lasts, not at every sync, and again if it comes back.
+func TestUnusedSliceLoggedOnce(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	a := New(DefaultConfig(), nil, &recordingSyncer{}, zap.New(core))
+	orphan := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gone-1",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "gone"}}}
+	const msg = "endpoint slice translates nothing: its service does not exist"
+	for _, step := range []struct {
+		desc   string
+		slices []*discoveryv1.EndpointSlice
+		want   int // lines logged so far
+	}{
+		{"first sync", []*discoveryv1.EndpointSlice{orphan}, 1},
+		{"next sync", []*discoveryv1.EndpointSlice{orphan}, 1},
+		{"the slice goes", nil, 1},
+		{"the slice is back", []*discoveryv1.EndpointSlice{orphan}, 2},
+	} {
+		a.buildAll(source.Snapshot{EndpointSlices: step.slices})
+		lines := logs.FilterMessage(msg).All()
+		if len(lines) != step.want {
+			t.Fatalf("%s: %d lines %q, want %d", step.desc, len(lines), msg, step.want)
+		}
+		if l := lines[len(lines)-1]; l.Level != zap.DebugLevel || l.ContextMap()["object"] != "EndpointSlice default/gone-1" || l.ContextMap()["service"] != "gone" {
+			t.Errorf("%s: logged %v at %s, want the slice and its Service at debug level", step.desc, l.ContextMap(), l.Level)
+		}
 	}
 }

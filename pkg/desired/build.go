@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -182,7 +183,55 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 			}
 		}
 	}
+	b.checkPortNames(addrs, ports)
 	b.health = b.healthCheck(svc, node)
+}
+
+// checkPortNames reports each Service port that no EndpointSlice port of
+// the Service's families serves, as when a targetPort names a container
+// port the pods do not have: its frontends exist but have no backends.
+// Slices without endpoints (the controller's placeholder while no pod is
+// selected) say nothing about names and are not counted.
+func (b *serviceBuild) checkPortNames(addrs []netip.Addr, ports []servicePort) {
+	var families []discoveryv1.AddressType
+	for _, addr := range addrs {
+		families = append(families, AddressTypeOf(addr))
+	}
+	for _, sp := range ports {
+		if have, served := b.slicePortNames(families, sp); !served && have != nil {
+			list := "none"
+			if len(have) > 0 {
+				list = strings.Join(have, ", ")
+			}
+			b.serviceError(fmt.Errorf("port %q/%s: no EndpointSlice port has this name and protocol (slice ports: %s); the frontend has no backends",
+				sp.name, sp.proto, list))
+		}
+	}
+}
+
+// slicePortNames reports whether a slice with endpoints of one of families
+// has port sp; when none has, it lists the ports those slices have, sorted
+// (nil when there is no such slice, empty when they have no ports).
+func (b *serviceBuild) slicePortNames(families []discoveryv1.AddressType, sp servicePort) (have []string, served bool) {
+	for _, slice := range b.slices {
+		p := b.parse(slice)
+		if len(p.endpoints) == 0 || !slices.Contains(families, p.addressType) {
+			continue
+		}
+		if have == nil {
+			have = []string{}
+		}
+		for _, port := range p.ports {
+			if port.name == sp.name && port.proto == sp.proto {
+				return nil, true
+			}
+			if name := fmt.Sprintf("%q/%s", port.name, port.proto); !slices.Contains(have, name) {
+				have = append(have, name)
+			}
+		}
+	}
+	slices.Sort(have)
+	return have, false
 }
 
 // claim adds e unless another frontend of this Service has its address.

@@ -366,6 +366,8 @@ func TestBuild(t *testing.T) {
 				}),
 			},
 			wantFlows: []string{"10.96.0.50:80/TCP default/nginx:http -> REJECT"},
+			wantErrors: []wantError{{"Service default/nginx",
+				`port "http"/TCP: no EndpointSlice port has this name and protocol (slice ports: "http"/UDP, "metrics"/TCP); the frontend has no backends`}},
 		},
 		{
 			name: "headless Service gets nothing",
@@ -498,6 +500,8 @@ func TestBuild(t *testing.T) {
 				{"EndpointSlice default/web-1", `read addressType: "ipv4" is not IPv4, IPv6 or FQDN`},
 				{"EndpointSlice default/web-2", `port "http": number 70000 is outside 1-65535`},
 				{"EndpointSlice default/web-2", `port "alt": protocol "tcp" is not TCP, UDP or SCTP`},
+				{"Service default/web", `port "http"/TCP: no EndpointSlice port has this name and protocol (slice ports: none)`},
+				{"Service default/web", `port "alt"/TCP: no EndpointSlice port has this name and protocol (slice ports: none)`},
 			},
 		},
 		{

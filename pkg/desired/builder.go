@@ -25,6 +25,16 @@ type Builder struct {
 	claims map[Frontend][]ServiceRef
 	// owners holds, per frontend, the Service whose entry State holds.
 	owners map[Frontend]ServiceRef
+	// unused holds, per Service that does not exist, its EndpointSlices'
+	// names: they translate nothing. Slices naming no Service are under
+	// the namespace with an empty name.
+	unused map[ServiceRef][]string
+}
+
+// UnusedSlice is an EndpointSlice that translates nothing because the
+// Service it belongs to (Service, "" when it names none) does not exist.
+type UnusedSlice struct {
+	Namespace, Name, Service string
 }
 
 // NewBuilder starts from no Services, with the default Options.
@@ -58,6 +68,7 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 	x.builds = make(map[ServiceRef]*serviceBuild, len(services))
 	x.claims = map[Frontend][]ServiceRef{}
 	x.owners = map[Frontend]ServiceRef{}
+	x.unused = unusedSlices(services, endpointSlices)
 	index := indexEndpointSlices(endpointSlices)
 	for _, svc := range services {
 		if svc == nil {
@@ -105,7 +116,14 @@ func (x *Builder) Endpoints(fe Frontend) []Endpoint {
 func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) []Frontend {
 	touched := map[Frontend]bool{}
 	x.unclaim(ref, touched)
-	if svc != nil {
+	delete(x.unused, ref)
+	if svc == nil {
+		for _, s := range endpointSlices {
+			if s != nil {
+				x.unused[ref] = append(x.unused[ref], s.Name)
+			}
+		}
+	} else {
 		x.addBuild(ref, buildService(ServiceViewOf(svc), endpointSlices, x.state.Node, x.opts), touched)
 	}
 	var changed []Frontend
@@ -116,6 +134,43 @@ func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*
 	}
 	slices.SortFunc(changed, Frontend.Compare)
 	return changed
+}
+
+// UnusedSlices lists the EndpointSlices whose Service does not exist,
+// sorted.
+func (x *Builder) UnusedSlices() []UnusedSlice {
+	var out []UnusedSlice
+	for ref, names := range x.unused {
+		for _, name := range names {
+			out = append(out, UnusedSlice{Namespace: ref.Namespace, Name: name, Service: ref.Name})
+		}
+	}
+	slices.SortFunc(out, func(a, b UnusedSlice) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Service, b.Service))
+	})
+	return out
+}
+
+// unusedSlices groups the slices of Services not among services.
+func unusedSlices(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) map[ServiceRef][]string {
+	exists := make(map[ServiceRef]bool, len(services))
+	for _, svc := range services {
+		if svc != nil {
+			exists[ServiceRef{Namespace: svc.Namespace, Name: svc.Name}] = true
+		}
+	}
+	unused := map[ServiceRef][]string{}
+	for _, s := range endpointSlices {
+		if s == nil {
+			continue
+		}
+		ref, _ := SliceServiceRef(s)
+		ref.Namespace = s.Namespace
+		if !exists[ref] {
+			unused[ref] = append(unused[ref], s.Name)
+		}
+	}
+	return unused
 }
 
 // unclaim forgets Service ref, marking its frontends in touched.

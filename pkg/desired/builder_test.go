@@ -181,3 +181,37 @@ func TestBuilderResetForgetsThePast(t *testing.T) {
 		t.Errorf("after Reset the node is %+v (state %+v), want zone-b", x.Node(), x.State().Node)
 	}
 }
+
+// A slice whose Service does not exist translates nothing; the builder
+// lists it (the agent logs it at debug level), after a Reset and after an
+// Update alike, until its Service appears or it goes.
+func TestUnusedSlices(t *testing.T) {
+	web := makeTestService("default", "web", func(s *corev1.Service) {
+		s.Spec.ClusterIP = "10.96.0.10"
+		s.Spec.Ports = []corev1.ServicePort{makeServicePort("", 80, corev1.ProtocolTCP, intstr.FromInt32(8080))}
+	})
+	slice := func(service string) *discoveryv1.EndpointSlice {
+		return makeTestEndpointSlice("default", service, 1, func(*discoveryv1.EndpointSlice) {})
+	}
+	unlabelled := slice("x")
+	unlabelled.Name, unlabelled.Labels = "stray", nil
+	x := NewBuilder(NodeInfo{Name: "node-1"})
+	x.Reset(NodeInfo{Name: "node-1"}, []*corev1.Service{web}, []*discoveryv1.EndpointSlice{slice("web"), slice("gone"), unlabelled})
+	want := []UnusedSlice{{"default", "gone-1", "gone"}, {"default", "stray", ""}}
+	if got := x.UnusedSlices(); !slices.Equal(got, want) {
+		t.Errorf("after Reset: unused slices %v, want %v", got, want)
+	}
+	x.Update(ServiceRef{"default", "web"}, nil, []*discoveryv1.EndpointSlice{slice("web")})
+	want = []UnusedSlice{{"default", "gone-1", "gone"}, {"default", "stray", ""}, {"default", "web-1", "web"}}
+	if got := x.UnusedSlices(); !slices.Equal(got, want) {
+		t.Errorf("after web is deleted: unused slices %v, want %v", got, want)
+	}
+	gone := web.DeepCopy()
+	gone.Name = "gone"
+	x.Update(ServiceRef{"default", "gone"}, gone, []*discoveryv1.EndpointSlice{slice("gone")})
+	x.Update(ServiceRef{"default", "web"}, nil, nil)
+	want = []UnusedSlice{{"default", "stray", ""}}
+	if got := x.UnusedSlices(); !slices.Equal(got, want) {
+		t.Errorf("after gone appears and web's slice goes: unused slices %v, want %v", got, want)
+	}
+}

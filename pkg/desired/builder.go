@@ -81,6 +81,10 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 		x.addBuild(ref, buildService(ServiceViewOf(svc), index[ref], node, x.opts), nil)
 	}
 	for fe, claimants := range x.claims {
+		if len(claimants) == 0 {
+			delete(x.claims, fe) // only a Service listed twice claimed it
+			continue
+		}
 		slices.SortFunc(claimants, x.claimOrder)
 		owner := claimants[0]
 		if held, ok := previous[fe]; ok && slices.Contains(claimants, held) {

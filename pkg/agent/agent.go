@@ -73,6 +73,13 @@ type Syncer interface {
 	SyncFrontends(state *desired.State, changed []desired.Frontend) (syncer.Result, error)
 }
 
+// ownersSource is a Syncer that knows who owns the frontends the maps
+// already hold (*syncer.Syncer): the first build keeps them with their
+// owners, so a restart hands no running Service's frontend to a newcomer.
+type ownersSource interface {
+	Owners() map[desired.Frontend]desired.ServiceRef
+}
+
 // Agent connects a source to the syncer.
 type Agent struct {
 	cfg     Config
@@ -105,7 +112,7 @@ type Agent struct {
 // New makes an agent; Run starts it.
 func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 	retry := workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.RetryBase, cfg.RetryMax)
-	return &Agent{
+	a := &Agent{
 		cfg:    cfg,
 		source: src,
 		syncer: s,
@@ -119,6 +126,10 @@ func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 		lastProblems: map[string]bool{},
 		loggedUnused: map[desired.UnusedSlice]bool{},
 	}
+	if o, ok := s.(ownersSource); ok {
+		a.desired.Hold(o.Owners())
+	}
+	return a
 }
 
 // Run blocks until ctx is done.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -251,5 +252,32 @@ func TestUnusedSliceLoggedOnce(t *testing.T) {
 		if l := lines[len(lines)-1]; l.Level != zap.DebugLevel || l.ContextMap()["object"] != "EndpointSlice default/gone-1" || l.ContextMap()["service"] != "gone" {
 			t.Errorf("%s: logged %v at %s, want the slice and its Service at debug level", step.desc, l.ContextMap(), l.Level)
 		}
+	}
+}
+
+// holdingSyncer is a recordingSyncer over maps that already hold frontends.
+type holdingSyncer struct {
+	recordingSyncer
+	owners map[desired.Frontend]desired.ServiceRef
+}
+
+func (h *holdingSyncer) Owners() map[desired.Frontend]desired.ServiceRef { return h.owners }
+
+// After a restart the first build keeps a frontend with the Service the
+// maps hold, though a newcomer claiming it is older and first by name.
+func TestRestartKeepsTheFrontendOwner(t *testing.T) {
+	svc := func(name string, created time.Time) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, CreationTimestamp: metav1.NewTime(created)},
+			Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+	}
+	fe := desired.Frontend{Addr: netip.MustParseAddr("10.96.0.10"), Port: 80, Proto: desired.TCP}
+	held := &holdingSyncer{owners: map[desired.Frontend]desired.ServiceRef{fe: {Namespace: "default", Name: "web"}}}
+	a := New(DefaultConfig(), nil, held, zaptest.NewLogger(t))
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a.buildAll(source.Snapshot{Services: []*corev1.Service{svc("aaa", now.Add(-time.Hour)), svc("web", now)}})
+	if got := a.desired.State().Frontends[fe]; got == nil || got.Name.Name != "web" {
+		t.Errorf("after a restart %s is held by %v, want default/web, which the maps hold", fe, got)
 	}
 }

@@ -25,6 +25,8 @@ type Builder struct {
 	claims map[Frontend][]ServiceRef
 	// owners holds, per frontend, the Service whose entry State holds.
 	owners map[Frontend]ServiceRef
+	// held is what Hold was given, for the next Reset.
+	held map[Frontend]ServiceRef
 	// unused holds, per Service that does not exist, its EndpointSlices'
 	// names: they translate nothing. Slices naming no Service are under
 	// the namespace with an empty name.
@@ -59,6 +61,15 @@ func NewBuilderWithOptions(node NodeInfo, opts Options) *Builder {
 // frontend goes to its first claimant by claimOrder.
 func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) {
 	previous := x.owners
+	if previous == nil {
+		previous = map[Frontend]ServiceRef{}
+	}
+	for fe, ref := range x.held {
+		if _, ok := previous[fe]; !ok {
+			previous[fe] = ref
+		}
+	}
+	x.held = nil
 	x.state = &State{
 		Frontends:    make(map[Frontend]*FrontendEntry, len(services)),
 		Node:         node,
@@ -93,6 +104,16 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 		x.owners[fe] = owner
 		x.state.Frontends[fe] = x.builds[owner].frontend(fe)
 	}
+}
+
+// Hold records who owned each frontend before this Builder existed (the
+// Service the pinned maps name, after an agent restart): the next Reset
+// keeps each frontend with that Service if it still claims it, as if the
+// Builder had built it, so that a restart does not hand a running
+// Service's frontend to a newcomer that an older creationTimestamp or an
+// earlier name would otherwise favour.
+func (x *Builder) Hold(owners map[Frontend]ServiceRef) {
+	x.held = owners
 }
 
 // Node is the node the state is built for.

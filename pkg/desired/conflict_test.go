@@ -124,6 +124,17 @@ func TestFrontendTakeover(t *testing.T) {
 			fresh, _ := BuildWithOptions(all, allSlices, node, opts)
 			checkOwners(t, "a Build from scratch", fresh, tc.contested, "aaa")
 
+			restarted := NewBuilderWithOptions(node, opts)
+			held := map[Frontend]ServiceRef{}
+			for _, fe := range tc.contested {
+				held[frontendOf(t, fe)] = web
+			}
+			restarted.Hold(held)
+			restarted.Reset(node, all, allSlices)
+			if got := flows(t, restarted.State()); !slices.Equal(got, afterUpdate) {
+				t.Errorf("a restarted agent's Builder, told who the maps hold, built\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(afterUpdate, "\n\t"))
+			}
+
 			x.Update(web, nil, nil)
 			checkOwners(t, "after the holder is deleted", x.State(), tc.contested, "aaa")
 			if errs := x.ErrorsOf(aaa); len(errs) != 0 {

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -121,5 +122,33 @@ func TestSyncMoreBackendsThanSlots(t *testing.T) {
 				t.Errorf("default/small is %+v with %d slots, want one backend", small.Master, len(small.Slots))
 			}
 		})
+	}
+}
+
+// A new Syncer over maps another one programmed names each frontend's
+// Service, for the first build after a restart to keep.
+func TestOwnersFromTheMaps(t *testing.T) {
+	mem := lbmap.NewMemoryTables(nil)
+	first, err := NewWithTables(mem.Tables(), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := svc("web", tcp("10.96.0.10", 80), backends(desired.TCP, 8080, "10.244.0.2"), nil)
+	web.Name.Port = "http"
+	api := svc("api", tcp("10.96.0.11", 80), nil, nil)
+	api.Name.Namespace = "prod"
+	if _, err := first.Sync(state(web, api)); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := NewWithTables(mem.Tables(), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[desired.Frontend]desired.ServiceRef{
+		tcp("10.96.0.10", 80): {Namespace: "default", Name: "web"},
+		tcp("10.96.0.11", 80): {Namespace: "prod", Name: "api"},
+	}
+	if got := restarted.Owners(); !maps.Equal(got, want) {
+		t.Errorf("owners %v, want %v", got, want)
 	}
 }

@@ -86,6 +86,13 @@ type Syncer interface {
 	SyncFrontends(state *desired.State, changed []desired.Frontend) (syncer.Result, error)
 }
 
+// ownersSource is a Syncer that knows who owns the frontends the maps
+// already hold (*syncer.Syncer): the first build keeps them with their
+// owners, so a restart hands no running Service's frontend to a newcomer.
+type ownersSource interface {
+	Owners() map[desired.Frontend]desired.ServiceRef
+}
+
 // Agent connects a source to the syncer.
 type Agent struct {
 	cfg     Config
@@ -119,12 +126,14 @@ type Agent struct {
 	lastRepairErr string
 	// loggedSync tells whether a sync was logged at info yet.
 	loggedSync bool
+	// loggedUnused holds the slices without a Service already logged.
+	loggedUnused map[desired.UnusedSlice]bool
 }
 
 // New makes an agent; Run starts it.
 func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 	retry := workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.RetryBase, cfg.RetryMax)
-	return &Agent{
+	a := &Agent{
 		cfg:    cfg,
 		source: src,
 		syncer: s,
@@ -136,7 +145,12 @@ func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 		desired:      desired.NewBuilderWithOptions(cfg.Node, cfg.Options),
 		triggers:     map[desired.ServiceRef]time.Time{},
 		lastProblems: map[string]bool{},
+		loggedUnused: map[desired.UnusedSlice]bool{},
 	}
+	if o, ok := s.(ownersSource); ok {
+		a.desired.Hold(o.Owners())
+	}
+	return a
 }
 
 // Run blocks until ctx is done.
@@ -389,6 +403,7 @@ func (a *Agent) buildAll(snap source.Snapshot) {
 	a.desired.Reset(node, snap.Services, snap.EndpointSlices)
 	a.built = true
 	a.logProblems(a.desired.Errors())
+	a.logUnusedSlices()
 }
 
 // buildChanged rebuilds the Services in refs and returns the frontends
@@ -400,7 +415,22 @@ func (a *Agent) buildChanged(inc source.Incremental, refs []desired.ServiceRef) 
 		changed = append(changed, a.desired.Update(ref, svc, slices)...)
 		a.logServiceProblems(ref)
 	}
+	a.logUnusedSlices()
 	return changed
+}
+
+// logUnusedSlices logs, at debug level and once while it lasts, each
+// EndpointSlice whose Service does not exist.
+func (a *Agent) logUnusedSlices() {
+	now := map[desired.UnusedSlice]bool{}
+	for _, s := range a.desired.UnusedSlices() {
+		now[s] = true
+		if !a.loggedUnused[s] {
+			a.log.Debug("endpoint slice translates nothing: its service does not exist",
+				zap.String(logfield.Object, "EndpointSlice "+s.Namespace+"/"+s.Name), zap.String(logfield.Service, s.Service))
+		}
+	}
+	a.loggedUnused = now
 }
 
 // keepTriggers adds the trigger times of changes to those not yet

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -220,5 +223,61 @@ func TestProgrammingLatency(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A slice whose Service does not exist is logged at debug level once
+// while it lasts, not at every sync, and again if it comes back.
+func TestUnusedSliceLoggedOnce(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	a := New(DefaultConfig(), nil, &recordingSyncer{}, zap.New(core))
+	orphan := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gone-1",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "gone"}}}
+	const msg = "endpoint slice translates nothing: its service does not exist"
+	for _, step := range []struct {
+		desc   string
+		slices []*discoveryv1.EndpointSlice
+		want   int // lines logged so far
+	}{
+		{"first sync", []*discoveryv1.EndpointSlice{orphan}, 1},
+		{"next sync", []*discoveryv1.EndpointSlice{orphan}, 1},
+		{"the slice goes", nil, 1},
+		{"the slice is back", []*discoveryv1.EndpointSlice{orphan}, 2},
+	} {
+		a.buildAll(source.Snapshot{EndpointSlices: step.slices})
+		lines := logs.FilterMessage(msg).All()
+		if len(lines) != step.want {
+			t.Fatalf("%s: %d lines %q, want %d", step.desc, len(lines), msg, step.want)
+		}
+		if l := lines[len(lines)-1]; l.Level != zap.DebugLevel || l.ContextMap()["object"] != "EndpointSlice default/gone-1" || l.ContextMap()["service"] != "gone" {
+			t.Errorf("%s: logged %v at %s, want the slice and its Service at debug level", step.desc, l.ContextMap(), l.Level)
+		}
+	}
+}
+
+// holdingSyncer is a recordingSyncer over maps that already hold frontends.
+type holdingSyncer struct {
+	recordingSyncer
+	owners map[desired.Frontend]desired.ServiceRef
+}
+
+func (h *holdingSyncer) Owners() map[desired.Frontend]desired.ServiceRef { return h.owners }
+
+// After a restart the first build keeps a frontend with the Service the
+// maps hold, though a newcomer claiming it is older and first by name.
+func TestRestartKeepsTheFrontendOwner(t *testing.T) {
+	svc := func(name string, created time.Time) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, CreationTimestamp: metav1.NewTime(created)},
+			Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+	}
+	fe := desired.Frontend{Addr: netip.MustParseAddr("10.96.0.10"), Port: 80, Proto: desired.TCP}
+	held := &holdingSyncer{owners: map[desired.Frontend]desired.ServiceRef{fe: {Namespace: "default", Name: "web"}}}
+	a := New(DefaultConfig(), nil, held, zaptest.NewLogger(t))
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a.buildAll(source.Snapshot{Services: []*corev1.Service{svc("aaa", now.Add(-time.Hour)), svc("web", now)}})
+	if got := a.desired.State().Frontends[fe]; got == nil || got.Name.Name != "web" {
+		t.Errorf("after a restart %s is held by %v, want default/web, which the maps hold", fe, got)
 	}
 }

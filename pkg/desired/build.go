@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -23,9 +25,14 @@ type ObjectError struct {
 	Reason string
 }
 
-// ReasonExternalIPRefused marks the error of an externalIP outside
-// Options.ExternalIPAllow.
-const ReasonExternalIPRefused = "ExternalIPRefused"
+const (
+	// ReasonExternalIPRefused marks the error of an externalIP outside
+	// Options.ExternalIPAllow.
+	ReasonExternalIPRefused = "ExternalIPRefused"
+	// ReasonFrontendConflict marks the error of a Service left out of a
+	// frontend another Service holds.
+	ReasonFrontendConflict = "FrontendConflict"
+)
 
 // Object names the object like "Service default/nginx", for log fields.
 func (e *ObjectError) Object() string { return e.Kind + " " + e.Namespace + "/" + e.Name }
@@ -91,6 +98,7 @@ func indexEndpointSlices(all []*discoveryv1.EndpointSlice) map[ServiceRef][]*dis
 // is decided across Services, by Builder.
 type serviceBuild struct {
 	ref       ServiceRef
+	created   time.Time // metadata.creationTimestamp: it orders new claims
 	frontends []*FrontendEntry
 	// endpoints holds, per frontend, the endpoints its backends were
 	// chosen from, with their locality.
@@ -109,6 +117,7 @@ type serviceBuild struct {
 func buildService(svc ServiceView, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo, opts Options) *serviceBuild {
 	b := &serviceBuild{
 		ref:       svc.Ref,
+		created:   svc.Created,
 		endpoints: map[Frontend][]Endpoint{},
 		parsed:    map[*discoveryv1.EndpointSlice]*parsedSlice{},
 		slices:    slices.DeleteFunc(slices.Clone(endpointSlices), func(s *discoveryv1.EndpointSlice) bool { return s == nil }),
@@ -174,7 +183,55 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 			}
 		}
 	}
+	b.checkPortNames(addrs, ports)
 	b.health = b.healthCheck(svc, node)
+}
+
+// checkPortNames reports each Service port that no EndpointSlice port of
+// the Service's families serves, as when a targetPort names a container
+// port the pods do not have: its frontends exist but have no backends.
+// Slices without endpoints (the controller's placeholder while no pod is
+// selected) say nothing about names and are not counted.
+func (b *serviceBuild) checkPortNames(addrs []netip.Addr, ports []servicePort) {
+	var families []discoveryv1.AddressType
+	for _, addr := range addrs {
+		families = append(families, AddressTypeOf(addr))
+	}
+	for _, sp := range ports {
+		if have, served := b.slicePortNames(families, sp); !served && have != nil {
+			list := "none"
+			if len(have) > 0 {
+				list = strings.Join(have, ", ")
+			}
+			b.serviceError(fmt.Errorf("port %q/%s: no EndpointSlice port has this name and protocol (slice ports: %s); the frontend has no backends",
+				sp.name, sp.proto, list))
+		}
+	}
+}
+
+// slicePortNames reports whether a slice with endpoints of one of families
+// has port sp; when none has, it lists the ports those slices have, sorted
+// (nil when there is no such slice, empty when they have no ports).
+func (b *serviceBuild) slicePortNames(families []discoveryv1.AddressType, sp servicePort) (have []string, served bool) {
+	for _, slice := range b.slices {
+		p := b.parse(slice)
+		if len(p.endpoints) == 0 || !slices.Contains(families, p.addressType) {
+			continue
+		}
+		if have == nil {
+			have = []string{}
+		}
+		for _, port := range p.ports {
+			if port.name == sp.name && port.proto == sp.proto {
+				return nil, true
+			}
+			if name := fmt.Sprintf("%q/%s", port.name, port.proto); !slices.Contains(have, name) {
+				have = append(have, name)
+			}
+		}
+	}
+	slices.Sort(have)
+	return have, false
 }
 
 // claim adds e unless another frontend of this Service has its address.
@@ -189,6 +246,9 @@ func (b *serviceBuild) claim(claimed map[Frontend]FrontendKind, p servicePort, e
 		return
 	}
 	claimed[fe] = e.Kind
+	if err := capFrontend(e); err != nil {
+		b.serviceError(err)
+	}
 	b.endpoints[fe] = endpoints
 	b.frontends = append(b.frontends, e)
 }

@@ -366,6 +366,8 @@ func TestBuild(t *testing.T) {
 				}),
 			},
 			wantFlows: []string{"10.96.0.50:80/TCP default/nginx:http -> REJECT"},
+			wantErrors: []wantError{{"Service default/nginx",
+				`port "http"/TCP: no EndpointSlice port has this name and protocol (slice ports: "http"/UDP, "metrics"/TCP); the frontend has no backends`}},
 		},
 		{
 			name: "headless Service gets nothing",
@@ -498,6 +500,8 @@ func TestBuild(t *testing.T) {
 				{"EndpointSlice default/web-1", `read addressType: "ipv4" is not IPv4, IPv6 or FQDN`},
 				{"EndpointSlice default/web-2", `port "http": number 70000 is outside 1-65535`},
 				{"EndpointSlice default/web-2", `port "alt": protocol "tcp" is not TCP, UDP or SCTP`},
+				{"Service default/web", `port "http"/TCP: no EndpointSlice port has this name and protocol (slice ports: none)`},
+				{"Service default/web", `port "alt"/TCP: no EndpointSlice port has this name and protocol (slice ports: none)`},
 			},
 		},
 		{
@@ -592,7 +596,7 @@ func TestBuild(t *testing.T) {
 			wantFlows: []string{"10.96.0.50:80/TCP default/nginx:http -> REJECT"},
 		},
 		{
-			name: "two Services with one ClusterIP:port: the first by namespace/name keeps it",
+			name: "two Services with one ClusterIP:port created at the same time: the first by namespace/name keeps it",
 			services: []*corev1.Service{
 				makeTestService("default", "web-b", func(svc *corev1.Service) {
 					svc.Spec.ClusterIP = "10.96.0.10"
@@ -620,7 +624,7 @@ func TestBuild(t *testing.T) {
 				"10.96.0.10:80/TCP default/web-a:http -> 10.244.0.2:8080",
 				"10.96.0.10:81/TCP default/web-b:alt -> 10.244.0.3:8080",
 			},
-			wantErrors: []wantError{{"Service default/web-b", "claim frontend 10.96.0.10:80/TCP: Service default/web-a has it"}},
+			wantErrors: []wantError{{"Service default/web-b", "claim frontend 10.96.0.10:80/TCP: Service default/web-a holds it"}},
 		},
 		{
 			name: "two ports of one Service with one port number and protocol",

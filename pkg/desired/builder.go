@@ -1,8 +1,10 @@
 package desired
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -10,14 +12,31 @@ import (
 
 // Builder keeps the desired state of every Service and updates it one
 // Service at a time, so that a change costs what that Service costs, not what
-// the whole cluster does. Its result equals Build over the same objects.
+// the whole cluster does. Its result equals Build over the same objects
+// whenever no two Services claim one frontend; when they do, the claim that
+// was there first keeps it (see Update), which a Build from scratch can only
+// approximate by creationTimestamp.
 type Builder struct {
 	opts   Options
 	state  *State
 	builds map[ServiceRef]*serviceBuild
-	// claims lists, per frontend, the Services asking for it, sorted by
-	// namespace/name: the first owns it, the others are told so.
+	// claims lists, per frontend, the Services asking for it, oldest claim
+	// first (claimOrder).
 	claims map[Frontend][]ServiceRef
+	// owners holds, per frontend, the Service whose entry State holds.
+	owners map[Frontend]ServiceRef
+	// held is what Hold was given, for the next Reset.
+	held map[Frontend]ServiceRef
+	// unused holds, per Service that does not exist, its EndpointSlices'
+	// names: they translate nothing. Slices naming no Service are under
+	// the namespace with an empty name.
+	unused map[ServiceRef][]string
+}
+
+// UnusedSlice is an EndpointSlice that translates nothing because the
+// Service it belongs to (Service, "" when it names none) does not exist.
+type UnusedSlice struct {
+	Namespace, Name, Service string
 }
 
 // NewBuilder starts from no Services, with the default Options.
@@ -34,10 +53,23 @@ func NewBuilderWithOptions(node NodeInfo, opts Options) *Builder {
 }
 
 // Reset replaces everything with the state of services and their
-// EndpointSlices on node, as if each Service were added to a new Builder.
-// Slices of a Service not listed translate nothing and are left out. It is
-// the one full build: Build and the agent's full sync both come here.
+// EndpointSlices on node. Slices of a Service not listed translate nothing
+// and are left out. It is the one full build: Build and the agent's full
+// sync both come here. Of the past it keeps only who owns each frontend: an
+// owner that still claims its frontend keeps it, so that a periodic resync
+// never hands a running Service's traffic to a newcomer; every other
+// frontend goes to its first claimant by claimOrder.
 func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) {
+	previous := x.owners
+	if previous == nil {
+		previous = map[Frontend]ServiceRef{}
+	}
+	for fe, ref := range x.held {
+		if _, ok := previous[fe]; !ok {
+			previous[fe] = ref
+		}
+	}
+	x.held = nil
 	x.state = &State{
 		Frontends:    make(map[Frontend]*FrontendEntry, len(services)),
 		Node:         node,
@@ -46,14 +78,42 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 	}
 	x.builds = make(map[ServiceRef]*serviceBuild, len(services))
 	x.claims = map[Frontend][]ServiceRef{}
+	x.owners = map[Frontend]ServiceRef{}
+	x.unused = unusedSlices(services, endpointSlices)
 	index := indexEndpointSlices(endpointSlices)
 	for _, svc := range services {
 		if svc == nil {
 			continue
 		}
 		ref := ServiceRef{Namespace: svc.Namespace, Name: svc.Name}
-		x.Update(ref, svc, index[ref])
+		if _, ok := x.builds[ref]; ok {
+			x.unclaim(ref, map[Frontend]bool{}) // listed twice: the last wins, as with Update
+		}
+		x.addBuild(ref, buildService(ServiceViewOf(svc), index[ref], node, x.opts), nil)
 	}
+	for fe, claimants := range x.claims {
+		if len(claimants) == 0 {
+			delete(x.claims, fe) // only a Service listed twice claimed it
+			continue
+		}
+		slices.SortFunc(claimants, x.claimOrder)
+		owner := claimants[0]
+		if held, ok := previous[fe]; ok && slices.Contains(claimants, held) {
+			owner = held
+		}
+		x.owners[fe] = owner
+		x.state.Frontends[fe] = x.builds[owner].frontend(fe)
+	}
+}
+
+// Hold records who owned each frontend before this Builder existed (the
+// Service the pinned maps name, after an agent restart): the next Reset
+// keeps each frontend with that Service if it still claims it, as if the
+// Builder had built it, so that a restart does not hand a running
+// Service's frontend to a newcomer that an older creationTimestamp or an
+// earlier name would otherwise favour.
+func (x *Builder) Hold(owners map[Frontend]ServiceRef) {
+	x.held = owners
 }
 
 // Node is the node the state is built for.
@@ -65,19 +125,81 @@ func (x *Builder) Options() Options { return x.opts }
 // Endpoints returns the endpoints, with their locality, that the backends
 // of frontend fe were chosen from; nil when no Service owns fe.
 func (x *Builder) Endpoints(fe Frontend) []Endpoint {
-	claimants := x.claims[fe]
-	if len(claimants) == 0 {
+	owner, ok := x.owners[fe]
+	if !ok {
 		return nil
 	}
-	return x.builds[claimants[0]].endpoints[fe]
+	return x.builds[owner].endpoints[fe]
 }
 
 // Update rebuilds Service ref from svc (nil when it was deleted), of which
 // it reads only the ServiceView, and the EndpointSlices that belong to it,
 // and returns the frontends whose entry in State changed (added, changed or
-// removed).
+// removed). A frontend stays with its owner as long as the owner claims it,
+// whoever else claims it later; a frontend without an owner goes to its
+// first claimant by claimOrder.
 func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) []Frontend {
 	touched := map[Frontend]bool{}
+	x.unclaim(ref, touched)
+	delete(x.unused, ref)
+	if svc == nil {
+		for _, s := range endpointSlices {
+			if s != nil {
+				x.unused[ref] = append(x.unused[ref], s.Name)
+			}
+		}
+	} else {
+		x.addBuild(ref, buildService(ServiceViewOf(svc), endpointSlices, x.state.Node, x.opts), touched)
+	}
+	var changed []Frontend
+	for fe := range touched {
+		if x.resolve(fe) {
+			changed = append(changed, fe)
+		}
+	}
+	slices.SortFunc(changed, Frontend.Compare)
+	return changed
+}
+
+// UnusedSlices lists the EndpointSlices whose Service does not exist,
+// sorted.
+func (x *Builder) UnusedSlices() []UnusedSlice {
+	var out []UnusedSlice
+	for ref, names := range x.unused {
+		for _, name := range names {
+			out = append(out, UnusedSlice{Namespace: ref.Namespace, Name: name, Service: ref.Name})
+		}
+	}
+	slices.SortFunc(out, func(a, b UnusedSlice) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Service, b.Service))
+	})
+	return out
+}
+
+// unusedSlices groups the slices of Services not among services.
+func unusedSlices(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) map[ServiceRef][]string {
+	exists := make(map[ServiceRef]bool, len(services))
+	for _, svc := range services {
+		if svc != nil {
+			exists[ServiceRef{Namespace: svc.Namespace, Name: svc.Name}] = true
+		}
+	}
+	unused := map[ServiceRef][]string{}
+	for _, s := range endpointSlices {
+		if s == nil {
+			continue
+		}
+		ref, _ := SliceServiceRef(s)
+		ref.Namespace = s.Namespace
+		if !exists[ref] {
+			unused[ref] = append(unused[ref], s.Name)
+		}
+	}
+	return unused
+}
+
+// unclaim forgets Service ref, marking its frontends in touched.
+func (x *Builder) unclaim(ref ServiceRef, touched map[Frontend]bool) {
 	if old, ok := x.builds[ref]; ok {
 		for _, s := range old.frontends {
 			touched[s.Frontend] = true
@@ -86,43 +208,62 @@ func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*
 		delete(x.builds, ref)
 	}
 	delete(x.state.HealthChecks, ref)
-	if svc != nil {
-		b := buildService(ServiceViewOf(svc), endpointSlices, x.state.Node, x.opts)
-		x.builds[ref] = b
-		if b.health != nil {
-			x.state.HealthChecks[ref] = *b.health
-		}
-		for _, s := range b.frontends {
-			touched[s.Frontend] = true
-			claimants := append(x.claims[s.Frontend], ref)
-			slices.SortFunc(claimants, ServiceRef.compare)
-			x.claims[s.Frontend] = claimants
-		}
-	}
+}
 
-	var changed []Frontend
-	for fe := range touched {
-		var want *FrontendEntry
-		if claimants := x.claims[fe]; len(claimants) > 0 {
-			want = x.builds[claimants[0]].frontend(fe)
-		} else {
-			delete(x.claims, fe)
-		}
-		have := x.state.Frontends[fe]
-		if want == nil {
-			if have != nil {
-				delete(x.state.Frontends, fe)
-				changed = append(changed, fe)
-			}
-			continue
-		}
-		if have == nil || !have.Equal(want) {
-			x.state.Frontends[fe] = want
-			changed = append(changed, fe)
-		}
+// addBuild records Service ref's build and its claims, marking its
+// frontends in touched when touched is not nil (Update keeps each frontend's
+// claims sorted; Reset sorts them once at the end).
+func (x *Builder) addBuild(ref ServiceRef, b *serviceBuild, touched map[Frontend]bool) {
+	x.builds[ref] = b
+	if b.health != nil {
+		x.state.HealthChecks[ref] = *b.health
 	}
-	slices.SortFunc(changed, Frontend.Compare)
-	return changed
+	for _, s := range b.frontends {
+		claimants := append(x.claims[s.Frontend], ref)
+		if touched != nil {
+			touched[s.Frontend] = true
+			slices.SortFunc(claimants, x.claimOrder)
+		}
+		x.claims[s.Frontend] = claimants
+	}
+}
+
+// resolve gives frontend fe to its owner if the owner still claims it,
+// else to its first claimant, and reports whether its entry changed.
+func (x *Builder) resolve(fe Frontend) bool {
+	claimants := x.claims[fe]
+	var want *FrontendEntry
+	if len(claimants) == 0 {
+		delete(x.claims, fe)
+		delete(x.owners, fe)
+	} else {
+		owner, ok := x.owners[fe]
+		if !ok || !slices.Contains(claimants, owner) {
+			owner = claimants[0]
+		}
+		x.owners[fe] = owner
+		want = x.builds[owner].frontend(fe)
+	}
+	have := x.state.Frontends[fe]
+	switch {
+	case want == nil && have == nil:
+		return false
+	case want == nil:
+		delete(x.state.Frontends, fe)
+		return true
+	case have != nil && have.Equal(want):
+		x.state.Frontends[fe] = want
+		return false
+	}
+	x.state.Frontends[fe] = want
+	return true
+}
+
+// claimOrder orders the claims on one frontend that no owner decides: the
+// older creationTimestamp first (a Service without one, as in files written
+// by hand, counts as oldest), then namespace/name.
+func (x *Builder) claimOrder(a, b ServiceRef) int {
+	return cmp.Or(x.builds[a].created.Compare(x.builds[b].created), a.compare(b))
 }
 
 func (b *serviceBuild) frontend(fe Frontend) *FrontendEntry {
@@ -160,12 +301,21 @@ func (x *Builder) ErrorsOf(ref ServiceRef) []error {
 	}
 	errs := slices.Clone(b.errs)
 	for _, s := range b.frontends {
-		if owner := x.claims[s.Frontend][0]; owner != ref {
+		if owner := x.owners[s.Frontend]; owner != ref {
 			errs = append(errs, &ObjectError{Kind: "Service", Namespace: ref.Namespace, Name: ref.Name,
-				Err: fmt.Errorf("claim frontend %s: Service %s has it", s.Frontend, owner)})
+				Err: x.conflict(s.Frontend, owner), Reason: ReasonFrontendConflict})
 		}
 	}
 	return errs
+}
+
+// conflict says why a claim on fe was left out: owner holds it.
+func (x *Builder) conflict(fe Frontend, owner ServiceRef) error {
+	if created := x.builds[owner].created; !created.IsZero() {
+		return fmt.Errorf("claim frontend %s: Service %s (created %s) holds it, and a frontend stays with the claim that was there first",
+			fe, owner, created.UTC().Format(time.RFC3339))
+	}
+	return fmt.Errorf("claim frontend %s: Service %s holds it, and a frontend stays with the claim that was there first", fe, owner)
 }
 
 // Equal reports whether two entries translate the same way.

@@ -31,6 +31,16 @@
 // set only and clients on the node to the cluster set (Internal). The State
 // also holds the Services' health checks and the node's SNAT source.
 //
+// A frontend claimed by two Services stays with the one that holds it (the
+// Builder remembers across updates and Reset, and is told after an agent
+// restart what the pinned maps hold, Builder.Hold); claims new at the same
+// time go to the older creationTimestamp, then the first by namespace/name.
+// The Service left out gets an ObjectError naming the holder, with Reason
+// ReasonFrontendConflict. A frontend holds at most MaxBackends backends
+// (the datapath's 16-bit slots); a Service port that no EndpointSlice port
+// serves is reported, as are (Builder.UnusedSlices) slices whose Service
+// does not exist.
+//
 // The rules follow kube-proxy: only an endpoint's first address is used,
 // ready endpoints serve, serving-and-terminating endpoints serve only when no
 // ready endpoint exists, and a frontend without usable endpoints still exists

@@ -334,7 +334,7 @@ func TestBuildExternalFrontends(t *testing.T) {
 			"10.96.0.11:80/TCP default/api:http -> REJECT",
 			"127.0.0.1:30080/TCP default/api:http -> REJECT kind=NodePort",
 		},
-		wantErrors: []wantError{{"Service default/web", "claim frontend 127.0.0.1:30080/TCP: Service default/api has it"}},
+		wantErrors: []wantError{{"Service default/web", "claim frontend 127.0.0.1:30080/TCP: Service default/api holds it"}},
 	}, {
 		name: "an externalIP that is also an ingress IP of the Service: one frontend and an error",
 		services: []*corev1.Service{webSvc(corev1.ServiceTypeLoadBalancer, v4, both(lbWith("203.0.113.7"), func(s *corev1.Service) {

@@ -3,6 +3,7 @@ package desired
 import (
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -17,8 +18,12 @@ import (
 // annotation, the status). A field the builder starts reading goes here, and
 // from then on its changes are recorded.
 type ServiceView struct {
-	Ref  ServiceRef
-	Type corev1.ServiceType
+	Ref ServiceRef
+	// Created is metadata.creationTimestamp (zero when unset, as in files
+	// written by hand): of two new claims on one frontend, the older
+	// Service's wins.
+	Created time.Time
+	Type    corev1.ServiceType
 	// ClusterIPs is spec.clusterIPs, or spec.clusterIP when the list is
 	// empty (objects written by hand often set only the singular field).
 	ClusterIPs []string
@@ -54,6 +59,7 @@ type ServicePortView struct {
 func ServiceViewOf(svc *corev1.Service) ServiceView {
 	v := ServiceView{
 		Ref:        ServiceRef{Namespace: svc.Namespace, Name: svc.Name},
+		Created:    svc.CreationTimestamp.Time,
 		Type:       svc.Spec.Type,
 		ClusterIPs: slices.Clone(svc.Spec.ClusterIPs),
 	}
@@ -79,7 +85,7 @@ func ServiceViewOf(svc *corev1.Service) ServiceView {
 
 // Equal reports whether two views build the same.
 func (v ServiceView) Equal(o ServiceView) bool {
-	return v.Ref == o.Ref && v.Type == o.Type && slices.Equal(v.ClusterIPs, o.ClusterIPs) && slices.Equal(v.Ports, o.Ports) &&
+	return v.Ref == o.Ref && v.Created.Equal(o.Created) && v.Type == o.Type && slices.Equal(v.ClusterIPs, o.ClusterIPs) && slices.Equal(v.Ports, o.Ports) &&
 		slices.Equal(v.ExternalIPs, o.ExternalIPs) && slices.Equal(v.LoadBalancerIPs, o.LoadBalancerIPs) &&
 		v.ExternalPolicyLocal == o.ExternalPolicyLocal && v.HealthCheckNodePort == o.HealthCheckNodePort &&
 		slices.Equal(v.LoadBalancerSourceRanges, o.LoadBalancerSourceRanges)

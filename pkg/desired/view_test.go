@@ -44,6 +44,9 @@ func TestServiceView(t *testing.T) {
 			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1", IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}
 		}, false},
 		{"a nodePort is read", func(s *corev1.Service) { s.Spec.Ports[0].NodePort = 30080 }, false},
+		{"the creationTimestamp is read: it decides between new claims on one frontend", func(s *corev1.Service) {
+			s.CreationTimestamp = metav1.Unix(1700000000, 0)
+		}, false},
 		{"externalIPs are read", func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"203.0.113.7"} }, false},
 		{"externalTrafficPolicy Local is read", func(s *corev1.Service) {
 			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal

@@ -72,6 +72,19 @@ type RemovedBackend struct {
 	ID      uint32
 }
 
+// Owners returns, per frontend the maps hold, the Service its name entry
+// names: what the agent before this one programmed. The first build keeps
+// each frontend with it (desired.Builder.Hold).
+func (s *Syncer) Owners() map[desired.Frontend]desired.ServiceRef {
+	owners := make(map[desired.Frontend]desired.ServiceRef, len(s.mirror.frontends))
+	for fs, e := range s.mirror.frontends {
+		if ref, ok := serviceRefOfName(s.mirror.names[e.master.ServiceId]); ok {
+			owners[fs.fe] = ref
+		}
+	}
+	return owners
+}
+
 // New restores the mirror from the maps. Nothing is written until Sync.
 func New(m *lbmap.Maps, log *zap.Logger) (*Syncer, error) {
 	return NewWithTables(m.Tables(), log)

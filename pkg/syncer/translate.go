@@ -1,6 +1,8 @@
 package syncer
 
 import (
+	"strings"
+
 	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/lbmap"
 )
@@ -126,4 +128,16 @@ func revNatValue(fe desired.Frontend) lbmap.RevNat {
 
 func nameValue(n desired.ServicePortName) lbmap.ServiceName {
 	return lbmap.NewServiceName(n.String())
+}
+
+// serviceRefOfName is the Service a name entry names: the inverse of
+// nameValue ("namespace/name" or "namespace/name:port"; neither a namespace
+// nor a name holds '/' or ':'); false for anything else.
+func serviceRefOfName(n lbmap.ServiceName) (desired.ServiceRef, bool) {
+	ns, rest, ok := strings.Cut(n.Get(), "/")
+	name, _, _ := strings.Cut(rest, ":")
+	if !ok || ns == "" || name == "" {
+		return desired.ServiceRef{}, false
+	}
+	return desired.ServiceRef{Namespace: ns, Name: name}, true
 }

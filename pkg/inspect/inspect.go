@@ -160,7 +160,9 @@ func (s *snapshot) scopeView(f *lbmap.Frontend) ScopeView {
 		Backends:    []BackendSlot{},
 		Problems:    slices.Clone(f.Problems),
 	}
-	for slot := uint16(1); int(slot) <= f.Exposed(); slot++ {
+	// An int counter: a uint16 one would wrap at 65,535 slots and never end.
+	for n := 1; n <= f.Exposed(); n++ {
+		slot := uint16(n)
 		id, ok := f.Slots[slot]
 		if !ok {
 			continue // a problem already

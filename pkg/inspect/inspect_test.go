@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socklb/socklb/pkg/lbmap"
 )
@@ -173,5 +174,38 @@ func TestInternalScope(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A frontend with every slot in use (65,535) is listed whole: a 16-bit loop
+// counter would wrap and never end.
+func TestFullFrontendIsListed(t *testing.T) {
+	mem := lbmap.NewMemoryTables(nil)
+	fe := key("10.96.0.70", 80, 6, lbmap.ScopeDefault, 0)
+	const n = 65535
+	keys, vals := []lbmap.ServiceKey{fe}, []lbmap.ServiceValue{master(1, n, 0, lbmap.FlagClusterIP)}
+	for slot := 1; slot <= n; slot++ {
+		k := fe
+		k.Slot = uint16(slot)
+		keys, vals = append(keys, k), append(vals, lbmap.ServiceValue{BackendId: 1, ServiceId: 1})
+	}
+	if errs := mem.Services.Update(keys, vals); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if errs := mem.Backends.Update([]uint32{1}, []lbmap.Backend{backend("10.244.0.2", 8080, 6, lbmap.BackendActive)}); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	done := make(chan []ServiceView, 1)
+	go func() {
+		views, _ := services(mem.Tables())
+		done <- views
+	}()
+	select {
+	case views := <-done:
+		if len(views) != 1 || len(views[0].Backends) != n {
+			t.Errorf("got %d views, the first with %d backends; want one with %d", len(views), len(views[0].Backends), n)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("listing a frontend of 65,535 slots did not end")
 	}
 }

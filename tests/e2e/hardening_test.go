@@ -97,7 +97,9 @@ func TestHardening(t *testing.T) {
 		{"finding 2: a second agent on the same pins is refused", nil, secondAgentRefused},
 		{"finding 3: cleanup is refused while the agent runs", nil, cleanupRefusedWhileRunning},
 		{"finding 4: a symlink out of the directory is refused and its target never logged", nil, symlinkOutRefused},
+		{"finding 5: a Service of 70,000 endpoints holds 65,535 and says so", nil, tooManyBackendsCapped},
 		{"finding 6a: a one-line JSON file of exactly 4,096 bytes is applied", nil, boundaryFileApplied},
+		{"finding 6b: a Service port no slice port names is said", nil, unservedPortSaid},
 		{"finding 7: a file rewritten slowly in place keeps its Services answering", nil, slowRewriteKeepsAnswering},
 		{"finding 8: a directory removed and recreated is watched again within a second", nil, directoryRecreated},
 		{"finding 9: a full services map logs one summary, not one line per retry", []string{"--map-size-services", "16"}, fullMapSummarised},
@@ -422,4 +424,67 @@ func programMapIDs(t *testing.T, pin string) map[ebpf.MapID]bool {
 		out[id] = true
 	}
 	return out
+}
+
+// bigSliceYAML is an EndpointSlice of n endpoints in 10.128.0.0/9, none of
+// which answers: finding 5 is about what the maps hold.
+func bigSliceYAML(service, name string, from, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: %s, namespace: default, labels: {kubernetes.io/service-name: %s}}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n", name, service)
+	for i := from; i < from+n; i++ {
+		fmt.Fprintf(&b, "- {addresses: [\"10.%d.%d.%d\"], conditions: {ready: true}}\n", 128+i>>16, i>>8&255, i&255)
+	}
+	return b.String()
+}
+
+func tooManyBackendsCapped(t *testing.T, h *hardening) {
+	const bigVIP = "10.96.0.70"
+	var b strings.Builder
+	b.WriteString(serviceYAML("big", []string{bigVIP}, httpPort))
+	for i := 0; i < 70; i++ {
+		b.WriteString(bigSliceYAML("big", fmt.Sprintf("big-%d", i), i*1000, 1000))
+	}
+	h.write(t, "big.yaml", b.String())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		views, err := h.sb.InspectServices(t, h.socklb)
+		if err == nil {
+			for _, v := range views {
+				if v.Frontend == bigVIP+":80" && v.Active == 65535 && len(v.Problems) == 0 {
+					goto held
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			var seen []string
+			for _, v := range views {
+				if v.Frontend == bigVIP+":80" {
+					seen = append(seen, fmt.Sprintf("active=%d problems=%v", v.Active, v.Problems))
+				}
+			}
+			t.Fatalf("frontend %s:80 never held 65,535 backends: %v %v", bigVIP, seen, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+held:
+	if err := h.agent.WaitStderr("4465 of 70000 backends left out", 5*time.Second); err != nil {
+		t.Errorf("no log line says how many backends were left out: %v", err)
+	}
+}
+
+func unservedPortSaid(t *testing.T, h *hardening) {
+	const vip2 = "10.96.0.71"
+	web := servicePort{name: "web", port: 8080, targetPort: "8080", protocol: "TCP", slicePort: 8080}
+	h.write(t, "unserved.yaml", serviceYAML("unserved", []string{vip2}, httpPort)+
+		sliceYAML("unserved", "unserved-1", "IPv4", []servicePort{web}, ready(h.pod)))
+	if err := h.agent.WaitStderr(`no EndpointSlice port has this name and protocol`, 5*time.Second); err != nil {
+		t.Fatalf("a Service port no slice names was not said: %v", err)
+	}
+	if log := h.agent.Stderr(); !strings.Contains(log, "default/unserved") {
+		t.Errorf("the line does not name Service default/unserved")
+	}
+	rs := h.probe(t, "tcp", "--addr", vip2+":80", "--count", "1")
+	if len(rs) != 1 || rs[0].OK || rs[0].Errno != "ECONNREFUSED" {
+		t.Errorf("the unserved frontend: %+v, want a refused connect", rs)
+	}
 }

@@ -254,17 +254,7 @@ func (c *Cluster) mountBPFFS(t testing.TB) {
 // newNetns creates the netns "<Prefix>-<name>" and registers its removal.
 func (c *Cluster) newNetns(t testing.TB, name string) string {
 	t.Helper()
-	path, err := createNetns(c.Prefix + "-" + name)
-	if err != nil {
-		t.Fatalf("sandbox: netns %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		c.killAll() // processes inside must go before their namespace
-		if err := deleteNetns(path); err != nil {
-			t.Errorf("sandbox cleanup: %v", err)
-		}
-	})
-	return path
+	return newNetnsKilling(t, c.Prefix+"-"+name, c.killAll)
 }
 
 // buildLAN brings up lo and br0 in the lan namespace. IPv6 is off there

@@ -187,12 +187,21 @@ func New(t testing.TB) *Sandbox {
 // newNetns creates the netns "<Prefix>-<name>" and registers its removal.
 func (s *Sandbox) newNetns(t testing.TB, name string) string {
 	t.Helper()
-	path, err := createNetns(s.Prefix + "-" + name)
+	return newNetnsKilling(t, s.Prefix+"-"+name, s.killAll)
+}
+
+// newNetnsKilling creates the netns name and registers its removal, after
+// killAll: processes inside must go before their namespace. (Which
+// processes are inside is not tracked, so killAll ends every process of the
+// sandbox: make hosts with the test's own t, never a subtest's.)
+func newNetnsKilling(t testing.TB, name string, killAll func()) string {
+	t.Helper()
+	path, err := createNetns(name)
 	if err != nil {
 		t.Fatalf("sandbox: netns %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		s.killAll() // processes inside must go before their namespace
+		killAll()
 		if err := deleteNetns(path); err != nil {
 			t.Errorf("sandbox cleanup: %v", err)
 		}

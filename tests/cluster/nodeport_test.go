@@ -135,8 +135,14 @@ func (w *nsCluster) relayedKubeconfig(t *testing.T, n *sandbox.ClusterNode, dir 
 // veth holds frames until the next packet arrives.
 func (w *nsCluster) startAgent(t *testing.T, n *sandbox.ClusterNode, kubeconfig string) {
 	t.Helper()
-	a := w.c.Start(t, n.Host, false, w.socklb, "agent", "--kubeconfig", kubeconfig, "--node-name", n.Host.Name,
-		"--cgroup", n.Cgroup, "--bpffs", n.PinDir, "--devices", "eth0", "--xdp-mode", "generic", "--log-level", "debug")
+	args := []string{w.socklb, "agent", "--kubeconfig", kubeconfig, "--node-name", n.Host.Name,
+		"--cgroup", n.Cgroup, "--bpffs", n.PinDir, "--xdp-mode", "generic", "--log-level", "debug"}
+	// node1 names its device; node2 leaves it to the default, the devices
+	// carrying the addresses its Node object gives.
+	if n.Index == 1 {
+		args = append(args, "--devices", "eth0")
+	}
+	a := w.c.Start(t, n.Host, false, args...)
 	w.agents = append(w.agents, a)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -41,8 +41,10 @@
 /* Frontend kinds that outside clients reach; a ClusterIP is for the node's
  * own sockets, which the socket hooks serve. */
 #define NORTH_SOUTH_FLAGS (LB_SVC_F_NODE_PORT | LB_SVC_F_LOAD_BALANCER | LB_SVC_F_EXTERNAL_IP)
-/* Random SNAT ports tried before a new flow is refused. */
-#define SNAT_TRIES 16
+/* Random SNAT ports tried before a new flow is refused: a
+ * nearly full range (every port held by a live or recent flow toward the
+ * same backend) must not refuse a flow that one more try would place. */
+#define SNAT_TRIES 128
 /* A flow idle this long is over: its SNAT port may go to a new flow, and a
  * packet on its old tuple starts a new one. Longer than TCP's TIME_WAIT
  * (60 s), which the backend holds after a close: reusing the port sooner
@@ -382,14 +384,16 @@ static __always_inline int snat_reserve(struct lb_flow_key *rev, const struct lb
 					const struct lb_node_cfg *cfg, __u64 now)
 {
 	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
-	__u32 range, start = bpf_get_prandom_u32();
+	__u32 range;
 	struct lb_flow *held;
 
 	if (min == 0 || max < min)
 		return -1;
 	range = max - min + 1;
+	/* A fresh random port each try: probing on from one start would grow
+	 * runs of taken ports, as linear probing does in a full hash table. */
 	for (int i = 0; i < SNAT_TRIES; i++) {
-		rev->dport = bpf_htons((__u16)(min + (start + i) % range));
+		rev->dport = bpf_htons((__u16)(min + bpf_get_prandom_u32() % range));
 		if (!bpf_map_update_elem(&lb_nat, rev, val, BPF_NOEXIST))
 			return 0;
 		held = bpf_map_lookup_elem(&lb_nat, rev);

@@ -81,14 +81,20 @@ func (t *KernelTable[K, V]) MaxEntries() uint32 { return t.m.MaxEntries() }
 
 // Update writes keys[i]=values[i] for every i in batches. A failing entry (a
 // full map, say) does not stop the others: its index and cause are returned.
-// Batch operations on hash maps arrived in Linux 5.6, before socklb's minimum
-// of 5.8, so there is no one-syscall-per-entry fallback.
+// Batch operations on hash and array maps predate socklb's minimum kernel,
+// but not every map type has them on every kernel (the LPM trie of source
+// ranges on older ones): such a map is written one entry at a time.
 func Update[K, V any](m *ebpf.Map, keys []K, values []V) []EntryError {
 	var failed []EntryError
 	for start := 0; start < len(keys); {
 		n, err := m.BatchUpdate(keys[start:], values[start:], nil)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return append(failed, eachEntry(keys[start:], start, "update", m, func(i int) error {
+				return m.Update(&keys[i], &values[i], ebpf.UpdateAny)
+			})...)
 		}
 		// The kernel stops at the first failing entry and reports how many
 		// went in before it.
@@ -105,6 +111,14 @@ func Delete[K any](m *ebpf.Map, keys []K) []EntryError {
 		n, err := m.BatchDelete(keys[start:], nil)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return append(failed, eachEntry(keys[start:], start, "delete from", m, func(i int) error {
+				if err := m.Delete(&keys[i]); !errors.Is(err, ebpf.ErrKeyNotExist) {
+					return err
+				}
+				return nil
+			})...)
 		}
 		if !errors.Is(err, ebpf.ErrKeyNotExist) {
 			failed = append(failed, EntryError{Index: start + n, Err: fmt.Errorf("delete from %s: %w", m, err)})
@@ -124,6 +138,9 @@ func Dump[K, V any](m *ebpf.Map) ([]K, []V, error) {
 		kbuf := make([]K, chunk)
 		vbuf := make([]V, chunk)
 		n, err := m.BatchLookup(&cursor, kbuf, vbuf, nil)
+		if errors.Is(err, ebpf.ErrNotSupported) && len(keys) == 0 {
+			return dumpByIteration[K, V](m)
+		}
 		keys = append(keys, kbuf[:n]...)
 		values = append(values, vbuf[:n]...)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -133,6 +150,36 @@ func Dump[K, V any](m *ebpf.Map) ([]K, []V, error) {
 			return nil, nil, fmt.Errorf("dump %s: %w", m, err)
 		}
 	}
+}
+
+// eachEntry runs op for each of keys (whose indexes start at offset), for a
+// map without batch operations, and returns the failures.
+func eachEntry[K any](keys []K, offset int, doing string, m *ebpf.Map, op func(i int) error) []EntryError {
+	var failed []EntryError
+	for i := range keys {
+		if err := op(offset + i); err != nil {
+			failed = append(failed, EntryError{Index: offset + i, Err: fmt.Errorf("%s %s: %w", doing, m, err)})
+		}
+	}
+	return failed
+}
+
+// dumpByIteration reads m one entry at a time, for a map without batch
+// lookups.
+func dumpByIteration[K, V any](m *ebpf.Map) ([]K, []V, error) {
+	var keys []K
+	var values []V
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+		values = append(values, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("dump %s: %w", m, err)
+	}
+	return keys, values, nil
 }
 
 // MemoryTable is a Table in memory that behaves like a kernel hash map: a

@@ -145,3 +145,39 @@ func TestMemoryTableFail(t *testing.T) {
 		t.Errorf("writing the clone changed the original")
 	}
 }
+
+// The source ranges are an LPM trie, a map type without batch operations on
+// some kernels: writes, dumps and deletes must work either way.
+func TestSourceRangesTableRoundTrip(t *testing.T) {
+	sandbox.Require(t)
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := lbmap.Create("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	table := m.Tables().SourceRanges
+	keys := []lbmap.SourceRangeKey{
+		lbmap.NewSourceRangeKey(7, netip.MustParsePrefix("192.0.2.0/24")),
+		lbmap.NewSourceRangeKey(7, netip.MustParsePrefix("2001:db8::/32")),
+		lbmap.NewSourceRangeKey(8, netip.MustParsePrefix("0.0.0.0/0")),
+	}
+	if errs := table.Update(keys, []uint8{1, 1, 1}); len(errs) > 0 {
+		t.Fatalf("update: %v", errs)
+	}
+	got, _, err := table.Dump()
+	if err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	if len(got) != len(keys) {
+		t.Errorf("dump holds %d ranges, want %d", len(got), len(keys))
+	}
+	if errs := table.Delete(keys[:2]); len(errs) > 0 {
+		t.Fatalf("delete: %v", errs)
+	}
+	if got, _, err := table.Dump(); err != nil || len(got) != 1 || got[0] != keys[2] {
+		t.Errorf("after deleting two: %v %v, want only %v", got, err, keys[2])
+	}
+}

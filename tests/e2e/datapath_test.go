@@ -93,18 +93,7 @@ func TestAgentRestartOverLegacyPins(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	select {
-	case <-loop.Done():
-	case <-time.After(30 * time.Second):
-		t.Fatal("tcp-loop did not finish")
-	}
-	sum, err := sandbox.ParseLoopSummary(loop.Stdout())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum.Attempts < 100 || sum.Failures != 0 {
-		t.Errorf("connect loop across the restart: %d attempts, %d failures (first: %s); want many and none failed", sum.Attempts, sum.Failures, sum.FirstErr)
-	}
+	requireLoopUnbroken(t, loop)
 	entries, err := os.ReadDir(links)
 	if err != nil {
 		t.Fatal(err)

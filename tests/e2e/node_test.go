@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socklb/socklb/pkg/inspect"
 	"github.com/socklb/socklb/tests/sandbox"
@@ -166,4 +167,24 @@ func names(hs ...*sandbox.Host) map[string]bool {
 func requireAllOK(t testing.TB, rs []sandbox.ProbeResult) map[string]int {
 	t.Helper()
 	return sandbox.RequireAllOK(t, rs)
+}
+
+// requireLoopUnbroken waits for a sockprobe tcp-loop that ran across an agent
+// restart, fails unless it made many connects and none failed, and returns
+// its summary.
+func requireLoopUnbroken(t testing.TB, loop *sandbox.Process) sandbox.LoopSummary {
+	t.Helper()
+	select {
+	case <-loop.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("tcp-loop did not finish")
+	}
+	sum, err := sandbox.ParseLoopSummary(loop.Stdout())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Attempts < 100 || sum.Failures != 0 {
+		t.Errorf("connect loop across the restart: %d attempts, %d failures (first: %s); want many and none failed", sum.Attempts, sum.Failures, sum.FirstErr)
+	}
+	return sum
 }

@@ -246,18 +246,7 @@ func TestAgentRestartUnderLoad(t *testing.T) {
 	}
 	after := n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
 
-	select {
-	case <-loop.Done():
-	case <-time.After(30 * time.Second):
-		t.Fatal("tcp-loop did not finish")
-	}
-	sum, err := sandbox.ParseLoopSummary(loop.Stdout())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum.Attempts < 100 || sum.Failures != 0 {
-		t.Errorf("connect loop across the restart: %d attempts, %d failures (first: %s); want many and none failed", sum.Attempts, sum.Failures, sum.FirstErr)
-	}
+	sum := requireLoopUnbroken(t, loop)
 	for _, v := range []struct {
 		when string
 		id   uint32

@@ -10,7 +10,7 @@ APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl wrk
 # Kernel e2e tests need root; CI=true turns their skips into failures.
 TEST_FLAGS ?= -count=1
 
-.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean
+.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean helm deploy-manifest test-deploy
 
 all: build
 
@@ -68,8 +68,28 @@ k8s-binaries: deps
 
 # Cluster mode against a real control plane: the harness's own test, then the
 # seed documents' kubectl flows.
-test-cluster: deps build k8s-binaries
-	$(GO) test $(TEST_FLAGS) -p 1 -timeout 30m -tags 'cluster controlplane' ./tests/controlplane/ ./tests/cluster/
+test-cluster: deps build k8s-binaries helm
+	$(GO) test $(TEST_FLAGS) -p 1 -timeout 30m -tags 'cluster controlplane' ./tests/controlplane/ ./tests/cluster/ ./tests/deploy/
+
+# helm, built from the Go module proxy (not a Debian package) and cached
+# under .cache/helm.
+helm:
+	./tests/controlplane/build-helm.sh >/dev/null
+
+# deploy/socklb.yaml is the chart rendered with its defaults; tests/deploy
+# fails when the two differ.
+DEPLOY_TEMPLATE := template socklb deploy/helm/socklb --namespace kube-system
+deploy-manifest: helm
+	@helm=$$(./tests/controlplane/build-helm.sh 2>/dev/null) && { \
+		echo '# Generated from the Helm chart deploy/helm/socklb by `make deploy-manifest`'; \
+		echo '# (helm $(DEPLOY_TEMPLATE)): edit the chart, not this file.'; \
+		"$$helm" $(DEPLOY_TEMPLATE); \
+	} > deploy/socklb.yaml.tmp && mv deploy/socklb.yaml.tmp deploy/socklb.yaml
+
+# The chart, the plain manifest, the RBAC against a real API server and the
+# DaemonSet's capabilities (a kernel sandbox: root).
+test-deploy: deps build k8s-binaries helm
+	$(GO) test $(TEST_FLAGS) -timeout 20m -tags controlplane ./tests/deploy/
 
 demo-cluster: deps build k8s-binaries
 	./demo/cluster.sh $(SOCKLB)

@@ -135,6 +135,9 @@ func checkNodeAgentShape(t *testing.T, m manifests) {
 	if !spec.Template.Spec.HostNetwork {
 		t.Error("hostNetwork is off: XDP, tc and the health servers need the node's network")
 	}
+	if spec.Template.Spec.DNSPolicy != "Default" {
+		t.Errorf("dnsPolicy = %q, want Default: cluster DNS is a ClusterIP, untranslated until the agent runs", spec.Template.Spec.DNSPolicy)
+	}
 	agent := m.agent(t)
 	wantEnv := map[string]string{"NODE_NAME": "spec.nodeName", "HOST_IP": "status.hostIP"}
 	for _, env := range agent.Env {

@@ -3,6 +3,7 @@ package lbmap
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
@@ -23,6 +24,9 @@ type Maps struct {
 	Nat          *ebpf.Map // LRU connection table, FlowKey -> Flow
 	NodeConfig   *ebpf.Map // one NodeConfig, key 0
 	SourceRanges *ebpf.Map // LPM trie, SourceRangeKey -> 1
+	// Service semantics beyond the frontends.
+	Refuse   *ebpf.Map // LPM trie, RefuseKey -> RefuseKind: fail fast
+	Affinity *ebpf.Map // LRU, AffinityKey -> AffinityValue: sessionAffinity
 }
 
 // LoadSpec reads the layouts object: every map of every socklb program and
@@ -102,6 +106,8 @@ func fromObjects(m *layoutsMaps) *Maps {
 		Nat:          m.LbNat,
 		NodeConfig:   m.LbNodeConfig,
 		SourceRanges: m.LbSourceRanges,
+		Refuse:       m.LbRefuse,
+		Affinity:     m.LbAffinity,
 	}
 }
 
@@ -120,6 +126,8 @@ func (m *Maps) ByName() map[string]*ebpf.Map {
 		NatMap:          m.Nat,
 		NodeConfigMap:   m.NodeConfig,
 		SourceRangesMap: m.SourceRanges,
+		RefuseMap:       m.Refuse,
+		AffinityMap:     m.Affinity,
 	}
 }
 
@@ -154,9 +162,14 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{NatMap, &m.Nat},
 		{NodeConfigMap, &m.NodeConfig},
 		{SourceRangesMap, &m.SourceRanges},
+		{RefuseMap, &m.Refuse},
+		{AffinityMap, &m.Affinity},
 	} {
 		path := filepath.Join(pinDir, pin.name)
 		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil && errors.Is(err, os.ErrNotExist) && (pin.name == RefuseMap || pin.name == AffinityMap) {
+			continue // pins of an agent from before these maps: nothing refused, no affinity
+		}
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("open pinned map %s: %w", path, err)

@@ -471,7 +471,9 @@ func parseProtocol(p corev1.Protocol) (Protocol, error) {
 	case corev1.ProtocolUDP:
 		return UDP, nil
 	case corev1.ProtocolSCTP:
-		return 0, fmt.Errorf("protocol SCTP is not supported")
+		// The socket hooks and the XDP program translate TCP and UDP
+		// only; an SCTP connect leaves the node untranslated.
+		return 0, fmt.Errorf("protocol SCTP is not supported: the port is left unprogrammed, the Service's other ports work")
 	}
 	return 0, fmt.Errorf("protocol %q is not TCP, UDP or SCTP", p)
 }

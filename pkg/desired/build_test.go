@@ -550,7 +550,7 @@ func TestBuild(t *testing.T) {
 				}),
 			},
 			wantFlows:  []string{"10.96.0.10:80/TCP default/mixed:http -> 10.244.0.2:8080"},
-			wantErrors: []wantError{{"Service default/mixed", `port "sig" (3868/SCTP): protocol SCTP is not supported`}},
+			wantErrors: []wantError{{"Service default/mixed", `port "sig" (3868/SCTP): protocol SCTP is not supported: the port is left unprogrammed, the Service's other ports work`}},
 		},
 		{
 			name: "UDP and TCP on one port number are two frontends",

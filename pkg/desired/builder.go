@@ -348,5 +348,6 @@ func (s *FrontendEntry) Equal(o *FrontendEntry) bool {
 		return false
 	}
 	return s.Frontend == o.Frontend && s.Name == o.Name && s.Kind == o.Kind && s.BackendSet.Equal(o.BackendSet) &&
-		s.ExternalLocal == o.ExternalLocal && slices.Equal(s.SourceRanges, o.SourceRanges)
+		s.ExternalLocal == o.ExternalLocal && slices.Equal(s.SourceRanges, o.SourceRanges) &&
+		s.InternalLocal == o.InternalLocal && s.AffinityTimeout == o.AffinityTimeout
 }

@@ -340,3 +340,42 @@ func fmtPrefixes(ps []netip.Prefix) string {
 	}
 	return "[" + strings.Join(s, " ") + "]"
 }
+
+// An Update that changes only the affinity or the internal policy reports
+// the frontend changed, so an incremental sync rewrites its master entry.
+func TestUpdateReportsSemanticsChanges(t *testing.T) {
+	ref := ServiceRef{Namespace: "default", Name: "web"}
+	base := func(mod func(*corev1.Service)) *corev1.Service {
+		return makeTestService("default", "web", func(svc *corev1.Service) {
+			svc.Spec.ClusterIP = "10.96.0.10"
+			svc.Spec.Ports = []corev1.ServicePort{makeServicePort("http", 80, corev1.ProtocolTCP, intstr.FromInt32(8080))}
+			if mod != nil {
+				mod(svc)
+			}
+		})
+	}
+	slice := makeTestEndpointSlice("default", "web", 1, func(eps *discoveryv1.EndpointSlice) {
+		eps.Ports = []discoveryv1.EndpointPort{makeSlicePort("http", 8080, corev1.ProtocolTCP)}
+		eps.Endpoints = []discoveryv1.Endpoint{local1.endpoint()}
+	})
+	affinity := func(s *corev1.Service) { s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP }
+	testCases := []struct {
+		name     string
+		from, to func(*corev1.Service)
+	}{
+		{"affinity on", nil, affinity},
+		{"affinity off", affinity, nil},
+		{"iTP Local on (the one endpoint is local: same backends)", nil, local},
+		{"iTP Local off", local, nil},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := NewBuilder(NodeInfo{Name: "node-1"})
+			x.Update(ref, base(tc.from), []*discoveryv1.EndpointSlice{slice})
+			changed := x.Update(ref, base(tc.to), []*discoveryv1.EndpointSlice{slice})
+			if len(changed) != 1 {
+				t.Errorf("Update reported %v changed, want the ClusterIP frontend", changed)
+			}
+		})
+	}
+}

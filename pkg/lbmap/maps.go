@@ -68,6 +68,9 @@ func CreateSized(pinDir string, sizes Sizes) (*Maps, error) {
 		// A restart without the flag keeps a map made with it.
 		services.MaxEntries = n
 	}
+	if err := replaceOldCounters(pinDir, spec.Maps[CountersMap].MaxEntries); err != nil {
+		return nil, err
+	}
 	if pinDir == "" {
 		for _, ms := range spec.Maps {
 			ms.Pinning = ebpf.PinNone
@@ -78,6 +81,22 @@ func CreateSized(pinDir string, sizes Sizes) (*Maps, error) {
 		return nil, fmt.Errorf("create the maps under %q: %w", pinDir, err)
 	}
 	return fromObjects(&objs), nil
+}
+
+// replaceOldCounters removes a pinned counters map sized for another set of
+// reasons (an agent from before a reason was added): the counters are
+// statistics, so they start again from zero instead of the upgrade being
+// refused as an incompatible layout. The programs still running keep the
+// old map until the new ones replace them.
+func replaceOldCounters(pinDir string, reasons uint32) error {
+	n := pinnedMaxEntries(pinDir, CountersMap)
+	if n == 0 || n == reasons {
+		return nil
+	}
+	if err := os.Remove(filepath.Join(pinDir, CountersMap)); err != nil {
+		return fmt.Errorf("replace the counters map of %d reasons with one of %d: %w", n, reasons, err)
+	}
+	return nil
 }
 
 // pinnedMaxEntries is the capacity of the map pinned under name, 0 when

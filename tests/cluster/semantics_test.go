@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -156,4 +157,47 @@ func (w *world) agentLogWait(substr string, timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("no %q in the agent log after %s", substr, timeout)
+}
+
+// trafficDistribution with kubectl: the EndpointSlice controller hints each
+// endpoint for its Node's zone, and the agent, whose Node is labelled
+// zone-a, uses the zone-a endpoints only; without trafficDistribution the
+// hints go and every endpoint serves.
+func TestTrafficDistributionByKubectl(t *testing.T) {
+	w := newWorld(t)
+	zones := map[string]string{nodeName: "zone-a", clusterNodeNames[0]: "zone-b"}
+	for node, zone := range zones {
+		w.kubectl(t, "label", "node", node, corev1.LabelTopologyZone+"="+zone, "--overwrite")
+	}
+	t.Cleanup(func() {
+		for node := range zones {
+			_, _ = cp.Kubectl(context.Background(), "label", "node", node, corev1.LabelTopologyZone+"-")
+		}
+	})
+	local := w.deployment(t, 2)
+	remote := w.sb.AddPod(t, "web-remote")
+	w.sb.StartNameServer(t, remote, []int{8080}, []int{5353})
+	if _, err := controlplane.CreatePod(t.Context(), w.client, controlplane.PodSpec{
+		Namespace: w.ns, Name: "web-remote", Labels: map[string]string{"app": "web"}, NodeName: clusterNodeNames[0], IP: remote.IPv4.String(),
+		ContainerPorts: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.apply(t, `apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  trafficDistribution: PreferSameZone
+  ports:
+  - {name: http, port: 80, targetPort: http, protocol: TCP}
+`)
+	vip := w.clusterIP(t, "web")
+	w.waitFrontend(t, vip+":80", "TCP", addrs(8080, local...)...)
+	if seen := w.probe(t, "tcp", "--addr", vip+":80", "--count", "40"); len(seen) != 2 || seen["web-remote"] != 0 {
+		t.Errorf("40 connects with PreferSameZone reached %v, want the two zone-a pods", seen)
+	}
+
+	w.kubectl(t, "patch", "service", "web", "--type", "merge", "-p", `{"spec":{"trafficDistribution":null}}`)
+	w.waitFrontend(t, vip+":80", "TCP", addrs(8080, append([]*sandbox.Host{remote}, local...)...)...)
 }

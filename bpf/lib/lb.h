@@ -167,4 +167,18 @@ lb_select_affine(const struct lb_service_key *key, const struct lb_service_value
 	return backend;
 }
 
+/* A UDP socket's datagram to the backend it remembers keeps the client's
+ * affinity entry fresh, as every packet does in kube-proxy, while the entry
+ * still names that backend. */
+static __always_inline void lb_affinity_touch(struct lb_affinity_key *akey,
+					      const struct lb_service_value *master, __u32 backend_id)
+{
+	struct lb_affinity_value *a;
+
+	akey->service_id = master->service_id;
+	a = bpf_map_lookup_elem(&lb_affinity, akey);
+	if (a && a->backend_id == backend_id)
+		a->last_ns = bpf_ktime_get_ns();
+}
+
 #endif /* SOCKLB_LIB_LB_H */

@@ -153,6 +153,16 @@ func TestSessionAffinity(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a UDP socket that keeps sending keeps the pod's entry fresh", func(t *testing.T) {
+		for round := range 3 {
+			time.Sleep(timeout*time.Second + 300*time.Millisecond)
+			// 1.6 s of datagrams, longer than the timeout, every 400 ms.
+			first := oneBackend(t, "a sending UDP socket", n.probe(t, "udp", "--addr", vip+":53", "--count", "5", "--interval", "400ms"))
+			if next := oneBackend(t, "a new UDP socket", n.probe(t, "udp", "--addr", vip+":53", "--count", "1")); next != first {
+				t.Fatalf("round %d: a new socket reached %s right after the sending one's %s: its datagrams did not keep the entry", round, next, first)
+			}
+		}
+	})
 	t.Run("after the timeout the pick is free again", func(t *testing.T) {
 		seen := map[string]int{}
 		for range 8 {

@@ -420,7 +420,15 @@ flow_create(const struct lb_pkt *p, const struct lb_service_key *key,
 	__u32 backend_id = 0;
 	__u16 slot = 0;
 
-	backend = lb_select_backend(key, master, &backend_id, &slot, &reason);
+	if (master->flags & LB_SVC_F_AFFINITY) {
+		/* From outside, the client is its source address. */
+		struct lb_affinity_key akey = {};
+
+		addr_store(akey.client, &p->t.saddr);
+		backend = lb_select_affine(key, master, &akey, &backend_id, &slot, &reason);
+	} else {
+		backend = lb_select_backend(key, master, &backend_id, &slot, &reason);
+	}
 	if (!backend)
 		return master->flags & LB_SVC_F_EXT_LOCAL ? LB_REASON_NO_LOCAL_BACKEND : reason;
 	addr_load(&baddr, backend->addr);

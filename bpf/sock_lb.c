@@ -172,8 +172,17 @@ sock_xlate_fwd(struct bpf_sock_addr *ctx, int v6, int udp_sendmsg,
 		backend = sock_remembered_backend(&vip_key, key, master, &backend_id, &slot);
 		remembered = backend != NULL;
 	}
-	if (!backend)
+	if (master->flags & LB_SVC_F_AFFINITY) {
+		/* Every socket of one network namespace (pod) is one client. */
+		struct lb_affinity_key akey = {.netns_cookie = bpf_get_netns_cookie(ctx)};
+
+		if (remembered)
+			lb_affinity_touch(&akey, master, backend_id);
+		else
+			backend = lb_select_affine(key, master, &akey, &backend_id, &slot, &reason);
+	} else if (!backend) {
 		backend = lb_select_backend(key, master, &backend_id, &slot, &reason);
+	}
 	if (!backend)
 		return reason;
 	__builtin_memcpy(baddr.b, backend->addr, 16);
@@ -244,6 +253,22 @@ static __always_inline int verdict(enum lb_reason reason)
 	return SYS_REJECT;
 }
 
+/* Whether an address that is no frontend is refused, and why: a ClusterIP
+ * on a port or protocol it does not serve, or an address of a Service CIDR
+ * no Service holds. Anything else goes out untouched. */
+static __always_inline int sock_refused(const struct lb_service_key *key, enum lb_reason *reason)
+{
+	struct lb_refuse_key rkey = {.prefixlen = 128};
+	enum lb_refuse_kind *kind;
+
+	__builtin_memcpy(rkey.addr, key->addr, 16);
+	kind = bpf_map_lookup_elem(&lb_refuse, &rkey);
+	if (!kind)
+		return 0;
+	*reason = *kind == LB_REFUSE_NO_PORT ? LB_REASON_NO_PORT : LB_REASON_UNALLOCATED;
+	return 1;
+}
+
 static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6, int udp_sendmsg)
 {
 	struct lb_service_key key = {};
@@ -254,8 +279,12 @@ static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6, int udp_s
 		return SYS_PROCEED;
 	/* Socket hooks see only clients on the node: scope_switch. */
 	master = lb_lookup_service(&key, 1);
-	if (!master)
-		return SYS_PROCEED;
+	if (!master) {
+		if (!sock_refused(&key, &reason))
+			return SYS_PROCEED;
+		lb_count(reason);
+		return verdict(reason);
+	}
 	reason = sock_xlate_fwd(ctx, v6, udp_sendmsg, &key, master);
 	lb_count(reason);
 	return verdict(reason);

@@ -114,4 +114,71 @@ static __always_inline void lb_count(enum lb_reason reason)
 		*n += 1;
 }
 
+#define LB_NS_PER_SEC 1000000000ULL
+
+/* The backend of the client's affinity entry in akey (service_id set),
+ * while its time is not up and its slot still holds it in the set picked
+ * from now. The entry's clock restarts: the timeout counts from the last
+ * connect, as kube-proxy's affinity sets count from the last packet. */
+static __always_inline struct lb_backend *
+lb_affinity_backend(const struct lb_service_key *key, const struct lb_service_value *master,
+		    const struct lb_affinity_key *akey, __u64 now, __u32 *backend_id, __u16 *slot)
+{
+	struct lb_affinity_value *a = bpf_map_lookup_elem(&lb_affinity, akey);
+	struct lb_service_value *entry;
+
+	if (!a || now - a->last_ns > (__u64)master->affinity_timeout * LB_NS_PER_SEC ||
+	    !lb_slot_in_use(master, a->slot))
+		return NULL;
+	entry = lb_lookup_slot(key, a->slot);
+	if (!entry || entry->backend_id != a->backend_id)
+		return NULL;
+	a->last_ns = now;
+	*backend_id = a->backend_id;
+	*slot = a->slot;
+	return lb_lookup_backend(*backend_id);
+}
+
+/* lb_select_backend for a frontend with LB_SVC_F_AFFINITY: the client of
+ * akey keeps its backend while lb_affinity_backend allows, and a backend
+ * picked anew becomes its entry. */
+static __always_inline struct lb_backend *
+lb_select_affine(const struct lb_service_key *key, const struct lb_service_value *master,
+		 struct lb_affinity_key *akey, __u32 *backend_id, __u16 *slot, enum lb_reason *reason)
+{
+	struct lb_affinity_value val = {};
+	struct lb_backend *backend;
+	__u64 now = bpf_ktime_get_ns();
+
+	akey->service_id = master->service_id;
+	backend = lb_affinity_backend(key, master, akey, now, backend_id, slot);
+	if (backend) {
+		*reason = LB_REASON_TRANSLATED;
+		return backend;
+	}
+	backend = lb_select_backend(key, master, backend_id, slot, reason);
+	if (!backend)
+		return NULL;
+	val.last_ns = now;
+	val.backend_id = *backend_id;
+	val.slot = *slot;
+	if (bpf_map_update_elem(&lb_affinity, akey, &val, BPF_ANY))
+		lb_count(LB_REASON_AFFINITY_WRITE);
+	return backend;
+}
+
+/* A UDP socket's datagram to the backend it remembers keeps the client's
+ * affinity entry fresh, as every packet does in kube-proxy, while the entry
+ * still names that backend. */
+static __always_inline void lb_affinity_touch(struct lb_affinity_key *akey,
+					      const struct lb_service_value *master, __u32 backend_id)
+{
+	struct lb_affinity_value *a;
+
+	akey->service_id = master->service_id;
+	a = bpf_map_lookup_elem(&lb_affinity, akey);
+	if (a && a->backend_id == backend_id)
+		a->last_ns = bpf_ktime_get_ns();
+}
+
 #endif /* SOCKLB_LIB_LB_H */

@@ -17,6 +17,7 @@
 #define LB_SERVICES_MAX     262144 /* master entries plus backend slots */
 #define LB_BACKENDS_MAX     131072
 #define LB_REV_NAT_MAX      131072
+#define LB_AFFINITY_MAX     65536
 
 /* Frontend (and slot) -> master entry or the backend id in that slot. */
 struct {
@@ -58,6 +59,17 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_service_names SEC(".maps");
+
+/* (client, service id) -> its backend, for sessionAffinity=ClientIP. LRU:
+ * clients that went away age out. Read only for frontends whose master
+ * says LB_SVC_F_AFFINITY, so other connects pay nothing for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity_value);
+	__uint(max_entries, LB_AFFINITY_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_affinity SEC(".maps");
 
 /* enum lb_reason -> how often, per CPU: counting costs no atomic and no
  * ring-buffer traffic; readers sum the CPUs. The key is a plain __u32: the

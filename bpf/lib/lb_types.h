@@ -82,7 +82,51 @@ enum lb_reason : __u32 {
 	LB_REASON_REPLY           = 11, /* a reply shown as coming from the frontend again */
 	LB_REASON_ICMP_ERROR      = 12, /* an ICMP error about a translated flow, translated back */
 	LB_REASON_NEIGH_RESOLVE   = 13, /* tc ingress sent what XDP could not forward: no neighbour entry yet */
+	/* Fail fast, as kube-proxy's nftables mode: a connect or datagram the
+	 * socket hooks refuse at once instead of letting it leave the node
+	 * untranslated (it would hang until the client's timeout). */
+	LB_REASON_NO_PORT         = 14, /* a ClusterIP, but no frontend on this port and protocol: refused */
+	LB_REASON_UNALLOCATED     = 15, /* inside a Service CIDR, but no Service holds the address: refused */
+	/* sessionAffinity: the client's affinity entry could not be written;
+	 * translated anyway, its next connect may pick another backend. */
+	LB_REASON_AFFINITY_WRITE  = 16,
 	LB_REASON_MAX,
+};
+
+/* lb_refuse values: why the socket hooks refuse an address that is no
+ * frontend. */
+enum lb_refuse_kind : __u8 {
+	LB_REFUSE_NO_PORT     = 1, /* a ClusterIP (a /128 entry) */
+	LB_REFUSE_UNALLOCATED = 2, /* a Service CIDR */
+};
+
+/* lb_refuse: an LPM trie of the Service CIDRs and every ClusterIP. An
+ * address that is no frontend is looked up once: a ClusterIP matches its
+ * own /128, an unallocated address of a Service CIDR the CIDR. */
+struct lb_refuse_key {
+	__u32 prefixlen; /* of addr's 128 bits (an IPv4 prefix counts the 96 of ::ffff:0:0/96) */
+	__u8  addr[16];
+};
+
+/* lb_affinity: sessionAffinity=ClientIP. The client is its network
+ * namespace at the socket hooks (every socket of one pod sticks together)
+ * and its source address at XDP; the two never share an entry, since one
+ * of the two fields is always zero. */
+struct lb_affinity_key {
+	__u64 netns_cookie; /* bpf_get_netns_cookie(); 0 at XDP */
+	__u8  client[16];   /* XDP: the source address; zero at the socket hooks */
+	__u32 service_id;
+	__u32 pad;
+};
+
+/* The backend the client was last sent to, and when. Used while its slot
+ * still holds it in the set the datapath picks from and the master's
+ * affinity_timeout has not run out since last_ns; else replaced. */
+struct lb_affinity_value {
+	__u64 last_ns;    /* bpf_ktime_get_ns() of the last connect that used it */
+	__u32 backend_id;
+	__u16 slot;
+	__u16 pad;
 };
 
 /* services: one master entry (slot 0) per frontend and scope, plus one entry

@@ -13,6 +13,7 @@
 
 #define LB_SOCK_REV_NAT_MAX 262144
 #define LB_SOCK_BACKEND_MAX 131072
+#define LB_REFUSE_MAX       65536
 
 /* (socket, backend) -> service id, for recvmsg and getpeername. */
 struct {
@@ -31,5 +32,16 @@ struct {
 	__uint(max_entries, LB_SOCK_BACKEND_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_sock_backend SEC(".maps");
+
+/* Service CIDRs and ClusterIPs -> enum lb_refuse_kind: where a connect
+ * that found no frontend is refused at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb_refuse_key);
+	__type(value, enum lb_refuse_kind);
+	__uint(max_entries, LB_REFUSE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_refuse SEC(".maps");
 
 #endif /* SOCKLB_LIB_SOCK_MAPS_H */

@@ -38,8 +38,10 @@ type agentFlags struct {
 	nodeName   string
 	zone       string
 	nodeIPs    []string
-	logLevel   string
-	mapSizes   lbmap.Sizes
+	// serviceCIDRs: --service-cidr.
+	serviceCIDRs []string
+	logLevel     string
+	mapSizes     lbmap.Sizes
 }
 
 func newAgentCommand() *cobra.Command {
@@ -62,6 +64,7 @@ func newAgentCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, then the hostname)")
 	cmd.Flags().StringVar(&f.zone, "zone", "", "standalone mode: this node's zone, as the topology.kubernetes.io/zone label gives it in a cluster (default: none)")
 	cmd.Flags().StringSliceVar(&f.nodeIPs, "node-ip", nil, "standalone mode: this node's addresses, repeated or comma-separated, as a Node's InternalIPs (default: none)")
+	cmd.Flags().StringSliceVar(&f.serviceCIDRs, "service-cidr", nil, "CIDRs ClusterIPs are allocated from, repeated or comma-separated: a connect to an address in one that no Service holds is refused at once (in a cluster the ServiceCIDR objects add theirs; default: none)")
 	cmd.Flags().Uint32Var(&f.mapSizes.Services, "map-size-services", 0, "entries of the services map (a frontend takes one per backend plus one), set when the map is created; changing it needs `socklb cleanup` (default: the size of the pinned map, else 262144)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -83,6 +86,10 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	opts, err := f.northSouth.options()
+	if err != nil {
+		return err
+	}
+	serviceCIDRs, err := parsePrefixes("--service-cidr", f.serviceCIDRs)
 	if err != nil {
 		return err
 	}
@@ -123,6 +130,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg := agent.DefaultConfig()
 	cfg.Node = node
 	cfg.Options = opts
+	cfg.ServiceCIDRs = serviceCIDRs
 	cfg.OnNode = devices.onNode
 	cfg.RepairDatapath = dp.RepairPins
 	cfg.AfterSync = func(state *desired.State) {

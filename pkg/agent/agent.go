@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -39,6 +40,10 @@ type Config struct {
 	// Options configure the desired-state builder (NodePort addresses,
 	// the external-IP allowlist, SNAT ports).
 	Options desired.Options
+	// ServiceCIDRs are Service CIDRs known from the flags (standalone
+	// mode's --service-cidr); a source that reads ServiceCIDR objects adds
+	// its own. Connects to an unallocated address in one are refused.
+	ServiceCIDRs []netip.Prefix
 
 	// OnNode, when set, is called with the node each full build is for,
 	// the first time and whenever it changes: the north-south datapath
@@ -91,6 +96,12 @@ type Syncer interface {
 // owners, so a restart hands no running Service's frontend to a newcomer.
 type ownersSource interface {
 	Owners() map[desired.Frontend]desired.ServiceRef
+}
+
+// serviceCIDRSource is a source that reads the cluster's Service CIDRs
+// (the ServiceCIDR objects); it calls changed() when they change.
+type serviceCIDRSource interface {
+	ServiceCIDRs() []netip.Prefix
 }
 
 // Agent connects a source to the syncer.
@@ -257,6 +268,7 @@ func (a *Agent) syncOnce(full bool) error {
 
 	repaired := a.repairDatapath()
 	full = full || len(repaired) > 0
+	a.setServiceCIDRs()
 
 	var stats syncer.Result
 	var err error
@@ -273,6 +285,27 @@ func (a *Agent) syncOnce(full bool) error {
 	}
 	a.logSync(full, len(changes.Services), stats, err, time.Since(start))
 	return err
+}
+
+// setServiceCIDRs gives the builder the Service CIDRs of the flags and the
+// source, logging them when they change. They change no frontend: every
+// sync writes the fail-fast trie from the state.
+func (a *Agent) setServiceCIDRs() {
+	cidrs := slices.Clone(a.cfg.ServiceCIDRs)
+	if s, ok := a.source.(serviceCIDRSource); ok {
+		cidrs = append(cidrs, s.ServiceCIDRs()...)
+	}
+	if a.desired.SetServiceCIDRs(cidrs) {
+		a.log.Info("service cidrs", zap.Stringers(logfield.ServiceCIDRs, prefixStringers(a.desired.State().ServiceCIDRs)))
+	}
+}
+
+func prefixStringers(ps []netip.Prefix) []fmt.Stringer {
+	out := make([]fmt.Stringer, len(ps))
+	for i, p := range ps {
+		out[i] = p
+	}
+	return out
 }
 
 // logSync logs what a sync did, at info when it wrote anything (or is the

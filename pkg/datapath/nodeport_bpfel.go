@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	nodeportMapLbAffinity         = "lb_affinity"
 	nodeportMapLbBackends         = "lb_backends"
 	nodeportMapLbCounters         = "lb_counters"
 	nodeportMapLbNat              = "lb_nat"
@@ -80,6 +81,7 @@ type nodeportProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nodeportMapSpecs struct {
+	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
 	LbNat          *ebpf.MapSpec `ebpf:"lb_nat"`
@@ -116,6 +118,7 @@ func (o *nodeportObjects) Close() error {
 //
 // It can be passed to loadNodeportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nodeportMaps struct {
+	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
 	LbNat          *ebpf.Map `ebpf:"lb_nat"`
@@ -128,6 +131,7 @@ type nodeportMaps struct {
 
 func (m *nodeportMaps) Close() error {
 	return _NodeportClose(
+		m.LbAffinity,
 		m.LbBackends,
 		m.LbCounters,
 		m.LbNat,

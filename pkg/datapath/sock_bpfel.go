@@ -16,8 +16,10 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	sockMapLbAffinity       = "lb_affinity"
 	sockMapLbBackends       = "lb_backends"
 	sockMapLbCounters       = "lb_counters"
+	sockMapLbRefuse         = "lb_refuse"
 	sockMapLbRevNat         = "lb_rev_nat"
 	sockMapLbServiceNames   = "lb_service_names"
 	sockMapLbServices       = "lb_services"
@@ -90,8 +92,10 @@ type sockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockMapSpecs struct {
+	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbRefuse       *ebpf.MapSpec `ebpf:"lb_refuse"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServiceNames *ebpf.MapSpec `ebpf:"lb_service_names"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
@@ -126,8 +130,10 @@ func (o *sockObjects) Close() error {
 //
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockMaps struct {
+	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
+	LbRefuse       *ebpf.Map `ebpf:"lb_refuse"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServiceNames *ebpf.Map `ebpf:"lb_service_names"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
@@ -137,8 +143,10 @@ type sockMaps struct {
 
 func (m *sockMaps) Close() error {
 	return _SockClose(
+		m.LbAffinity,
 		m.LbBackends,
 		m.LbCounters,
+		m.LbRefuse,
 		m.LbRevNat,
 		m.LbServiceNames,
 		m.LbServices,

@@ -157,6 +157,7 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 	addrs := b.clusterIPs(svc.ClusterIPs)
 	ports := b.servicePorts(svc.Ports)
 	ext := b.readExternal(svc, opts)
+	affinity := b.affinityTimeout(svc)
 
 	claimed := map[Frontend]FrontendKind{}
 	seenFamily := map[bool]bool{}
@@ -165,19 +166,26 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 		seenFamily[addr.Is4()] = true
 		for _, p := range ports {
 			endpoints := b.endpointsOf(AddressTypeOf(addr), p)
-			cats := CategorizeEndpoints(endpoints, node, IgnoreHints)
+			// kube-proxy follows the hints whenever they allow it: the
+			// EndpointSlice controller writes them only for a Service
+			// whose trafficDistribution asks (PreferClose, its alias
+			// PreferSameZone, PreferSameNode).
+			cats := CategorizeEndpoints(endpoints, node, FollowHints)
 			name := ServicePortName{Namespace: svc.Ref.Namespace, Name: svc.Ref.Name, Port: p.name}
 			b.claim(claimed, p, endpoints, &FrontendEntry{
-				Frontend:   Frontend{Addr: addr, Port: p.port, Proto: p.proto},
-				Name:       name,
-				Kind:       ClusterIP,
-				BackendSet: clusterIPBackends(cats),
+				Frontend:        Frontend{Addr: addr, Port: p.port, Proto: p.proto},
+				Name:            name,
+				Kind:            ClusterIP,
+				BackendSet:      clusterIPBackends(cats, svc.InternalPolicyLocal),
+				InternalLocal:   svc.InternalPolicyLocal,
+				AffinityTimeout: affinity,
 			})
 			if !firstOfFamily {
 				continue // a second clusterIP of one family is invalid; its external frontends are the first's
 			}
 			for _, e := range ext.frontends(p, addr.Is4(), node, opts) {
 				e.Name = name
+				e.AffinityTimeout = affinity
 				ext.chooseBackends(e, cats)
 				b.claim(claimed, p, endpoints, e)
 			}
@@ -254,11 +262,42 @@ func (b *serviceBuild) claim(claimed map[Frontend]FrontendKind, p servicePort, e
 }
 
 // clusterIPBackends chooses a ClusterIP frontend's backends among the
-// categories: the cluster set, for every client. The internal traffic
-// policy and topology aware routing will choose here (and pass FollowHints
-// above); until then every usable endpoint serves, as before.
-func clusterIPBackends(c EndpointCategories) BackendSet {
+// categories by the internal traffic policy: Cluster sends every client to
+// the cluster set (narrowed by the hints), Local to this node's endpoints
+// only, none at all when there is none (the datapath refuses the connect;
+// kube-proxy drops it). Only ClusterIP traffic is internal: a client on the
+// node reaching a NodePort or an external address follows the external
+// policy, as in kube-proxy.
+func clusterIPBackends(c EndpointCategories, internalLocal bool) BackendSet {
+	if internalLocal {
+		return c.Local
+	}
 	return c.Cluster
+}
+
+// The API's sessionAffinityConfig.clientIP.timeoutSeconds: its default and
+// its maximum.
+const (
+	DefaultAffinityTimeout = 10800
+	MaxAffinityTimeout     = 86400
+)
+
+// affinityTimeout is the Service's affinity timeout in seconds, 0 without
+// sessionAffinity: ClientIP. One outside the API's 1-86400 is reported
+// and the default used.
+func (b *serviceBuild) affinityTimeout(svc ServiceView) uint32 {
+	switch t := svc.AffinityTimeout; {
+	case !svc.AffinityClientIP:
+		return 0
+	case t == 0:
+		return DefaultAffinityTimeout
+	case t < 0 || t > MaxAffinityTimeout:
+		b.serviceError(fmt.Errorf("sessionAffinityConfig.clientIP.timeoutSeconds %d is outside 1-%d; using %d",
+			t, MaxAffinityTimeout, DefaultAffinityTimeout))
+		return DefaultAffinityTimeout
+	default:
+		return uint32(t)
+	}
 }
 
 func (b *serviceBuild) clusterIPs(ipStrings []string) []netip.Addr {
@@ -432,7 +471,9 @@ func parseProtocol(p corev1.Protocol) (Protocol, error) {
 	case corev1.ProtocolUDP:
 		return UDP, nil
 	case corev1.ProtocolSCTP:
-		return 0, fmt.Errorf("protocol SCTP is not supported")
+		// The socket hooks and the XDP program translate TCP and UDP
+		// only; an SCTP connect leaves the node untranslated.
+		return 0, fmt.Errorf("protocol SCTP is not supported: the port is left unprogrammed, the Service's other ports work")
 	}
 	return 0, fmt.Errorf("protocol %q is not TCP, UDP or SCTP", p)
 }

@@ -304,7 +304,7 @@ func TestBuild(t *testing.T) {
 			wantFlows: []string{"10.96.0.50:80/TCP default/nginx:http -> 10.244.0.2:8080 10.244.0.2:9090"},
 		},
 		{
-			name:     "conditions: nil ready is ready, nil serving follows ready, nil terminating is false",
+			name:     "conditions as kube-proxy reads them: nil ready is ready, nil serving is serving, nil terminating is false",
 			services: []*corev1.Service{nginx},
 			slices: []*discoveryv1.EndpointSlice{
 				makeTestEndpointSlice("default", "nginx", 1, func(eps *discoveryv1.EndpointSlice) {
@@ -312,18 +312,18 @@ func TestBuild(t *testing.T) {
 					eps.Endpoints = []discoveryv1.Endpoint{
 						endpoint("10.244.0.1", nil, nil, nil), // all nil: ready
 						endpoint("10.244.0.2", yes, nil, nil), // ready
-						endpoint("10.244.0.3", no, nil, nil),  // not ready, serving follows ready: unused
+						endpoint("10.244.0.3", no, nil, nil),  // not ready, serving but not terminating: unused
 						endpoint("10.244.0.4", no, yes, nil),  // serving but not terminating: unused
 						endpoint("10.244.0.5", no, yes, yes),  // serving and terminating
 						endpoint("10.244.0.6", no, no, yes),   // terminating, no longer serving: unused
 						endpoint("10.244.0.7", yes, no, yes),  // ready wins whatever else is said
 						endpoint("10.244.0.8", nil, nil, yes), // ready nil: ready even if terminating
-						endpoint("10.244.0.9", no, nil, yes),  // serving follows ready (false): unused
+						endpoint("10.244.0.9", no, nil, yes),  // serving nil is serving (kube-proxy's EndpointSliceCache): terminating fallback
 						endpoint("10.244.0.10", nil, no, nil), // ready nil, serving false: still ready
 					}
 				}),
 			},
-			wantFlows: []string{"10.96.0.50:80/TCP default/nginx:http -> 10.244.0.1:8080 10.244.0.2:8080 10.244.0.7:8080 10.244.0.8:8080 10.244.0.10:8080 (terminating 10.244.0.5:8080)"},
+			wantFlows: []string{"10.96.0.50:80/TCP default/nginx:http -> 10.244.0.1:8080 10.244.0.2:8080 10.244.0.7:8080 10.244.0.8:8080 10.244.0.10:8080 (terminating 10.244.0.5:8080 10.244.0.9:8080)"},
 		},
 		{
 			name:     "only terminating endpoints: Active empty, Terminating holds them",
@@ -550,7 +550,7 @@ func TestBuild(t *testing.T) {
 				}),
 			},
 			wantFlows:  []string{"10.96.0.10:80/TCP default/mixed:http -> 10.244.0.2:8080"},
-			wantErrors: []wantError{{"Service default/mixed", `port "sig" (3868/SCTP): protocol SCTP is not supported`}},
+			wantErrors: []wantError{{"Service default/mixed", `port "sig" (3868/SCTP): protocol SCTP is not supported: the port is left unprogrammed, the Service's other ports work`}},
 		},
 		{
 			name: "UDP and TCP on one port number are two frontends",

@@ -3,6 +3,7 @@ package desired
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -31,6 +32,8 @@ type Builder struct {
 	// names: they translate nothing. Slices naming no Service are under
 	// the namespace with an empty name.
 	unused map[ServiceRef][]string
+	// serviceCIDRs is what SetServiceCIDRs was given last.
+	serviceCIDRs []netip.Prefix
 }
 
 // UnusedSlice is an EndpointSlice that translates nothing because the
@@ -75,6 +78,7 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 		Node:         node,
 		HealthChecks: map[ServiceRef]HealthCheck{},
 		SNAT:         snatConfig(node, x.opts),
+		ServiceCIDRs: x.serviceCIDRs,
 	}
 	x.builds = make(map[ServiceRef]*serviceBuild, len(services))
 	x.claims = map[Frontend][]ServiceRef{}
@@ -114,6 +118,26 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 // earlier name would otherwise favour.
 func (x *Builder) Hold(owners map[Frontend]ServiceRef) {
 	x.held = owners
+}
+
+// SetServiceCIDRs sets the Service CIDRs of the state (State.ServiceCIDRs):
+// they come from the ServiceCIDR objects or the flags, and change no
+// frontend. It reports whether they changed.
+func (x *Builder) SetServiceCIDRs(cidrs []netip.Prefix) bool {
+	norm := make([]netip.Prefix, 0, len(cidrs))
+	for _, p := range cidrs {
+		if p.IsValid() {
+			norm = append(norm, p.Masked())
+		}
+	}
+	slices.SortFunc(norm, comparePrefixes)
+	norm = slices.Compact(norm)
+	if slices.Equal(norm, x.serviceCIDRs) {
+		return false
+	}
+	x.serviceCIDRs = norm
+	x.state.ServiceCIDRs = norm
+	return true
 }
 
 // Node is the node the state is built for.
@@ -324,5 +348,6 @@ func (s *FrontendEntry) Equal(o *FrontendEntry) bool {
 		return false
 	}
 	return s.Frontend == o.Frontend && s.Name == o.Name && s.Kind == o.Kind && s.BackendSet.Equal(o.BackendSet) &&
-		s.ExternalLocal == o.ExternalLocal && slices.Equal(s.SourceRanges, o.SourceRanges)
+		s.ExternalLocal == o.ExternalLocal && slices.Equal(s.SourceRanges, o.SourceRanges) &&
+		s.InternalLocal == o.InternalLocal && s.AffinityTimeout == o.AffinityTimeout
 }

@@ -19,7 +19,14 @@
 // Each endpoint keeps its node, zone and topology hints (Endpoint), and
 // CategorizeEndpoints sorts a Service port's endpoints into the cluster and
 // local sets for this node (NodeInfo), as kube-proxy does; the traffic
-// policies and topology aware routing choose among those sets.
+// policies and topology aware routing choose among those sets. As in
+// kube-proxy the hints are always followed where they allow it (the
+// EndpointSlice controller writes them for spec.trafficDistribution), and
+// internalTrafficPolicy: Local gives a ClusterIP frontend the local set
+// only (InternalLocal; empty: the datapath refuses). sessionAffinity:
+// ClientIP gives every frontend of the Service its timeout
+// (AffinityTimeout), and State.ServiceCIDRs (Builder.SetServiceCIDRs) say
+// where an address no Service holds is refused.
 //
 // Besides its ClusterIPs, a Service asks for NodePort frontends (every node
 // address and the loopback address, narrowed by Options.NodePortAddresses),

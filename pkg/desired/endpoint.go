@@ -18,9 +18,13 @@ type Endpoint struct {
 	NodeName string // the endpoint's nodeName, "" when unset
 	Zone     string // the endpoint's zone, "" when unset
 	Hints    EndpointHints
-	// The conditions with the API's defaults applied: ready nil means
-	// ready, serving nil means the value of ready, terminating nil means
-	// false.
+	// The conditions with kube-proxy's defaults applied (its
+	// EndpointSliceCache): ready nil means ready, serving nil means serving
+	// (not the value of ready, as the API documents it: kube-proxy reads it
+	// so, and the EndpointSlice controller always sets it), terminating nil
+	// means false. publishNotReadyAddresses is not read here: the
+	// EndpointSlice controller already wrote ready=true for such a
+	// Service's endpoints, and kube-proxy too reads only the slice.
 	Ready, Serving, Terminating bool
 }
 
@@ -59,10 +63,7 @@ func (e Endpoint) usability() int {
 func endpointOf(ep discoveryv1.Endpoint, addr netip.Addr) Endpoint {
 	c := ep.Conditions
 	ready := c.Ready == nil || *c.Ready
-	serving := ready
-	if c.Serving != nil {
-		serving = *c.Serving
-	}
+	serving := c.Serving == nil || *c.Serving
 	out := Endpoint{
 		Backend:     Backend{Addr: addr},
 		Ready:       ready,

@@ -173,6 +173,14 @@ type FrontendEntry struct {
 	// address and reach only node-local endpoints (BackendSet), or are
 	// dropped when there is none.
 	ExternalLocal bool
+	// InternalLocal is internalTrafficPolicy: Local on a ClusterIP
+	// frontend: BackendSet holds only this node's endpoints, and a client
+	// is refused when there is none.
+	InternalLocal bool
+	// AffinityTimeout is, for sessionAffinity: ClientIP, how long in
+	// seconds a client keeps the backend it was last sent to; 0: no
+	// affinity.
+	AffinityTimeout uint32
 	// SourceRanges are the loadBalancerSourceRanges of the frontend's family
 	// (LoadBalancer frontends only), masked, without duplicates, sorted:
 	// outside clients from elsewhere are dropped. Empty: every client.
@@ -192,6 +200,11 @@ type State struct {
 	HealthChecks map[ServiceRef]HealthCheck
 	// SNAT is where flows to backends on other nodes are sent from.
 	SNAT SNATConfig
+	// ServiceCIDRs are the ranges ClusterIPs are allocated from (the
+	// ServiceCIDR objects in a cluster, --service-cidr in standalone
+	// mode), masked, sorted, without duplicates: a connect to an address
+	// in one that no Service holds is refused at once.
+	ServiceCIDRs []netip.Prefix
 }
 
 // HealthCheck is one Service's health check.

@@ -312,9 +312,11 @@ func TestBuilderKeepsEndpointLocality(t *testing.T) {
 	if entry == nil {
 		t.Fatalf("no entry for %s", fe)
 	}
-	wantCategories := CategorizeEndpoints(want, x.Node(), IgnoreHints)
+	// As kube-proxy, the builder follows the hints: every ready endpoint
+	// has one and one is for node-1.
+	wantCategories := CategorizeEndpoints(want, x.Node(), FollowHints)
 	if !entry.BackendSet.Equal(wantCategories.Cluster) || entry.Internal != nil {
-		t.Errorf("entry backends = %s (internal %v), want the cluster set %s and no internal set",
+		t.Errorf("entry backends = %s (internal %v), want the hint-narrowed cluster set %s and no internal set",
 			setString(entry.BackendSet), entry.Internal, setString(wantCategories.Cluster))
 	}
 }

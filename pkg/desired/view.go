@@ -42,6 +42,13 @@ type ServiceView struct {
 	// LoadBalancerSourceRanges is spec.loadBalancerSourceRanges, trimmed of
 	// the whitespace validation lets through.
 	LoadBalancerSourceRanges []string
+	// InternalPolicyLocal is spec.internalTrafficPolicy: Local.
+	InternalPolicyLocal bool
+	// AffinityClientIP is spec.sessionAffinity: ClientIP, and
+	// AffinityTimeout its sessionAffinityConfig.clientIP.timeoutSeconds (0
+	// when unset, as in files written by hand: the API's default applies).
+	AffinityClientIP bool
+	AffinityTimeout  int32
 }
 
 // ServicePortView is what the builder reads of one Service port. The
@@ -80,6 +87,14 @@ func ServiceViewOf(svc *corev1.Service) ServiceView {
 	for _, r := range svc.Spec.LoadBalancerSourceRanges {
 		v.LoadBalancerSourceRanges = append(v.LoadBalancerSourceRanges, strings.TrimSpace(r))
 	}
+	p := svc.Spec.InternalTrafficPolicy
+	v.InternalPolicyLocal = p != nil && *p == corev1.ServiceInternalTrafficPolicyLocal
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		v.AffinityClientIP = true
+		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			v.AffinityTimeout = *c.ClientIP.TimeoutSeconds
+		}
+	}
 	return v
 }
 
@@ -88,7 +103,9 @@ func (v ServiceView) Equal(o ServiceView) bool {
 	return v.Ref == o.Ref && v.Created.Equal(o.Created) && v.Type == o.Type && slices.Equal(v.ClusterIPs, o.ClusterIPs) && slices.Equal(v.Ports, o.Ports) &&
 		slices.Equal(v.ExternalIPs, o.ExternalIPs) && slices.Equal(v.LoadBalancerIPs, o.LoadBalancerIPs) &&
 		v.ExternalPolicyLocal == o.ExternalPolicyLocal && v.HealthCheckNodePort == o.HealthCheckNodePort &&
-		slices.Equal(v.LoadBalancerSourceRanges, o.LoadBalancerSourceRanges)
+		slices.Equal(v.LoadBalancerSourceRanges, o.LoadBalancerSourceRanges) &&
+		v.InternalPolicyLocal == o.InternalPolicyLocal && v.AffinityClientIP == o.AffinityClientIP &&
+		v.AffinityTimeout == o.AffinityTimeout
 }
 
 // EndpointSliceReadsEqual reports whether the builder reads the same of two

@@ -172,3 +172,23 @@ func NewFlow(dst, src netip.AddrPort, backendID, serviceID uint32, flags FlowFla
 	}
 	return f
 }
+
+// NewRefuseKey is the refuse-trie key of prefix; an IPv4 prefix is stored
+// IPv4-mapped, so it covers 96 more bits.
+func NewRefuseKey(prefix netip.Prefix) RefuseKey {
+	bits := prefix.Bits()
+	if prefix.Addr().Is4() {
+		bits += 96
+	}
+	return RefuseKey{Prefixlen: uint32(bits), Addr: addrTo16(prefix.Masked().Addr())}
+}
+
+// Prefix is the key's prefix, unmapped as SourceRangeKey.Prefix is.
+func (k RefuseKey) Prefix() netip.Prefix {
+	addr := netip.AddrFrom16(k.Addr)
+	bits := int(k.Prefixlen)
+	if addr.Is4In6() && bits >= 96 {
+		return netip.PrefixFrom(addr.Unmap(), bits-96)
+	}
+	return netip.PrefixFrom(addr, bits)
+}

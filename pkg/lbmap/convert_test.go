@@ -38,3 +38,30 @@ func TestSourceRangeKeyRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// A refuse key reads back as the prefix it was made of; an IPv4 prefix
+// counts the 96 bits of the mapping.
+func TestRefuseKeyRoundTrip(t *testing.T) {
+	testCases := []struct {
+		name          string
+		prefix        string
+		wantPrefix    string
+		wantPrefixlen uint32
+	}{
+		{"IPv4 CIDR", "10.96.0.0/12", "10.96.0.0/12", 96 + 12},
+		{"IPv4 host bits masked", "10.96.7.7/16", "10.96.0.0/16", 96 + 16},
+		{"IPv4 ClusterIP", "10.96.0.10/32", "10.96.0.10/32", 128},
+		{"IPv6 CIDR", "fd00:10:96::/108", "fd00:10:96::/108", 108},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := lbmap.NewRefuseKey(netip.MustParsePrefix(tc.prefix))
+			if k.Prefixlen != tc.wantPrefixlen {
+				t.Errorf("prefixlen = %d, want %d", k.Prefixlen, tc.wantPrefixlen)
+			}
+			if got := k.Prefix(); got != netip.MustParsePrefix(tc.wantPrefix) {
+				t.Errorf("Prefix() = %s, want %s", got, tc.wantPrefix)
+			}
+		})
+	}
+}

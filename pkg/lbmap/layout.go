@@ -21,6 +21,10 @@ type (
 	NodeConfig     = layoutsLbNodeCfg        // struct lb_node_cfg
 	SourceRangeKey = layoutsLbSourceRangeKey // struct lb_source_range_key
 
+	RefuseKey     = layoutsLbRefuseKey     // struct lb_refuse_key
+	AffinityKey   = layoutsLbAffinityKey   // struct lb_affinity_key
+	AffinityValue = layoutsLbAffinityValue // struct lb_affinity_value
+
 	Scope        = layoutsLbScope        // enum lb_scope
 	ServiceFlags = layoutsLbServiceFlags // enum lb_service_flags
 	BackendState = layoutsLbBackendState // enum lb_backend_state
@@ -28,6 +32,7 @@ type (
 	BackendFlags = layoutsLbBackendFlags // enum lb_backend_flags
 	FlowDir      = layoutsLbFlowDir      // enum lb_flow_dir
 	FlowFlags    = layoutsLbFlowFlags    // enum lb_flow_flags
+	RefuseKind   = layoutsLbRefuseKind   // enum lb_refuse_kind
 )
 
 // Map names, which are also the pin file names under the pin directory.
@@ -42,6 +47,8 @@ const (
 	NatMap          = layoutsMapLbNat
 	NodeConfigMap   = layoutsMapLbNodeConfig
 	SourceRangesMap = layoutsMapLbSourceRanges
+	RefuseMap       = layoutsMapLbRefuse
+	AffinityMap     = layoutsMapLbAffinity
 )
 
 // DefaultPinDir is where a node's agent pins its maps and links.
@@ -69,6 +76,9 @@ const (
 	FlowSNAT    = layoutsLbFlowFlagsLB_FLOW_F_SNAT
 	FlowLocal   = layoutsLbFlowFlagsLB_FLOW_F_LOCAL
 
+	RefuseNoPort      = layoutsLbRefuseKindLB_REFUSE_NO_PORT
+	RefuseUnallocated = layoutsLbRefuseKindLB_REFUSE_UNALLOCATED
+
 	BackendActive      = layoutsLbBackendStateLB_BACKEND_ACTIVE
 	BackendTerminating = layoutsLbBackendStateLB_BACKEND_TERMINATING
 
@@ -86,6 +96,9 @@ const (
 	ReasonReply          = layoutsLbReasonLB_REASON_REPLY
 	ReasonICMPError      = layoutsLbReasonLB_REASON_ICMP_ERROR
 	ReasonNeighResolve   = layoutsLbReasonLB_REASON_NEIGH_RESOLVE
+	ReasonNoPort         = layoutsLbReasonLB_REASON_NO_PORT
+	ReasonUnallocated    = layoutsLbReasonLB_REASON_UNALLOCATED
+	ReasonAffinityWrite  = layoutsLbReasonLB_REASON_AFFINITY_WRITE
 	// ReasonMax is the number of reasons, the size of the counters map.
 	ReasonMax = layoutsLbReasonLB_REASON_MAX
 )
@@ -106,6 +119,9 @@ var reasonNames = [ReasonMax]string{
 	ReasonReply:          "reply",
 	ReasonICMPError:      "icmp_error",
 	ReasonNeighResolve:   "neigh_resolve",
+	ReasonNoPort:         "no_port",
+	ReasonUnallocated:    "unallocated",
+	ReasonAffinityWrite:  "affinity_write",
 }
 
 func (r Reason) String() string {
@@ -218,4 +234,24 @@ func (v SockRevNat) String() string {
 
 func (v SockBackend) String() string {
 	return fmt.Sprintf("backend_id=%d service_id=%d slot=%d", v.BackendId, v.ServiceId, v.Slot)
+}
+
+func (k RefuseKind) String() string {
+	switch k {
+	case RefuseNoPort:
+		return "no_port"
+	case RefuseUnallocated:
+		return "unallocated"
+	}
+	return fmt.Sprintf("refuse(%d)", uint8(k))
+}
+
+func (k RefuseKey) String() string { return k.Prefix().String() }
+
+func (k AffinityKey) String() string {
+	return fmt.Sprintf("netns=%d client=%s service_id=%d", k.NetnsCookie, addrFrom16(k.Client), k.ServiceId)
+}
+
+func (v AffinityValue) String() string {
+	return fmt.Sprintf("backend_id=%d slot=%d last_ns=%d", v.BackendId, v.Slot, v.LastNs)
 }

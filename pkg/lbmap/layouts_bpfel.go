@@ -13,6 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type layoutsLbAffinityKey struct {
+	_           structs.HostLayout
+	NetnsCookie uint64
+	Client      [16]uint8
+	ServiceId   uint32
+	Pad         uint32
+}
+
+type layoutsLbAffinityValue struct {
+	_         structs.HostLayout
+	LastNs    uint64
+	BackendId uint32
+	Slot      uint16
+	Pad       uint16
+}
+
 type layoutsLbBackend struct {
 	_     structs.HostLayout
 	Addr  [16]uint8
@@ -101,7 +117,23 @@ const (
 	layoutsLbReasonLB_REASON_REPLY            layoutsLbReason = 11
 	layoutsLbReasonLB_REASON_ICMP_ERROR       layoutsLbReason = 12
 	layoutsLbReasonLB_REASON_NEIGH_RESOLVE    layoutsLbReason = 13
-	layoutsLbReasonLB_REASON_MAX              layoutsLbReason = 14
+	layoutsLbReasonLB_REASON_NO_PORT          layoutsLbReason = 14
+	layoutsLbReasonLB_REASON_UNALLOCATED      layoutsLbReason = 15
+	layoutsLbReasonLB_REASON_AFFINITY_WRITE   layoutsLbReason = 16
+	layoutsLbReasonLB_REASON_MAX              layoutsLbReason = 17
+)
+
+type layoutsLbRefuseKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
+type layoutsLbRefuseKind uint8
+
+const (
+	layoutsLbRefuseKindLB_REFUSE_NO_PORT     layoutsLbRefuseKind = 1
+	layoutsLbRefuseKindLB_REFUSE_UNALLOCATED layoutsLbRefuseKind = 2
 )
 
 type layoutsLbRevNatValue struct {
@@ -192,10 +224,12 @@ type layoutsLbSourceRangeKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	layoutsMapLbAffinity     = "lb_affinity"
 	layoutsMapLbBackends     = "lb_backends"
 	layoutsMapLbCounters     = "lb_counters"
 	layoutsMapLbNat          = "lb_nat"
 	layoutsMapLbNodeConfig   = "lb_node_config"
+	layoutsMapLbRefuse       = "lb_refuse"
 	layoutsMapLbRevNat       = "lb_rev_nat"
 	layoutsMapLbServiceNames = "lb_service_names"
 	layoutsMapLbServices     = "lb_services"
@@ -252,10 +286,12 @@ type layoutsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type layoutsMapSpecs struct {
+	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
 	LbNat          *ebpf.MapSpec `ebpf:"lb_nat"`
 	LbNodeConfig   *ebpf.MapSpec `ebpf:"lb_node_config"`
+	LbRefuse       *ebpf.MapSpec `ebpf:"lb_refuse"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServiceNames *ebpf.MapSpec `ebpf:"lb_service_names"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
@@ -290,10 +326,12 @@ func (o *layoutsObjects) Close() error {
 //
 // It can be passed to loadLayoutsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type layoutsMaps struct {
+	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
 	LbNat          *ebpf.Map `ebpf:"lb_nat"`
 	LbNodeConfig   *ebpf.Map `ebpf:"lb_node_config"`
+	LbRefuse       *ebpf.Map `ebpf:"lb_refuse"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServiceNames *ebpf.Map `ebpf:"lb_service_names"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
@@ -304,10 +342,12 @@ type layoutsMaps struct {
 
 func (m *layoutsMaps) Close() error {
 	return _LayoutsClose(
+		m.LbAffinity,
 		m.LbBackends,
 		m.LbCounters,
 		m.LbNat,
 		m.LbNodeConfig,
+		m.LbRefuse,
 		m.LbRevNat,
 		m.LbServiceNames,
 		m.LbServices,

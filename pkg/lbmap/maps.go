@@ -3,6 +3,7 @@ package lbmap
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
@@ -23,6 +24,9 @@ type Maps struct {
 	Nat          *ebpf.Map // LRU connection table, FlowKey -> Flow
 	NodeConfig   *ebpf.Map // one NodeConfig, key 0
 	SourceRanges *ebpf.Map // LPM trie, SourceRangeKey -> 1
+	// Service semantics beyond the frontends.
+	Refuse   *ebpf.Map // LPM trie, RefuseKey -> RefuseKind: fail fast
+	Affinity *ebpf.Map // LRU, AffinityKey -> AffinityValue: sessionAffinity
 }
 
 // LoadSpec reads the layouts object: every map of every socklb program and
@@ -64,6 +68,9 @@ func CreateSized(pinDir string, sizes Sizes) (*Maps, error) {
 		// A restart without the flag keeps a map made with it.
 		services.MaxEntries = n
 	}
+	if err := replaceOldCounters(pinDir, spec.Maps[CountersMap].MaxEntries); err != nil {
+		return nil, err
+	}
 	if pinDir == "" {
 		for _, ms := range spec.Maps {
 			ms.Pinning = ebpf.PinNone
@@ -74,6 +81,22 @@ func CreateSized(pinDir string, sizes Sizes) (*Maps, error) {
 		return nil, fmt.Errorf("create the maps under %q: %w", pinDir, err)
 	}
 	return fromObjects(&objs), nil
+}
+
+// replaceOldCounters removes a pinned counters map sized for another set of
+// reasons (an agent from before a reason was added): the counters are
+// statistics, so they start again from zero instead of the upgrade being
+// refused as an incompatible layout. The programs still running keep the
+// old map until the new ones replace them.
+func replaceOldCounters(pinDir string, reasons uint32) error {
+	n := pinnedMaxEntries(pinDir, CountersMap)
+	if n == 0 || n == reasons {
+		return nil
+	}
+	if err := os.Remove(filepath.Join(pinDir, CountersMap)); err != nil {
+		return fmt.Errorf("replace the counters map of %d reasons with one of %d: %w", n, reasons, err)
+	}
+	return nil
 }
 
 // pinnedMaxEntries is the capacity of the map pinned under name, 0 when
@@ -102,6 +125,8 @@ func fromObjects(m *layoutsMaps) *Maps {
 		Nat:          m.LbNat,
 		NodeConfig:   m.LbNodeConfig,
 		SourceRanges: m.LbSourceRanges,
+		Refuse:       m.LbRefuse,
+		Affinity:     m.LbAffinity,
 	}
 }
 
@@ -120,6 +145,8 @@ func (m *Maps) ByName() map[string]*ebpf.Map {
 		NatMap:          m.Nat,
 		NodeConfigMap:   m.NodeConfig,
 		SourceRangesMap: m.SourceRanges,
+		RefuseMap:       m.Refuse,
+		AffinityMap:     m.Affinity,
 	}
 }
 
@@ -154,9 +181,14 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{NatMap, &m.Nat},
 		{NodeConfigMap, &m.NodeConfig},
 		{SourceRangesMap, &m.SourceRanges},
+		{RefuseMap, &m.Refuse},
+		{AffinityMap, &m.Affinity},
 	} {
 		path := filepath.Join(pinDir, pin.name)
 		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil && errors.Is(err, os.ErrNotExist) && (pin.name == RefuseMap || pin.name == AffinityMap) {
+			continue // pins of an agent from before these maps: nothing refused, no affinity
+		}
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("open pinned map %s: %w", path, err)

@@ -34,6 +34,9 @@ func TestLayoutsMatchBTF(t *testing.T) {
 		{"lb_flow", reflect.TypeFor[Flow]()},
 		{"lb_node_cfg", reflect.TypeFor[NodeConfig]()},
 		{"lb_source_range_key", reflect.TypeFor[SourceRangeKey]()},
+		{"lb_refuse_key", reflect.TypeFor[RefuseKey]()},
+		{"lb_affinity_key", reflect.TypeFor[AffinityKey]()},
+		{"lb_affinity_value", reflect.TypeFor[AffinityValue]()},
 	}
 	// A C field of enum type has the Go type of that enum's mirror.
 	enumTypes := map[string]reflect.Type{
@@ -44,6 +47,7 @@ func TestLayoutsMatchBTF(t *testing.T) {
 		"lb_backend_flags": reflect.TypeFor[BackendFlags](),
 		"lb_flow_dir":      reflect.TypeFor[FlowDir](),
 		"lb_flow_flags":    reflect.TypeFor[FlowFlags](),
+		"lb_refuse_kind":   reflect.TypeFor[RefuseKind](),
 	}
 	for _, tc := range cases {
 		t.Run(tc.cStruct, func(t *testing.T) {
@@ -139,6 +143,10 @@ func TestConstantsMatchBTF(t *testing.T) {
 			"LB_FLOW_F_SNAT":  uint64(FlowSNAT),
 			"LB_FLOW_F_LOCAL": uint64(FlowLocal),
 		}},
+		{"lb_refuse_kind", unsafe.Sizeof(RefuseKind(0)), map[string]uint64{
+			"LB_REFUSE_NO_PORT":     uint64(RefuseNoPort),
+			"LB_REFUSE_UNALLOCATED": uint64(RefuseUnallocated),
+		}},
 		{"lb_backend_state", unsafe.Sizeof(BackendState(0)), map[string]uint64{
 			"LB_BACKEND_ACTIVE":      uint64(BackendActive),
 			"LB_BACKEND_TERMINATING": uint64(BackendTerminating),
@@ -158,6 +166,9 @@ func TestConstantsMatchBTF(t *testing.T) {
 			"LB_REASON_REPLY":            uint64(ReasonReply),
 			"LB_REASON_ICMP_ERROR":       uint64(ReasonICMPError),
 			"LB_REASON_NEIGH_RESOLVE":    uint64(ReasonNeighResolve),
+			"LB_REASON_NO_PORT":          uint64(ReasonNoPort),
+			"LB_REASON_UNALLOCATED":      uint64(ReasonUnallocated),
+			"LB_REASON_AFFINITY_WRITE":   uint64(ReasonAffinityWrite),
 			"LB_REASON_MAX":              uint64(ReasonMax),
 		}},
 	}

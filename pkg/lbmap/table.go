@@ -37,11 +37,13 @@ type Tables struct {
 	// exists).
 	SourceRanges Table[SourceRangeKey, uint8]
 	NodeConfig   Table[uint32, NodeConfig]
+	// The fail-fast trie: Service CIDRs and ClusterIPs.
+	Refuse Table[RefuseKey, RefuseKind]
 }
 
 // Tables reaches m's load-balancing maps through Table.
 func (m *Maps) Tables() Tables {
-	return Tables{
+	t := Tables{
 		Services:     NewKernelTable[ServiceKey, ServiceValue](m.Services),
 		Backends:     NewKernelTable[uint32, Backend](m.Backends),
 		RevNat:       NewKernelTable[uint32, RevNat](m.RevNat),
@@ -49,6 +51,10 @@ func (m *Maps) Tables() Tables {
 		SourceRanges: NewKernelTable[SourceRangeKey, uint8](m.SourceRanges),
 		NodeConfig:   NewKernelTable[uint32, NodeConfig](m.NodeConfig),
 	}
+	if m.Refuse != nil { // a reader of pins older than the trie has none
+		t.Refuse = NewKernelTable[RefuseKey, RefuseKind](m.Refuse)
+	}
+	return t
 }
 
 // KernelTable is a Table over a kernel map, written and read in batches.
@@ -270,6 +276,7 @@ type MemoryTables struct {
 	ServiceNames *MemoryTable[uint32, ServiceName]
 	SourceRanges *MemoryTable[SourceRangeKey, uint8]
 	NodeConfig   *MemoryTable[uint32, NodeConfig]
+	Refuse       *MemoryTable[RefuseKey, RefuseKind]
 }
 
 // NewMemoryTables makes empty maps of 65536 entries each; maxEntries
@@ -289,6 +296,7 @@ func NewMemoryTables(maxEntries map[string]uint32) *MemoryTables {
 		ServiceNames: NewMemoryTable[uint32, ServiceName](ServiceNamesMap, size(ServiceNamesMap)),
 		SourceRanges: NewMemoryTable[SourceRangeKey, uint8](SourceRangesMap, size(SourceRangesMap)),
 		NodeConfig:   &MemoryTable[uint32, NodeConfig]{name: NodeConfigMap, max: 1, entries: map[uint32]NodeConfig{0: {}}},
+		Refuse:       NewMemoryTable[RefuseKey, RefuseKind](RefuseMap, size(RefuseMap)),
 	}
 }
 
@@ -301,11 +309,12 @@ func (m *MemoryTables) Clone() *MemoryTables {
 		ServiceNames: m.ServiceNames.Clone(),
 		SourceRanges: m.SourceRanges.Clone(),
 		NodeConfig:   m.NodeConfig.Clone(),
+		Refuse:       m.Refuse.Clone(),
 	}
 }
 
 // Tables reaches the maps through Table.
 func (m *MemoryTables) Tables() Tables {
 	return Tables{Services: m.Services, Backends: m.Backends, RevNat: m.RevNat, ServiceNames: m.ServiceNames,
-		SourceRanges: m.SourceRanges, NodeConfig: m.NodeConfig}
+		SourceRanges: m.SourceRanges, NodeConfig: m.NodeConfig, Refuse: m.Refuse}
 }

@@ -43,6 +43,7 @@ const (
 	Service            = "service"
 	Services           = "services"
 	ServicesChanged    = "services_changed"
+	ServiceCIDRs       = "service_cidrs"
 	SetRetval          = "set_retval"
 	StrayEntries       = "stray_entries"
 	Target             = "target"

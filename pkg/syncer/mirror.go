@@ -52,6 +52,8 @@ type mirror struct {
 	// nodeConfig is what the node config array holds (zero when never
 	// written).
 	nodeConfig lbmap.NodeConfig
+	// refuse is what the fail-fast trie holds (refuse.go).
+	refuse map[lbmap.RefuseKey]lbmap.RefuseKind
 }
 
 func newMirror() *mirror {
@@ -66,6 +68,7 @@ func newMirror() *mirror {
 		unreferenced:  map[uint32]bool{},
 		serviceIDRefs: map[uint32]int{},
 		sourceRanges:  map[uint32]map[lbmap.SourceRangeKey]bool{},
+		refuse:        map[lbmap.RefuseKey]lbmap.RefuseKind{},
 	}
 }
 
@@ -226,6 +229,9 @@ func loadMirror(t lbmap.Tables) (*mirror, error) {
 		mr.names[id] = nvals[i]
 	}
 	if err := mr.restoreNorthSouth(t); err != nil {
+		return nil, err
+	}
+	if err := mr.restoreRefuse(t); err != nil {
 		return nil, err
 	}
 	return mr, nil

@@ -153,6 +153,7 @@ func (s *Syncer) SyncFrontends(state *desired.State, changed []desired.Frontend)
 func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Result, error) {
 	p := s.plan(state, changed)
 	res, errs := s.apply(p)
+	errs = append(errs, s.syncRefuse(state, &res)...)
 	return res, errors.Join(append(p.errs, errs...)...)
 }
 

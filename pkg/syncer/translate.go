@@ -58,7 +58,16 @@ func masterValue(svc *desired.FrontendEntry, scope lbmap.Scope, id uint32, activ
 			flags |= lbmap.FlagSourceRanges
 		}
 	}
-	return lbmap.ServiceValue{ServiceId: id, Count: uint16(active), Terminating: uint16(terminating), Flags: flags}
+	if svc.InternalLocal {
+		flags |= lbmap.FlagIntLocal
+	}
+	v := lbmap.ServiceValue{ServiceId: id, Count: uint16(active), Terminating: uint16(terminating), Flags: flags}
+	if svc.AffinityTimeout > 0 {
+		// Both scopes: a client keeps its backend whichever it reads.
+		v.Flags |= lbmap.FlagAffinity
+		v.AffinityTimeout = svc.AffinityTimeout
+	}
+	return v
 }
 
 func slotValue(serviceID, backendID uint32) lbmap.ServiceValue {

@@ -72,6 +72,8 @@ func newTestMaps(t testing.TB, maxEntries map[string]uint32) *lbmap.Maps {
 		Nat:          created[lbmap.NatMap],
 		NodeConfig:   created[lbmap.NodeConfigMap],
 		SourceRanges: created[lbmap.SourceRangesMap],
+		Refuse:       created[lbmap.RefuseMap],
+		Affinity:     created[lbmap.AffinityMap],
 	}
 }
 

@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -17,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/socklb/socklb/pkg/desired"
@@ -47,6 +50,11 @@ type Source struct {
 	epsLister discoverylisters.EndpointSliceLister
 	nodeList  corelisters.NodeLister
 	tracker   *source.ChangeTracker
+	// cidrs watches the ServiceCIDR objects (networking.k8s.io/v1). It is
+	// not waited for: an API server without them leaves the agent without
+	// fail-fast refusals of unallocated addresses, and nothing else.
+	cidrs      cache.SharedIndexInformer
+	cidrLister networkinglisters.ServiceCIDRLister
 }
 
 var _ source.Incremental = (*Source)(nil)
@@ -73,22 +81,26 @@ func NewSource(client kubernetes.Interface, nodeName string, log *zap.Logger) (*
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", nodeName).String()
 		}))
 
+	cidrFactory := informers.NewSharedInformerFactoryWithOptions(client, 0)
+
 	s := &Source{
-		log:       log,
-		nodeName:  nodeName,
-		factories: []informers.SharedInformerFactory{svcFactory, sliceFactory, nodeFactory},
-		services:  svcFactory.Core().V1().Services().Informer(),
-		slices:    sliceFactory.Discovery().V1().EndpointSlices().Informer(),
-		nodes:     nodeFactory.Core().V1().Nodes().Informer(),
-		svcLister: svcFactory.Core().V1().Services().Lister(),
-		epsLister: sliceFactory.Discovery().V1().EndpointSlices().Lister(),
-		nodeList:  nodeFactory.Core().V1().Nodes().Lister(),
-		tracker:   source.NewChangeTracker(time.Now),
+		log:        log,
+		nodeName:   nodeName,
+		factories:  []informers.SharedInformerFactory{svcFactory, sliceFactory, nodeFactory, cidrFactory},
+		services:   svcFactory.Core().V1().Services().Informer(),
+		slices:     sliceFactory.Discovery().V1().EndpointSlices().Informer(),
+		nodes:      nodeFactory.Core().V1().Nodes().Informer(),
+		svcLister:  svcFactory.Core().V1().Services().Lister(),
+		epsLister:  sliceFactory.Discovery().V1().EndpointSlices().Lister(),
+		nodeList:   nodeFactory.Core().V1().Nodes().Lister(),
+		tracker:    source.NewChangeTracker(time.Now),
+		cidrs:      cidrFactory.Networking().V1().ServiceCIDRs().Informer(),
+		cidrLister: cidrFactory.Networking().V1().ServiceCIDRs().Lister(),
 	}
 	if err := s.slices.AddIndexers(cache.Indexers{byServiceIndex: sliceServiceIndex}); err != nil {
 		return nil, fmt.Errorf("index EndpointSlices by Service: %w", err)
 	}
-	for _, inf := range []cache.SharedIndexInformer{s.services, s.slices, s.nodes} {
+	for _, inf := range []cache.SharedIndexInformer{s.services, s.slices, s.nodes, s.cidrs} {
 		if err := inf.SetTransform(trimForCache); err != nil {
 			return nil, fmt.Errorf("set informer transform: %w", err)
 		}
@@ -131,6 +143,11 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	}
 	if _, err := s.nodes.AddEventHandler(handlers(s.nodeUpdate, changed)); err != nil {
 		return fmt.Errorf("watch Node %s: %w", s.nodeName, err)
+	}
+	// Any change of a ServiceCIDR asks for a sync: the agent reads them
+	// all (ServiceCIDRs) and every sync writes the fail-fast trie.
+	if _, err := s.cidrs.AddEventHandler(handlers(func(_, _ *networkingv1.ServiceCIDR) bool { return true }, changed)); err != nil {
+		return fmt.Errorf("watch ServiceCIDRs: %w", err)
 	}
 	for _, f := range s.factories {
 		f.Start(ctx.Done())
@@ -216,6 +233,29 @@ func (s *Source) Snapshot() source.Snapshot {
 	}
 
 	return source.Snapshot{Services: svcs, EndpointSlices: slices, Node: s.nodeInfo(node, false)}
+}
+
+// ServiceCIDRs are the CIDRs of every ServiceCIDR object, as kube-proxy
+// reads them (its ServiceCIDRConfig): one that does not parse is logged
+// and left out.
+func (s *Source) ServiceCIDRs() []netip.Prefix {
+	objs, err := s.cidrLister.List(labels.Everything())
+	if err != nil {
+		s.log.Warn("list ServiceCIDRs", zap.Error(err))
+		return nil
+	}
+	var out []netip.Prefix
+	for _, o := range objs {
+		for _, c := range o.Spec.CIDRs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				s.log.Warn("leave out service cidr", zap.String(logfield.Object, "ServiceCIDR "+o.Name), zap.Error(err))
+				continue
+			}
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // TakeChanges returns what changed since the last call.

@@ -10,7 +10,7 @@ APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl wrk
 # Kernel e2e tests need root; CI=true turns their skips into failures.
 TEST_FLAGS ?= -count=1
 
-.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean helm deploy-manifest test-deploy
+.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries coredns names-deps clean helm deploy-manifest test-deploy
 
 all: build
 
@@ -66,9 +66,24 @@ demo: deps build
 k8s-binaries: deps
 	./tests/controlplane/build.sh
 
+# CoreDNS, the cluster DNS of the cluster tests and demo (cached under
+# .cache/coredns).
+coredns:
+	./tests/coredns/build.sh >/dev/null
+
+# The clients and servers of the stories by name, all Debian's: dig, musl-gcc,
+# nginx, MariaDB. Installed only when missing; no service is started.
+NAMES_APT_PKGS := dnsutils musl-tools nginx mariadb-server mariadb-client
+names-deps:
+	@missing=""; for p in $(NAMES_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 # Cluster mode against a real control plane: the harness's own test, then the
 # seed documents' kubectl flows.
-test-cluster: deps build k8s-binaries helm
+test-cluster: deps build k8s-binaries helm coredns names-deps
 	$(GO) test $(TEST_FLAGS) -p 1 -timeout 30m -tags 'cluster controlplane' ./tests/controlplane/ ./tests/cluster/ ./tests/deploy/
 
 # helm, built from the Go module proxy (not a Debian package) and cached
@@ -91,7 +106,7 @@ deploy-manifest: helm
 test-deploy: deps build k8s-binaries helm
 	$(GO) test $(TEST_FLAGS) -timeout 20m -tags controlplane ./tests/deploy/
 
-demo-cluster: deps build k8s-binaries
+demo-cluster: deps build k8s-binaries coredns names-deps
 	./demo/cluster.sh $(SOCKLB)
 
 # Time from an EndpointSlice write to a client reaching the new backend, at

@@ -70,16 +70,18 @@ sandbox_up() {
 	echo "bpffs:  $BPFFS"
 }
 
-# start_servers runs, in each pod, a server answering HTTP on :8080 with the pod's name.
+# start_servers [POD...] runs, in each pod (default: all of PODS), a server
+# answering HTTP on :8080 with the pod's name.
 start_servers() {
-	local namesrv=$WORK/namesrv pod
+	local namesrv=$WORK/namesrv pod servers=("$@")
+	[ $# -gt 0 ] || servers=("${PODS[@]}")
 	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$namesrv" ./tests/cmd/namesrv)
-	for pod in "${PODS[@]}"; do
+	for pod in "${servers[@]}"; do
 		# nsenter execs the server, so $! is the server itself, killed by PID at teardown.
 		nsenter --net=/run/netns/"$ID-$pod" "$namesrv" --name "$pod" --tcp "[::]:8080" >"$WORK/$pod.log" 2>&1 &
 		PIDS+=($!)
 	done
-	for pod in "${PODS[@]}"; do
+	for pod in "${servers[@]}"; do
 		for _ in $(seq 50); do grep -q ready "$WORK/$pod.log" && break; sleep 0.1; done
 	done
 }
@@ -102,4 +104,66 @@ curl_vip() {
 	for _ in $(seq "$1"); do
 		( echo "$BASHPID" >"$CGROUP/cgroup.procs"; exec nsenter --net=/run/netns/"$ID-client" curl -s --max-time 2 "$2" ) || echo "curl failed"
 	done | sort | uniq -c
+}
+
+# write_corefile KUBECONFIG prints the Corefile of a demo CoreDNS pod: the
+# kubernetes plugin reading the API server through KUBECONFIG, every query
+# logged. The same server block as tests/controlplane.Corefile.
+write_corefile() {
+	cat <<COREFILE
+.:53 {
+    errors
+    log
+    health :8080
+    ready :8181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $1
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+    prometheus :9153
+    loadbalance
+}
+COREFILE
+}
+
+# start_coredns BINARY POD KUBECONFIG runs CoreDNS in POD's namespace,
+# outside the demo cgroup like every backend, and waits until it serves.
+start_coredns() {
+	write_corefile "$3" >"$WORK/$2.Corefile"
+	nsenter --net=/run/netns/"$ID-$2" "$1" -conf "$WORK/$2.Corefile" >"$WORK/$2.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 300); do grep -q "CoreDNS-" "$WORK/$2.log" && return 0; sleep 0.1; done
+	cat "$WORK/$2.log" >&2
+	return 1
+}
+
+# in_client_pod ARGV... runs ARGV in the client namespace, inside the demo
+# cgroup, with $WORK/client.resolv.conf mounted on /etc/resolv.conf in a
+# private mount namespace, as a container sees the file its kubelet wrote.
+in_client_pod() {
+	( echo "$BASHPID" >"$CGROUP/cgroup.procs"
+	  exec nsenter --net=/run/netns/"$ID-client" unshare --mount --propagation private -- \
+		sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$WORK/client.resolv.conf" "$@" )
+}
+
+# start_mariadb HOST runs a MariaDB server (Debian's mariadbd) on 3306 in
+# HOST's namespace, its data under $WORK, with a user demo/demo and a table.
+start_mariadb() {
+	local dir=$WORK/mariadb
+	mkdir -p "$dir"
+	mariadb-install-db --no-defaults --user=root --datadir="$dir/data" --skip-test-db >"$WORK/mariadb-install.log" 2>&1 ||
+		{ cat "$WORK/mariadb-install.log" >&2; return 1; }
+	nsenter --net=/run/netns/"$ID-$1" mariadbd --no-defaults --user=root --datadir="$dir/data" --socket="$dir/sock" \
+		--pid-file="$dir/pid" --port=3306 --bind-address=0.0.0.0 --skip-log-bin >"$WORK/mariadb.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 300); do [ -S "$dir/sock" ] && break; sleep 0.1; done
+	mariadb --no-defaults --socket="$dir/sock" -u root <<SQL
+CREATE USER 'demo'@'%' IDENTIFIED BY 'demo';
+CREATE DATABASE shop;
+GRANT ALL ON shop.* TO 'demo'@'%';
+CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(40));
+INSERT INTO shop.orders VALUES (1, 'socks'), (2, 'sockets');
+SQL
 }

@@ -11,7 +11,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NGINX_PODS=(nginx-a nginx-b nginx-c)
 # coredns-a and coredns-b are kube-dns; mysql-host plays a database host
 # outside the cluster, reached through a selector-less Service.
-PODS=("${NGINX_PODS[@]}" coredns-a coredns-b mysql-host)
+# ingress is the nginx ingress controller behind a NodePort Service.
+PODS=("${NGINX_PODS[@]}" coredns-a coredns-b mysql-host ingress)
 NODE=demo-node
 # shellcheck source=demo/lib.sh
 . "$ROOT/demo/lib.sh"
@@ -24,6 +25,7 @@ trap teardown EXIT
 
 step "Sandbox: a node namespace, pods ${PODS[*]} and a client, a cgroup and a bpffs of our own"
 sandbox_up
+outside_up ingress
 start_servers "${NGINX_PODS[@]}"
 
 step "Control plane: etcd, kube-apiserver and kube-controller-manager on 127.0.0.1"
@@ -35,6 +37,7 @@ COREDNS=$("$ROOT/tests/coredns/build.sh")
 "$WORK/socklb-controlplane" -bin-dir "$BIN" \
 	-relay-kubeconfig "/run/netns/$ID-coredns-a=$WORK/coredns-a.kubeconfig" \
 	-relay-kubeconfig "/run/netns/$ID-coredns-b=$WORK/coredns-b.kubeconfig" \
+	-relay-kubeconfig "/run/netns/$ID-node=$WORK/node.kubeconfig" \
 	>"$WORK/controlplane.out" 2>"$WORK/controlplane.log" &
 CP_PID=$!
 for _ in $(seq 120); do grep -q "kubeconfig:" "$WORK/controlplane.out" && break; sleep 0.5; done
@@ -84,6 +87,9 @@ apiVersion: v1
 kind: Node
 metadata: {name: $NODE}
 YAML
+# The address a kubelet would report: NodePort frontends are on it.
+kubectl patch node "$NODE" --subresource=status --type=merge \
+	-p '{"status":{"addresses":[{"type":"InternalIP","address":"198.51.100.1"},{"type":"Hostname","address":"'"$NODE"'"}]}}' >/dev/null
 for pod in "${NGINX_PODS[@]}"; do
 	ip=$(pod_ip "$pod")
 	kubectl apply -f - >/dev/null <<YAML
@@ -111,8 +117,11 @@ YAML
 VIP=$(kubectl get service nginx-service -o jsonpath='{.spec.clusterIP}')
 kubectl get service nginx-service
 
-step "socklb agent --kubeconfig (cluster mode)"
-"$SOCKLB" agent --kubeconfig "$KUBECONFIG" --node-name "$NODE" --cgroup "$CGROUP" --bpffs "$PIN" >"$WORK/agent.log" 2>&1 &
+step "socklb agent --kubeconfig (cluster mode), in the node namespace, NodePorts on lan0"
+# Generic XDP: native XDP_TX on veth holds frames until the next packet.
+# nsenter execs the agent, so $! is the agent itself, stopped by PID at teardown.
+nsenter --net=/run/netns/"$ID-node" "$SOCKLB" agent --kubeconfig "$WORK/node.kubeconfig" --node-name "$NODE" --cgroup "$CGROUP" --bpffs "$PIN" \
+	--devices lan0 --xdp-mode generic >"$WORK/agent.log" 2>&1 &
 PIDS+=($!)
 wait_backends 3
 kubectl get endpointslices -l kubernetes.io/service-name=nginx-service
@@ -132,6 +141,10 @@ kubectl patch pod nginx-b --subresource=status --type=merge -p '{"status":{"cond
 for _ in $(seq 100); do [ "$("$SOCKLB" inspect services --bpffs "$PIN" -o json | grep -c '"state": "active"')" = 1 ] && break; sleep 0.1; done
 kubectl get endpointslices -l kubernetes.io/service-name=nginx-service -o jsonpath='{range .items[*].endpoints[*]}{.targetRef.name}{"  ready="}{.conditions.ready}{"  terminating="}{.conditions.terminating}{"\n"}{end}'
 curl_vip 30 "http://$VIP/"
+
+step "nginx-b passes its readiness probe again"
+kubectl patch pod nginx-b --subresource=status --type=merge -p '{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"ContainersReady","status":"True"}]}}' >/dev/null
+wait_frontend "$VIP:80" 2
 
 step "Cluster DNS: CoreDNS pods coredns-a and coredns-b in kube-system behind kube-dns ($KUBE_DNS)"
 kubectl apply -f - <<YAML
@@ -163,10 +176,13 @@ printf 'search default.svc.cluster.local svc.cluster.local cluster.local\nnamese
 cat "$WORK/client.resolv.conf"
 
 step "curl http://nginx-service.default from the client pod, 10 times (glibc resolves it through kube-dns)"
+echo '$ getent hosts nginx-service.default'
 in_client_pod getent hosts nginx-service.default
+echo '$ curl -s http://nginx-service.default/   (10 times)'
 for _ in $(seq 10); do in_client_pod curl -s --max-time 2 http://nginx-service.default/ || echo "curl failed"; done | sort | uniq -c
+echo '$ dig +search nginx-service'
 in_client_pod dig +search +noall +answer +stats nginx-service | grep -E 'IN|SERVER'
-echo "queries logged: coredns-a $(grep -c 'IN nginx-service' "$WORK/coredns-a.log"), coredns-b $(grep -c 'IN nginx-service' "$WORK/coredns-b.log")"
+echo "queries for nginx-service (all search-path tries, A and AAAA) logged by coredns-a: $(grep -c 'IN nginx-service' "$WORK/coredns-a.log"), coredns-b: $(grep -c 'IN nginx-service' "$WORK/coredns-b.log")"
 
 step "svc-mysql: MariaDB on mysql-host (outside the cluster), a selector-less Service and hand-made Endpoints"
 start_mariadb mysql-host
@@ -203,6 +219,32 @@ kubectl get endpoints svc-mysql 2>/dev/null
 echo '$ mariadb -h svc-mysql -P 3306 -u demo -pdemo shop -e "SELECT ..."'
 in_client_pod mariadb --no-defaults --table -h svc-mysql -P 3306 -u demo -pdemo shop \
 	-e "SELECT CONCAT('MariaDB ', VERSION()) AS server, @@port AS port, COUNT(*) AS orders FROM orders"
+
+step "Ingress: nginx (Debian's) in pod ingress behind a NodePort, proxying /blog to the Service blog by name"
+kubectl apply -f - <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: blog}
+spec:
+  selector: {app: nginx}
+  ports: [{name: http, port: 80, targetPort: http, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ingress}
+spec:
+  type: NodePort
+  selector: {app: ingress}
+  ports: [{name: http, port: 80, targetPort: 80, nodePort: 30080, protocol: TCP}]
+YAML
+start_ingress_nginx ingress blog.default.svc.cluster.local
+register_pod default ingress "{app: ingress}" nginx "[{name: http, containerPort: 80, protocol: TCP}]"
+wait_frontend 198.51.100.1:30080 1
+kubectl get svc blog ingress
+grep -E 'resolver|location|proxy_pass|set ' "$WORK/ingress-nginx/nginx.conf"
+echo '$ curl -s http://198.51.100.1:30080/blog   (from outside, 6 times)'
+for _ in $(seq 6); do ns outside curl -s --max-time 3 http://198.51.100.1:30080/blog || echo "curl failed"; done | sort | uniq -c
+echo "nginx's queries for blog: coredns-a $(grep -c 'A IN blog\.' "$WORK/coredns-a.log"), coredns-b $(grep -c 'A IN blog\.' "$WORK/coredns-b.log")"
 
 step "socklb inspect services"
 "$SOCKLB" inspect services --bpffs "$PIN"

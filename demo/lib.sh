@@ -26,7 +26,7 @@ sandbox_teardown() {
 		for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$CGROUP" 2>/dev/null && break; sleep 0.2; done
 	fi
 	mountpoint -q "$BPFFS" && umount "$BPFFS"
-	for n in node client "${PODS[@]}"; do ip netns del "$ID-$n" 2>/dev/null; done
+	for n in node client outside "${PODS[@]}"; do ip netns del "$ID-$n" 2>/dev/null; done
 	rm -rf "$WORK"
 }
 
@@ -166,4 +166,62 @@ GRANT ALL ON shop.* TO 'demo'@'%';
 CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(40));
 INSERT INTO shop.orders VALUES (1, 'socks'), (2, 'sockets');
 SQL
+}
+
+# outside_up makes the namespace "outside", a client off the cluster, on a
+# LAN with the node: the node's lan0 has 198.51.100.1/24, the client's eth0
+# 198.51.100.100/24 and no other route. Each POD given gets a route to the
+# LAN through the node, so it can answer the outside client whose address a
+# NodePort connection to a local pod keeps.
+outside_up() {
+	local pod
+	ip netns add "$ID-outside"
+	ns outside ip link set lo up
+	ns node ip link add lan0 type veth peer name eth0 netns "$ID-outside"
+	ns node ip addr add 198.51.100.1/24 dev lan0
+	ns node ip link set lan0 up
+	ns outside ip addr add 198.51.100.100/24 dev eth0
+	ns outside ip link set eth0 up
+	for pod in "$@"; do ns "$pod" ip route add 198.51.100.0/24 via 10.244.0.1 dev eth0; done
+}
+
+# start_ingress_nginx POD UPSTREAM runs Debian's nginx in POD inside the demo
+# cgroup (its resolver's datagrams and its upstream connects meet socklb) as
+# the ingress of the seed: /blog goes to http://UPSTREAM:80, the name looked
+# up per request by nginx's own resolver at kube-dns (a variable in
+# proxy_pass makes nginx resolve at request time, not once through libc).
+start_ingress_nginx() {
+	local dir=$WORK/ingress-nginx
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log stderr notice;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    resolver 10.96.0.10 valid=5s ipv6=off;
+    server {
+        listen 80;
+        location /blog {
+            set \$blog $2;
+            proxy_pass http://\$blog:80;
+        }
+        location / { return 404 "no route\n"; }
+    }
+}
+NGINX
+	( echo "$BASHPID" >"$CGROUP/cgroup.procs"
+	  exec nsenter --net=/run/netns/"$ID-$1" nginx -p "$dir" -c "$dir/nginx.conf" -e stderr ) >"$WORK/$1.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do ns "$1" curl -s --max-time 1 http://127.0.0.1/ 2>/dev/null | grep -q "no route" && return 0; sleep 0.1; done
+	cat "$WORK/$1.log" >&2
+	return 1
 }

@@ -304,6 +304,13 @@ func TestNamesThroughKubeDNS(t *testing.T) {
 		}
 	})
 
+	t.Run("CoreDNS metrics through kube-dns's metrics port, by name across namespaces", func(t *testing.T) {
+		out, err := w.inPod(t, "curl", "-s", "--max-time", "5", "http://kube-dns.kube-system:9153/metrics")
+		if err != nil || !strings.Contains(out, "coredns_dns_requests_total{") {
+			t.Errorf("curl http://kube-dns.kube-system:9153/metrics: %v; no coredns_dns_requests_total in:\n%s", err, tail(out, 10))
+		}
+	})
+
 	// Made with the test's own t: the sandbox ends every process of the
 	// cluster when a host made with a subtest's t goes.
 	ingress := w.ingress(t)

@@ -71,9 +71,12 @@ k8s-binaries: deps
 coredns:
 	./tests/coredns/build.sh >/dev/null
 
-# The clients and servers of the stories by name, all Debian's: dig, musl-gcc,
-# nginx, MariaDB. Installed only when missing; no service is started.
-NAMES_APT_PKGS := dnsutils musl-tools nginx mariadb-server mariadb-client
+# The clients and servers of the stories by name, all Debian's: dig, musl-gcc
+# and nginx, and for the demo MariaDB. Installed only when missing; the tests
+# and the demo run them in their own namespaces, never as the machine's
+# services.
+NAMES_APT_PKGS := dnsutils musl-tools nginx
+demo-cluster: NAMES_APT_PKGS += mariadb-server mariadb-client
 names-deps:
 	@missing=""; for p in $(NAMES_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -10,17 +10,21 @@ APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl wrk
 # Kernel e2e tests need root; CI=true turns their skips into failures.
 TEST_FLAGS ?= -count=1
 
-.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean helm deploy-manifest test-deploy image test-image
+.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean helm deploy-manifest test-deploy image test-image coredns names-deps
+
+# Installs the Debian packages given that are missing (the index is refreshed
+# only when something must be installed).
+apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 all: build
 
 # Debian packages for compiling BPF and building sandboxes; installed only when missing.
 deps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(APT_PKGS))
 	$(GO) mod download
 
 # Regenerates the bpf2go output (committed, so `go build` needs no clang):
@@ -66,9 +70,23 @@ demo: deps build
 k8s-binaries: deps
 	./tests/controlplane/build.sh
 
+# CoreDNS, the cluster DNS of the cluster tests and demo (cached under
+# .cache/coredns).
+coredns:
+	./tests/coredns/build.sh >/dev/null
+
+# The clients and servers of the stories by name, all Debian's: dig, musl-gcc
+# and nginx, and for the demo MariaDB. Installed only when missing; the tests
+# and the demo run them in their own namespaces, never as the machine's
+# services.
+NAMES_APT_PKGS := dnsutils musl-tools nginx
+demo-cluster: NAMES_APT_PKGS += mariadb-server mariadb-client
+names-deps:
+	@$(call apt_install,$(NAMES_APT_PKGS))
+
 # Cluster mode against a real control plane: the harness's own test, then the
 # seed documents' kubectl flows.
-test-cluster: deps build k8s-binaries helm
+test-cluster: deps build k8s-binaries helm coredns names-deps
 	$(GO) test $(TEST_FLAGS) -p 1 -timeout 30m -tags 'cluster controlplane' ./tests/controlplane/ ./tests/cluster/ ./tests/deploy/
 
 # helm, built from the Go module proxy (not a Debian package) and cached
@@ -91,7 +109,7 @@ deploy-manifest: helm
 test-deploy: deps build k8s-binaries helm
 	$(GO) test $(TEST_FLAGS) -timeout 20m -tags controlplane ./tests/deploy/
 
-demo-cluster: deps build k8s-binaries
+demo-cluster: deps build k8s-binaries coredns names-deps
 	./demo/cluster.sh $(SOCKLB)
 
 # Time from an EndpointSlice write to a client reaching the new backend, at
@@ -116,11 +134,7 @@ CHART_IMAGE := docker.io/socklb/socklb
 IMAGE_PKGS := podman mmdebstrap
 GOMODCACHE_DOWNLOAD = $(shell $(GO) env GOMODCACHE)/cache/download
 image:
-	@missing=""; for p in $(IMAGE_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(IMAGE_PKGS))
 	$(GO) mod download
 	./image/bases.sh
 	podman build --pull=never --isolation=chroot \

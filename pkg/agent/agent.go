@@ -57,6 +57,34 @@ type Config struct {
 	// RepairPeriod is how often a sync runs with nothing changed, so that
 	// the repair runs even on a quiet node; zero: only with other syncs.
 	RepairPeriod time.Duration
+
+	// OnQueued, when set, is called whenever the source asks for a sync: a
+	// change waits to be programmed (kube-proxy's QueuedUpdate). It must
+	// not block.
+	OnQueued func()
+	// OnSync, when set, is called after every sync, failed or not, with
+	// what it did: the metrics and the proxy health check follow it.
+	OnSync func(SyncReport)
+}
+
+// SyncReport is what one sync did, for metrics and health.
+type SyncReport struct {
+	Full bool
+	Took time.Duration
+	// Err is the sync's failure, nil when everything was programmed.
+	Err error
+	// Result is what the syncer wrote and left out.
+	Result syncer.Result
+	// State is the desired state synced; it must not be modified.
+	State *desired.State
+	// Conflicts counts the frontend claims the state leaves out because
+	// another Service holds the frontend.
+	Conflicts int
+	// ProgrammingLatencies holds, after a sync that succeeded, for each
+	// Service whose EndpointSlice change it programmed, the time from the
+	// change's endpoints.kubernetes.io/last-change-trigger-time to now:
+	// kube-proxy's network programming latency (cluster mode).
+	ProgrammingLatencies []time.Duration
 }
 
 // DefaultConfig is what socklb agent runs with.
@@ -112,6 +140,9 @@ type Agent struct {
 	// counts until a sync succeeds.
 	triggers     map[desired.ServiceRef]time.Time
 	allTriggered time.Time
+	// endpointTriggers are the EndpointSlice controller's trigger times of
+	// the changes not yet programmed, kept likewise.
+	endpointTriggers map[desired.ServiceRef]time.Time
 	// lastFailed makes the next sync full: after a failure the mirror is
 	// right but which frontends still differ is not tracked.
 	lastFailed bool
@@ -141,11 +172,12 @@ func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(retry, workqueue.TypedRateLimitingQueueConfig[string]{
 			Name: "socklb-sync",
 		}),
-		limiter:      flowcontrol.NewTokenBucketRateLimiter(float32(time.Second)/float32(cfg.MinSyncInterval), cfg.SyncBurst),
-		desired:      desired.NewBuilderWithOptions(cfg.Node, cfg.Options),
-		triggers:     map[desired.ServiceRef]time.Time{},
-		lastProblems: map[string]bool{},
-		loggedUnused: map[desired.UnusedSlice]bool{},
+		limiter:          flowcontrol.NewTokenBucketRateLimiter(float32(time.Second)/float32(cfg.MinSyncInterval), cfg.SyncBurst),
+		desired:          desired.NewBuilderWithOptions(cfg.Node, cfg.Options),
+		triggers:         map[desired.ServiceRef]time.Time{},
+		endpointTriggers: map[desired.ServiceRef]time.Time{},
+		lastProblems:     map[string]bool{},
+		loggedUnused:     map[desired.UnusedSlice]bool{},
 	}
 	if o, ok := s.(ownersSource); ok {
 		a.desired.Hold(o.Owners())
@@ -209,6 +241,9 @@ func (a *Agent) tick(ctx context.Context, period time.Duration) {
 }
 
 func (a *Agent) requestSync() {
+	if a.cfg.OnQueued != nil {
+		a.cfg.OnQueued()
+	}
 	a.queue.Add(syncKey)
 }
 
@@ -271,8 +306,32 @@ func (a *Agent) syncOnce(full bool) error {
 	if err == nil && a.cfg.AfterSync != nil {
 		a.cfg.AfterSync(a.desired.State())
 	}
-	a.logSync(full, len(changes.Services), stats, err, time.Since(start))
+	took := time.Since(start)
+	a.report(SyncReport{Full: full, Took: took, Err: err, Result: stats, State: a.desired.State()})
+	a.logSync(full, len(changes.Services), stats, err, took)
 	return err
+}
+
+// report hands a sync's report to OnSync, with the conflicts and, after a
+// success, the network programming latencies it completes.
+func (a *Agent) report(r SyncReport) {
+	if r.Err == nil {
+		now := time.Now()
+		for _, t := range a.endpointTriggers {
+			r.ProgrammingLatencies = append(r.ProgrammingLatencies, now.Sub(t))
+		}
+		clear(a.endpointTriggers)
+	}
+	if a.cfg.OnSync == nil {
+		return
+	}
+	for _, p := range a.desired.Errors() {
+		var oe *desired.ObjectError
+		if errors.As(p, &oe) && oe.Reason == desired.ReasonFrontendConflict {
+			r.Conflicts++
+		}
+	}
+	a.cfg.OnSync(r)
 }
 
 // logSync logs what a sync did, at info when it wrote anything (or is the
@@ -443,6 +502,11 @@ func (a *Agent) keepTriggers(c source.Changes) {
 	}
 	if c.All && (a.allTriggered.IsZero() || c.AllTriggered.Before(a.allTriggered)) {
 		a.allTriggered = c.AllTriggered
+	}
+	for ref, t := range c.EndpointTriggerTimes {
+		if have, ok := a.endpointTriggers[ref]; !ok || t.Before(have) {
+			a.endpointTriggers[ref] = t
+		}
 	}
 }
 

@@ -281,3 +281,68 @@ func TestRestartKeepsTheFrontendOwner(t *testing.T) {
 		t.Errorf("after a restart %s is held by %v, want default/web, which the maps hold", fe, got)
 	}
 }
+
+// OnSync hears every sync: the network programming latencies of the
+// EndpointSlice trigger times it completes (kept across a failure), and the
+// frontend claims the state leaves out.
+func TestSyncReports(t *testing.T) {
+	web, api := desired.ServiceRef{Namespace: "default", Name: "web"}, desired.ServiceRef{Namespace: "default", Name: "api"}
+	clusterIP := func(name string) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
+				Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+	}
+	type step struct {
+		triggered     map[desired.ServiceRef]time.Duration // ago
+		err           error
+		wantLatencies int
+		wantAtLeast   time.Duration // the oldest latency
+	}
+	cases := []struct {
+		name          string
+		services      []*corev1.Service
+		steps         []step
+		wantConflicts int
+	}{
+		{"a success reports the latency of its change", nil, []step{
+			{map[desired.ServiceRef]time.Duration{web: 2 * time.Second}, nil, 1, 2 * time.Second},
+		}, 0},
+		{"a failure reports none and keeps them for the success", nil, []step{
+			{map[desired.ServiceRef]time.Duration{web: 2 * time.Second}, errors.New("the services map is full"), 0, 0},
+			{map[desired.ServiceRef]time.Duration{api: time.Second}, nil, 2, 2 * time.Second},
+			{nil, nil, 0, 0},
+		}, 0},
+		{"two Services on one frontend: one claim left out", []*corev1.Service{clusterIP("web"), clusterIP("api")}, []step{
+			{nil, nil, 0, 0},
+		}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var reports []SyncReport
+			cfg := DefaultConfig()
+			cfg.OnSync = func(r SyncReport) { reports = append(reports, r) }
+			a := New(cfg, staticSource{}, &recordingSyncer{}, zaptest.NewLogger(t))
+			a.desired.Reset(desired.NodeInfo{Name: "node-1"}, tc.services, nil)
+			for i, st := range tc.steps {
+				c := source.Changes{EndpointTriggerTimes: map[desired.ServiceRef]time.Time{}}
+				for ref, ago := range st.triggered {
+					c.EndpointTriggerTimes[ref] = time.Now().Add(-ago)
+				}
+				a.keepTriggers(c)
+				a.report(SyncReport{Err: st.err})
+				r := reports[len(reports)-1]
+				if len(r.ProgrammingLatencies) != st.wantLatencies {
+					t.Errorf("step %d: latencies %v, want %d", i, r.ProgrammingLatencies, st.wantLatencies)
+				}
+				if st.wantLatencies > 0 && slices.Max(r.ProgrammingLatencies) < st.wantAtLeast {
+					t.Errorf("step %d: latencies %v, want the oldest at least %s", i, r.ProgrammingLatencies, st.wantAtLeast)
+				}
+				if r.Conflicts != tc.wantConflicts {
+					t.Errorf("step %d: %d conflicts, want %d", i, r.Conflicts, tc.wantConflicts)
+				}
+			}
+		})
+	}
+}

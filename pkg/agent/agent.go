@@ -149,6 +149,10 @@ type Agent struct {
 	// lastProblems holds the object problems already logged, so a periodic
 	// sync does not repeat them.
 	lastProblems map[string]bool
+	// conflicts counts, per Service with any, its frontend claims left out
+	// because another Service holds the frontend; kept per Service so that
+	// a sync of a few Services among thousands recounts only theirs.
+	conflicts map[desired.ServiceRef]int
 	// lastFailures holds the sync failures of the last summary logged at
 	// error level, so that a retry that fails the same way says so at
 	// debug only; nil when the last sync succeeded.
@@ -177,6 +181,7 @@ func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 		triggers:         map[desired.ServiceRef]time.Time{},
 		endpointTriggers: map[desired.ServiceRef]time.Time{},
 		lastProblems:     map[string]bool{},
+		conflicts:        map[desired.ServiceRef]int{},
 		loggedUnused:     map[desired.UnusedSlice]bool{},
 	}
 	if o, ok := s.(ownersSource); ok {
@@ -325,13 +330,43 @@ func (a *Agent) report(r SyncReport) {
 	if a.cfg.OnSync == nil {
 		return
 	}
-	for _, p := range a.desired.Errors() {
-		var oe *desired.ObjectError
-		if errors.As(p, &oe) && oe.Reason == desired.ReasonFrontendConflict {
-			r.Conflicts++
-		}
+	for _, n := range a.conflicts {
+		r.Conflicts += n
 	}
 	a.cfg.OnSync(r)
+}
+
+// countConflicts recounts the conflicts of the Services problems concern
+// (every Service when all is set) from their problems.
+func (a *Agent) countConflicts(problems []error, all bool) {
+	if all {
+		clear(a.conflicts)
+	}
+	for _, p := range problems {
+		var oe *desired.ObjectError
+		if errors.As(p, &oe) && oe.Reason == desired.ReasonFrontendConflict {
+			a.conflicts[desired.ServiceRef{Namespace: oe.Namespace, Name: oe.Name}]++
+		}
+	}
+}
+
+// recountConflicts recounts the conflicts of refs and of the Services now
+// holding the frontends in changed: a claim left out gets its frontend when
+// the holder lets go, and only the holder's change says so.
+func (a *Agent) recountConflicts(refs []desired.ServiceRef, changed []desired.Frontend) {
+	recount := map[desired.ServiceRef]bool{}
+	for _, ref := range refs {
+		recount[ref] = true
+	}
+	for _, fe := range changed {
+		if e, ok := a.desired.State().Frontends[fe]; ok {
+			recount[desired.ServiceRef{Namespace: e.Name.Namespace, Name: e.Name.Name}] = true
+		}
+	}
+	for ref := range recount {
+		delete(a.conflicts, ref)
+		a.countConflicts(a.desired.ErrorsOf(ref), false)
+	}
 }
 
 // logSync logs what a sync did, at info when it wrote anything (or is the
@@ -461,7 +496,9 @@ func (a *Agent) buildAll(snap source.Snapshot) {
 	}
 	a.desired.Reset(node, snap.Services, snap.EndpointSlices)
 	a.built = true
-	a.logProblems(a.desired.Errors())
+	problems := a.desired.Errors()
+	a.countConflicts(problems, true)
+	a.logProblems(problems)
 	a.logUnusedSlices()
 }
 
@@ -474,6 +511,7 @@ func (a *Agent) buildChanged(inc source.Incremental, refs []desired.ServiceRef) 
 		changed = append(changed, a.desired.Update(ref, svc, slices)...)
 		a.logServiceProblems(ref)
 	}
+	a.recountConflicts(refs, changed)
 	a.logUnusedSlices()
 	return changed
 }

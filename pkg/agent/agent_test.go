@@ -283,17 +283,9 @@ func TestRestartKeepsTheFrontendOwner(t *testing.T) {
 }
 
 // OnSync hears every sync: the network programming latencies of the
-// EndpointSlice trigger times it completes (kept across a failure), and the
-// frontend claims the state leaves out.
+// EndpointSlice trigger times it completes, kept across a failure.
 func TestSyncReports(t *testing.T) {
 	web, api := desired.ServiceRef{Namespace: "default", Name: "web"}, desired.ServiceRef{Namespace: "default", Name: "api"}
-	clusterIP := func(name string) *corev1.Service {
-		return &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
-			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
-				Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
-		}
-	}
 	type step struct {
 		triggered     map[desired.ServiceRef]time.Duration // ago
 		err           error
@@ -301,22 +293,17 @@ func TestSyncReports(t *testing.T) {
 		wantAtLeast   time.Duration // the oldest latency
 	}
 	cases := []struct {
-		name          string
-		services      []*corev1.Service
-		steps         []step
-		wantConflicts int
+		name  string
+		steps []step
 	}{
-		{"a success reports the latency of its change", nil, []step{
+		{"a success reports the latency of its change", []step{
 			{map[desired.ServiceRef]time.Duration{web: 2 * time.Second}, nil, 1, 2 * time.Second},
-		}, 0},
-		{"a failure reports none and keeps them for the success", nil, []step{
+		}},
+		{"a failure reports none and keeps them for the success", []step{
 			{map[desired.ServiceRef]time.Duration{web: 2 * time.Second}, errors.New("the services map is full"), 0, 0},
 			{map[desired.ServiceRef]time.Duration{api: time.Second}, nil, 2, 2 * time.Second},
 			{nil, nil, 0, 0},
-		}, 0},
-		{"two Services on one frontend: one claim left out", []*corev1.Service{clusterIP("web"), clusterIP("api")}, []step{
-			{nil, nil, 0, 0},
-		}, 1},
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -324,7 +311,6 @@ func TestSyncReports(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.OnSync = func(r SyncReport) { reports = append(reports, r) }
 			a := New(cfg, staticSource{}, &recordingSyncer{}, zaptest.NewLogger(t))
-			a.desired.Reset(desired.NodeInfo{Name: "node-1"}, tc.services, nil)
 			for i, st := range tc.steps {
 				c := source.Changes{EndpointTriggerTimes: map[desired.ServiceRef]time.Time{}}
 				for ref, ago := range st.triggered {
@@ -339,8 +325,84 @@ func TestSyncReports(t *testing.T) {
 				if st.wantLatencies > 0 && slices.Max(r.ProgrammingLatencies) < st.wantAtLeast {
 					t.Errorf("step %d: latencies %v, want the oldest at least %s", i, r.ProgrammingLatencies, st.wantAtLeast)
 				}
-				if r.Conflicts != tc.wantConflicts {
-					t.Errorf("step %d: %d conflicts, want %d", i, r.Conflicts, tc.wantConflicts)
+			}
+		})
+	}
+}
+
+// objectsSource is an Incremental source whose Objects are a fixed set.
+type objectsSource struct {
+	staticSource
+	services map[desired.ServiceRef]*corev1.Service
+}
+
+func (s objectsSource) TakeChanges() source.Changes { return source.Changes{} }
+func (s objectsSource) Objects(ref desired.ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+	return s.services[ref], nil
+}
+
+// The conflicts a sync reports follow the claims left out, through full
+// builds and through rebuilds of a few Services: a newcomer left out gets
+// the frontend when its holder goes, though only the holder changed.
+func TestConflictsReported(t *testing.T) {
+	clusterIP := func(name string) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
+				Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+	}
+	ref := func(name string) desired.ServiceRef { return desired.ServiceRef{Namespace: "default", Name: name} }
+	type step struct {
+		full     bool     // a full build of services; else a rebuild of changed
+		services []string // the Services that exist
+		changed  []string
+		want     int
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"two Services on one frontend: one claim left out", []step{{true, []string{"api", "web"}, nil, 1}}},
+		{"three on one frontend: two", []step{{true, []string{"api", "web", "zzz"}, nil, 2}}},
+		{"the holder goes: the one left out gets the frontend", []step{
+			{true, []string{"api", "web"}, nil, 1},
+			{false, []string{"web"}, []string{"api"}, 0},
+		}},
+		{"a newcomer on a held frontend is left out", []step{
+			{true, []string{"api"}, nil, 0},
+			{false, []string{"api", "web"}, []string{"web"}, 1},
+		}},
+		{"the newcomer goes again", []step{
+			{true, []string{"api", "web"}, nil, 1},
+			{false, []string{"api"}, []string{"web"}, 0},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []int
+			cfg := DefaultConfig()
+			cfg.OnSync = func(r SyncReport) { got = append(got, r.Conflicts) }
+			a := New(cfg, staticSource{}, &recordingSyncer{}, zaptest.NewLogger(t))
+			for i, st := range tc.steps {
+				src := objectsSource{services: map[desired.ServiceRef]*corev1.Service{}}
+				var all []*corev1.Service
+				for _, name := range st.services {
+					src.services[ref(name)] = clusterIP(name)
+					all = append(all, clusterIP(name))
+				}
+				if st.full {
+					a.buildAll(source.Snapshot{Services: all})
+				} else {
+					var refs []desired.ServiceRef
+					for _, name := range st.changed {
+						refs = append(refs, ref(name))
+					}
+					a.buildChanged(src, refs)
+				}
+				a.report(SyncReport{})
+				if got[i] != st.want {
+					t.Errorf("step %d (Services %v): %d conflicts reported, want %d", i, st.services, got[i], st.want)
 				}
 			}
 		})

@@ -42,6 +42,7 @@ type agentFlags struct {
 	serviceCIDRs []string
 	logLevel     string
 	mapSizes     lbmap.Sizes
+	serve        serveFlags
 }
 
 func newAgentCommand() *cobra.Command {
@@ -58,6 +59,7 @@ func newAgentCommand() *cobra.Command {
 	}
 	f.node.register(cmd)
 	f.northSouth.register(cmd)
+	f.serve.register(cmd)
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
 	cmd.Flags().Int64Var(&f.dirOptions.MaxFileSize, "max-file-size", dir.DefaultMaxFileSize, "standalone mode: the largest file read from --from-dir, in bytes; a larger one is refused with a log line")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
@@ -143,6 +145,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		defer stop()
 		cfg.OnProblem = record
 	}
+	startServers(ctx, f.serve, dp.Maps, src, log).hook(&cfg)
 	log.Info("agent running", zap.String(logfield.PinDir, f.node.pinDir), zap.String(logfield.Cgroup, cgroup), zap.String(logfield.Version, version))
 	err = agent.New(cfg, src, s, log.Named("agent")).Run(ctx)
 	log.Info("agent stopped; the datapath stays attached")

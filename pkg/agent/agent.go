@@ -62,6 +62,34 @@ type Config struct {
 	// RepairPeriod is how often a sync runs with nothing changed, so that
 	// the repair runs even on a quiet node; zero: only with other syncs.
 	RepairPeriod time.Duration
+
+	// OnQueued, when set, is called whenever the source asks for a sync: a
+	// change waits to be programmed (kube-proxy's QueuedUpdate). It must
+	// not block.
+	OnQueued func()
+	// OnSync, when set, is called after every sync, failed or not, with
+	// what it did: the metrics and the proxy health check follow it.
+	OnSync func(SyncReport)
+}
+
+// SyncReport is what one sync did, for metrics and health.
+type SyncReport struct {
+	Full bool
+	Took time.Duration
+	// Err is the sync's failure, nil when everything was programmed.
+	Err error
+	// Result is what the syncer wrote and left out.
+	Result syncer.Result
+	// State is the desired state synced; it must not be modified.
+	State *desired.State
+	// Conflicts counts the frontend claims the state leaves out because
+	// another Service holds the frontend.
+	Conflicts int
+	// ProgrammingLatencies holds, after a sync that succeeded, for each
+	// Service whose EndpointSlice change it programmed, the time from the
+	// change's endpoints.kubernetes.io/last-change-trigger-time to now:
+	// kube-proxy's network programming latency (cluster mode).
+	ProgrammingLatencies []time.Duration
 }
 
 // DefaultConfig is what socklb agent runs with.
@@ -123,12 +151,19 @@ type Agent struct {
 	// counts until a sync succeeds.
 	triggers     map[desired.ServiceRef]time.Time
 	allTriggered time.Time
+	// endpointTriggers are the EndpointSlice controller's trigger times of
+	// the changes not yet programmed, kept likewise.
+	endpointTriggers map[desired.ServiceRef]time.Time
 	// lastFailed makes the next sync full: after a failure the mirror is
 	// right but which frontends still differ is not tracked.
 	lastFailed bool
 	// lastProblems holds the object problems already logged, so a periodic
 	// sync does not repeat them.
 	lastProblems map[string]bool
+	// conflicts counts, per Service with any, its frontend claims left out
+	// because another Service holds the frontend; kept per Service so that
+	// a sync of a few Services among thousands recounts only theirs.
+	conflicts map[desired.ServiceRef]int
 	// lastFailures holds the sync failures of the last summary logged at
 	// error level, so that a retry that fails the same way says so at
 	// debug only; nil when the last sync succeeded.
@@ -152,11 +187,13 @@ func New(cfg Config, src source.Source, s Syncer, log *zap.Logger) *Agent {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(retry, workqueue.TypedRateLimitingQueueConfig[string]{
 			Name: "socklb-sync",
 		}),
-		limiter:      flowcontrol.NewTokenBucketRateLimiter(float32(time.Second)/float32(cfg.MinSyncInterval), cfg.SyncBurst),
-		desired:      desired.NewBuilderWithOptions(cfg.Node, cfg.Options),
-		triggers:     map[desired.ServiceRef]time.Time{},
-		lastProblems: map[string]bool{},
-		loggedUnused: map[desired.UnusedSlice]bool{},
+		limiter:          flowcontrol.NewTokenBucketRateLimiter(float32(time.Second)/float32(cfg.MinSyncInterval), cfg.SyncBurst),
+		desired:          desired.NewBuilderWithOptions(cfg.Node, cfg.Options),
+		triggers:         map[desired.ServiceRef]time.Time{},
+		endpointTriggers: map[desired.ServiceRef]time.Time{},
+		lastProblems:     map[string]bool{},
+		conflicts:        map[desired.ServiceRef]int{},
+		loggedUnused:     map[desired.UnusedSlice]bool{},
 	}
 	if o, ok := s.(ownersSource); ok {
 		a.desired.Hold(o.Owners())
@@ -220,6 +257,9 @@ func (a *Agent) tick(ctx context.Context, period time.Duration) {
 }
 
 func (a *Agent) requestSync() {
+	if a.cfg.OnQueued != nil {
+		a.cfg.OnQueued()
+	}
 	a.queue.Add(syncKey)
 }
 
@@ -283,7 +323,9 @@ func (a *Agent) syncOnce(full bool) error {
 	if err == nil && a.cfg.AfterSync != nil {
 		a.cfg.AfterSync(a.desired.State())
 	}
-	a.logSync(full, len(changes.Services), stats, err, time.Since(start))
+	took := time.Since(start)
+	a.report(SyncReport{Full: full, Took: took, Err: err, Result: stats, State: a.desired.State()})
+	a.logSync(full, len(changes.Services), stats, err, took)
 	return err
 }
 
@@ -306,6 +348,58 @@ func prefixStringers(ps []netip.Prefix) []fmt.Stringer {
 		out[i] = p
 	}
 	return out
+}
+
+// report hands a sync's report to OnSync, with the conflicts and, after a
+// success, the network programming latencies it completes.
+func (a *Agent) report(r SyncReport) {
+	if r.Err == nil {
+		now := time.Now()
+		for _, t := range a.endpointTriggers {
+			r.ProgrammingLatencies = append(r.ProgrammingLatencies, now.Sub(t))
+		}
+		clear(a.endpointTriggers)
+	}
+	if a.cfg.OnSync == nil {
+		return
+	}
+	for _, n := range a.conflicts {
+		r.Conflicts += n
+	}
+	a.cfg.OnSync(r)
+}
+
+// countConflicts recounts the conflicts of the Services problems concern
+// (every Service when all is set) from their problems.
+func (a *Agent) countConflicts(problems []error, all bool) {
+	if all {
+		clear(a.conflicts)
+	}
+	for _, p := range problems {
+		var oe *desired.ObjectError
+		if errors.As(p, &oe) && oe.Reason == desired.ReasonFrontendConflict {
+			a.conflicts[desired.ServiceRef{Namespace: oe.Namespace, Name: oe.Name}]++
+		}
+	}
+}
+
+// recountConflicts recounts the conflicts of refs and of the Services now
+// holding the frontends in changed: a claim left out gets its frontend when
+// the holder lets go, and only the holder's change says so.
+func (a *Agent) recountConflicts(refs []desired.ServiceRef, changed []desired.Frontend) {
+	recount := map[desired.ServiceRef]bool{}
+	for _, ref := range refs {
+		recount[ref] = true
+	}
+	for _, fe := range changed {
+		if e, ok := a.desired.State().Frontends[fe]; ok {
+			recount[desired.ServiceRef{Namespace: e.Name.Namespace, Name: e.Name.Name}] = true
+		}
+	}
+	for ref := range recount {
+		delete(a.conflicts, ref)
+		a.countConflicts(a.desired.ErrorsOf(ref), false)
+	}
 }
 
 // logSync logs what a sync did, at info when it wrote anything (or is the
@@ -435,7 +529,9 @@ func (a *Agent) buildAll(snap source.Snapshot) {
 	}
 	a.desired.Reset(node, snap.Services, snap.EndpointSlices)
 	a.built = true
-	a.logProblems(a.desired.Errors())
+	problems := a.desired.Errors()
+	a.countConflicts(problems, true)
+	a.logProblems(problems)
 	a.logUnusedSlices()
 }
 
@@ -448,6 +544,7 @@ func (a *Agent) buildChanged(inc source.Incremental, refs []desired.ServiceRef) 
 		changed = append(changed, a.desired.Update(ref, svc, slices)...)
 		a.logServiceProblems(ref)
 	}
+	a.recountConflicts(refs, changed)
 	a.logUnusedSlices()
 	return changed
 }
@@ -476,6 +573,11 @@ func (a *Agent) keepTriggers(c source.Changes) {
 	}
 	if c.All && (a.allTriggered.IsZero() || c.AllTriggered.Before(a.allTriggered)) {
 		a.allTriggered = c.AllTriggered
+	}
+	for ref, t := range c.EndpointTriggerTimes {
+		if have, ok := a.endpointTriggers[ref]; !ok || t.Before(have) {
+			a.endpointTriggers[ref] = t
+		}
 	}
 }
 

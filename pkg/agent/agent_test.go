@@ -281,3 +281,130 @@ func TestRestartKeepsTheFrontendOwner(t *testing.T) {
 		t.Errorf("after a restart %s is held by %v, want default/web, which the maps hold", fe, got)
 	}
 }
+
+// OnSync hears every sync: the network programming latencies of the
+// EndpointSlice trigger times it completes, kept across a failure.
+func TestSyncReports(t *testing.T) {
+	web, api := desired.ServiceRef{Namespace: "default", Name: "web"}, desired.ServiceRef{Namespace: "default", Name: "api"}
+	type step struct {
+		triggered     map[desired.ServiceRef]time.Duration // ago
+		err           error
+		wantLatencies int
+		wantAtLeast   time.Duration // the oldest latency
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"a success reports the latency of its change", []step{
+			{map[desired.ServiceRef]time.Duration{web: 2 * time.Second}, nil, 1, 2 * time.Second},
+		}},
+		{"a failure reports none and keeps them for the success", []step{
+			{map[desired.ServiceRef]time.Duration{web: 2 * time.Second}, errors.New("the services map is full"), 0, 0},
+			{map[desired.ServiceRef]time.Duration{api: time.Second}, nil, 2, 2 * time.Second},
+			{nil, nil, 0, 0},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var reports []SyncReport
+			cfg := DefaultConfig()
+			cfg.OnSync = func(r SyncReport) { reports = append(reports, r) }
+			a := New(cfg, staticSource{}, &recordingSyncer{}, zaptest.NewLogger(t))
+			for i, st := range tc.steps {
+				c := source.Changes{EndpointTriggerTimes: map[desired.ServiceRef]time.Time{}}
+				for ref, ago := range st.triggered {
+					c.EndpointTriggerTimes[ref] = time.Now().Add(-ago)
+				}
+				a.keepTriggers(c)
+				a.report(SyncReport{Err: st.err})
+				r := reports[len(reports)-1]
+				if len(r.ProgrammingLatencies) != st.wantLatencies {
+					t.Errorf("step %d: latencies %v, want %d", i, r.ProgrammingLatencies, st.wantLatencies)
+				}
+				if st.wantLatencies > 0 && slices.Max(r.ProgrammingLatencies) < st.wantAtLeast {
+					t.Errorf("step %d: latencies %v, want the oldest at least %s", i, r.ProgrammingLatencies, st.wantAtLeast)
+				}
+			}
+		})
+	}
+}
+
+// objectsSource is an Incremental source whose Objects are a fixed set.
+type objectsSource struct {
+	staticSource
+	services map[desired.ServiceRef]*corev1.Service
+}
+
+func (s objectsSource) TakeChanges() source.Changes { return source.Changes{} }
+func (s objectsSource) Objects(ref desired.ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice) {
+	return s.services[ref], nil
+}
+
+// The conflicts a sync reports follow the claims left out, through full
+// builds and through rebuilds of a few Services: a newcomer left out gets
+// the frontend when its holder goes, though only the holder changed.
+func TestConflictsReported(t *testing.T) {
+	clusterIP := func(name string) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
+				Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+	}
+	ref := func(name string) desired.ServiceRef { return desired.ServiceRef{Namespace: "default", Name: name} }
+	type step struct {
+		full     bool     // a full build of services; else a rebuild of changed
+		services []string // the Services that exist
+		changed  []string
+		want     int
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"two Services on one frontend: one claim left out", []step{{true, []string{"api", "web"}, nil, 1}}},
+		{"three on one frontend: two", []step{{true, []string{"api", "web", "zzz"}, nil, 2}}},
+		{"the holder goes: the one left out gets the frontend", []step{
+			{true, []string{"api", "web"}, nil, 1},
+			{false, []string{"web"}, []string{"api"}, 0},
+		}},
+		{"a newcomer on a held frontend is left out", []step{
+			{true, []string{"api"}, nil, 0},
+			{false, []string{"api", "web"}, []string{"web"}, 1},
+		}},
+		{"the newcomer goes again", []step{
+			{true, []string{"api", "web"}, nil, 1},
+			{false, []string{"api"}, []string{"web"}, 0},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []int
+			cfg := DefaultConfig()
+			cfg.OnSync = func(r SyncReport) { got = append(got, r.Conflicts) }
+			a := New(cfg, staticSource{}, &recordingSyncer{}, zaptest.NewLogger(t))
+			for i, st := range tc.steps {
+				src := objectsSource{services: map[desired.ServiceRef]*corev1.Service{}}
+				var all []*corev1.Service
+				for _, name := range st.services {
+					src.services[ref(name)] = clusterIP(name)
+					all = append(all, clusterIP(name))
+				}
+				if st.full {
+					a.buildAll(source.Snapshot{Services: all})
+				} else {
+					var refs []desired.ServiceRef
+					for _, name := range st.changed {
+						refs = append(refs, ref(name))
+					}
+					a.buildChanged(src, refs)
+				}
+				a.report(SyncReport{})
+				if got[i] != st.want {
+					t.Errorf("step %d (Services %v): %d conflicts reported, want %d", i, st.services, got[i], st.want)
+				}
+			}
+		})
+	}
+}

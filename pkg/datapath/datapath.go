@@ -8,13 +8,10 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 
 	"github.com/socklb/socklb/pkg/lbmap"
-	"github.com/socklb/socklb/pkg/logfield"
 )
 
 // Config says where the datapath lives on this node.
@@ -43,19 +40,6 @@ type Datapath struct {
 	// mapIDs is the kernel id of each map the programs use, by pin name:
 	// RepairPins compares the pins against them.
 	mapIDs map[string]ebpf.MapID
-}
-
-// Features is what the running kernel offers the programs beyond the
-// minimum (see CheckKernel).
-type Features struct {
-	SetRetval bool // connect() can be refused with ECONNREFUSED rather than EPERM
-}
-
-// ProbeFeatures asks the kernel what it supports.
-func ProbeFeatures() Features {
-	return Features{
-		SetRetval: features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSetRetval) == nil,
-	}
 }
 
 // Load brings up the datapath in three steps: the maps, created or reused
@@ -89,8 +73,7 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 		d.Close()
 		return nil, err
 	}
-	feats := ProbeFeatures()
-	log.Info("kernel features", zap.Bool(logfield.SetRetval, feats.SetRetval))
+	feats := ReportFeatures(log)
 	if d.progs, err = loadPrograms(m, feats); err != nil {
 		d.Close()
 		return nil, err

@@ -6,8 +6,6 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,31 +20,31 @@ const MinKernel = "5.10"
 // requirement is one thing the datapath cannot do without.
 type requirement struct {
 	what  string
-	since string // the Linux version it arrived in
+	since string // the Linux version it arrived in, "" when not recorded
 	probe func() error
 }
 
-var requirements = []requirement{
-	{"cgroup sock_addr programs", "4.17", func() error { return features.HaveProgramType(ebpf.CGroupSockAddr) }},
-	{"LRU hash maps", "4.10", func() error { return features.HaveMapType(ebpf.LRUHash) }},
-	{"per-CPU array maps", "4.6", func() error { return features.HaveMapType(ebpf.PerCPUArray) }},
+// linkRequirements are what the embedded objects do not show: how socklb
+// attaches them.
+var linkRequirements = []requirement{
 	{"bpf_link for cgroups", "5.7", probeCgroupLink},
-	{"the getpeername hooks", "5.8", probeGetpeername},
-	{"XDP programs", "4.8", func() error { return features.HaveProgramType(ebpf.XDP) }},
-	{"LPM trie maps", "4.11", func() error { return features.HaveMapType(ebpf.LPMTrie) }},
-	{"bpf_fib_lookup in XDP", "4.18", func() error { return features.HaveProgramHelper(ebpf.XDP, asm.FnFibLookup) }},
-	{"bpf_redirect_neigh in tc", "5.10", func() error { return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnRedirectNeigh) }},
 }
 
 // CheckKernel refuses a kernel that lacks something the datapath needs, in
 // one line naming what is missing and the running kernel.
+// What is checked is read from the embedded objects (derivedRequirements)
+// and completed by linkRequirements.
 func CheckKernel() error {
 	var uts unix.Utsname
 	release := "unknown"
 	if err := unix.Uname(&uts); err == nil {
 		release = unix.ByteSliceToString(uts.Release[:])
 	}
-	return checkKernel(requirements, release)
+	reqs, err := derivedRequirements()
+	if err != nil {
+		return err
+	}
+	return checkKernel(append(reqs, linkRequirements...), release)
 }
 
 func checkKernel(reqs []requirement, release string) error {
@@ -54,6 +52,9 @@ func checkKernel(reqs []requirement, release string) error {
 		err := r.probe()
 		if err == nil {
 			continue
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) && r.since == "" {
+			return fmt.Errorf("socklb needs Linux %s or newer: this kernel (%s) lacks %s", MinKernel, release, r.what)
 		}
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			return fmt.Errorf("socklb needs Linux %s or newer: this kernel (%s) lacks %s (Linux %s)", MinKernel, release, r.what, r.since)
@@ -79,21 +80,4 @@ func probeCgroupLink() error {
 		return ebpf.ErrNotSupported
 	}
 	return fmt.Errorf("probe BPF_LINK_CREATE: %w", errno)
-}
-
-// probeGetpeername loads the smallest getpeername4 program.
-func probeGetpeername() error {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:         ebpf.CGroupSockAddr,
-		AttachType:   ebpf.AttachCgroupInet4GetPeername,
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()},
-		License:      "GPL",
-	})
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.E2BIG) {
-		return ebpf.ErrNotSupported
-	}
-	if err != nil {
-		return fmt.Errorf("probe the getpeername4 hook: %w", err)
-	}
-	return prog.Close()
 }

@@ -54,6 +54,12 @@ type Changes struct {
 	// source saw it. The time from it to the maps being written is the
 	// network programming latency.
 	TriggerTimes map[ServiceRef]time.Time
+	// EndpointTriggerTimes holds, for the Services of Services whose
+	// EndpointSlices carry it, the oldest last-change-trigger-time of the
+	// changes taken: kube-proxy's network_programming_duration_seconds
+	// counts from these alone (cluster mode; the annotation's clock is the
+	// control plane's).
+	EndpointTriggerTimes map[ServiceRef]time.Time
 	// All is true when something every Service reads changed (the Node);
 	// AllTriggered is when that change was first seen.
 	All          bool

@@ -17,6 +17,10 @@ import (
 type change[T any] struct {
 	previous, current *T
 	triggered         time.Time
+	// annotated is the oldest EndpointSlice controller trigger time of the
+	// change (zero: none), the only start kube-proxy's network programming
+	// latency counts from.
+	annotated time.Time
 }
 
 // ChangeTracker records changes between syncs. Informer handlers call it and
@@ -35,6 +39,24 @@ type ChangeTracker struct {
 	slices       map[types.NamespacedName]*change[discoveryv1.EndpointSlice]
 	all          bool
 	allTriggered time.Time
+	// serviceEvents and sliceEvents count every update recorded, no-ops
+	// included, as kube-proxy's sync_proxy_rules_*_changes_total do.
+	serviceEvents, sliceEvents uint64
+}
+
+// ChangeCounts are the tracker's figures for metrics.
+type ChangeCounts struct {
+	// ServiceEvents and EndpointSliceEvents count the updates recorded
+	// since the tracker started, no-ops included.
+	ServiceEvents, EndpointSliceEvents uint64
+	// ServicesPending and EndpointSlicesPending are the objects whose
+	// change is recorded and not yet taken.
+	ServicesPending, EndpointSlicesPending int
+}
+
+// ChangeCounter is a Source that reports its tracker's figures.
+type ChangeCounter interface {
+	ChangeCounts() ChangeCounts
 }
 
 // NewChangeTracker starts with nothing recorded; now is the clock (time.Now
@@ -58,7 +80,8 @@ func (t *ChangeTracker) ServiceUpdate(previous, current *corev1.Service) bool {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return record(t.services, key, serviceView(previous), serviceView(current), desired.ServiceView.Equal, now)
+	t.serviceEvents++
+	return record(t.services, key, serviceView(previous), serviceView(current), desired.ServiceView.Equal, now, time.Time{})
 }
 
 // EndpointSliceUpdate records an EndpointSlice going from previous to current.
@@ -67,10 +90,11 @@ func (t *ChangeTracker) EndpointSliceUpdate(previous, current *discoveryv1.Endpo
 	if !ok {
 		return false
 	}
-	triggered := t.sliceTriggerTime(previous, current)
+	triggered, annotated := t.sliceTriggerTime(previous, current)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return record(t.slices, key, previous, current, endpointSliceEqual, triggered)
+	t.sliceEvents++
+	return record(t.slices, key, previous, current, endpointSliceEqual, triggered, annotated)
 }
 
 // NodeUpdate records the agent's Node going from previous to current, as
@@ -103,7 +127,8 @@ func (t *ChangeTracker) MarkAll() {
 func (t *ChangeTracker) TakeChanges() Changes {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := Changes{TriggerTimes: map[desired.ServiceRef]time.Time{}, All: t.all, AllTriggered: t.allTriggered}
+	c := Changes{TriggerTimes: map[desired.ServiceRef]time.Time{}, EndpointTriggerTimes: map[desired.ServiceRef]time.Time{},
+		All: t.all, AllTriggered: t.allTriggered}
 	add := func(ref desired.ServiceRef, triggered time.Time) {
 		have, seen := c.TriggerTimes[ref]
 		if !seen {
@@ -124,6 +149,9 @@ func (t *ChangeTracker) TakeChanges() Changes {
 			}
 			if ref, ok := desired.SliceServiceRef(s); ok {
 				add(ref, ch.triggered)
+				if have, seen := c.EndpointTriggerTimes[ref]; !ch.annotated.IsZero() && (!seen || ch.annotated.Before(have)) {
+					c.EndpointTriggerTimes[ref] = ch.annotated
+				}
 			}
 		}
 	}
@@ -136,8 +164,10 @@ func (t *ChangeTracker) TakeChanges() Changes {
 // sliceTriggerTime is when the change to a slice was triggered: the
 // EndpointSlice controller's last-change-trigger-time when the slice has one
 // from since the tracker started (kube-proxy ignores older ones the same
-// way), else now.
-func (t *ChangeTracker) sliceTriggerTime(previous, current *discoveryv1.EndpointSlice) time.Time {
+// way), else now. annotated is that annotation's time, zero when it was
+// not used or the slice was deleted (whose annotation dates the last update,
+// not the deletion, so kube-proxy ignores it too).
+func (t *ChangeTracker) sliceTriggerTime(previous, current *discoveryv1.EndpointSlice) (triggered, annotated time.Time) {
 	now := t.now()
 	s := current
 	if s == nil {
@@ -145,13 +175,28 @@ func (t *ChangeTracker) sliceTriggerTime(previous, current *discoveryv1.Endpoint
 	}
 	value, ok := s.Annotations[corev1.EndpointsLastChangeTriggerTime]
 	if !ok {
-		return now
+		return now, time.Time{}
 	}
-	triggered, err := time.Parse(time.RFC3339Nano, value)
-	if err != nil || triggered.Before(t.start) || triggered.After(now) {
-		return now
+	at, err := time.Parse(time.RFC3339Nano, value)
+	if err != nil || at.Before(t.start) || at.After(now) {
+		return now, time.Time{}
 	}
-	return triggered
+	if current == nil {
+		return at, time.Time{}
+	}
+	return at, at
+}
+
+// ChangeCounts returns the figures of the changes recorded.
+func (t *ChangeTracker) ChangeCounts() ChangeCounts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return ChangeCounts{
+		ServiceEvents:         t.serviceEvents,
+		EndpointSliceEvents:   t.sliceEvents,
+		ServicesPending:       len(t.services),
+		EndpointSlicesPending: len(t.slices),
+	}
 }
 
 type object interface {
@@ -176,13 +221,16 @@ func keyOf[T object](previous, current T) (key types.NamespacedName, ok bool) {
 // record updates the pending change of key. A change keeps the trigger time
 // of its first event: the latency counts from the oldest change not yet
 // programmed.
-func record[T any](pending map[types.NamespacedName]*change[T], key types.NamespacedName, previous, current *T, equal func(a, b T) bool, triggered time.Time) bool {
+func record[T any](pending map[types.NamespacedName]*change[T], key types.NamespacedName, previous, current *T, equal func(a, b T) bool, triggered, annotated time.Time) bool {
 	c, ok := pending[key]
 	if !ok {
 		c = &change[T]{previous: previous, triggered: triggered}
 		pending[key] = c
 	} else if triggered.Before(c.triggered) {
 		c.triggered = triggered
+	}
+	if !annotated.IsZero() && (c.annotated.IsZero() || annotated.Before(c.annotated)) {
+		c.annotated = annotated
 	}
 	c.current = current
 	if bothAbsentOrEqual(c.previous, c.current, equal) {

@@ -198,3 +198,64 @@ func TestChangeTracker(t *testing.T) {
 		})
 	}
 }
+
+// The figures kube-proxy's metrics read: every update counted, the objects
+// pending, and, apart, the EndpointSlice controller's trigger times alone.
+func TestChangeTrackerCounts(t *testing.T) {
+	web := svc("web", "10.96.0.1", "1")
+	annotated := t0.Add(1500 * time.Millisecond) // after the tracker starts (t0+1s), before it sees the slice
+	cases := []struct {
+		name       string
+		events     func(*ChangeTracker)
+		wantCounts ChangeCounts
+		wantTimes  map[string]time.Time // EndpointTriggerTimes
+	}{
+		{"nothing", func(*ChangeTracker) {}, ChangeCounts{}, nil},
+		{"a no-op update counts, and nothing is pending",
+			func(ct *ChangeTracker) { ct.ServiceUpdate(web, svc("web", "10.96.0.1", "2")) },
+			ChangeCounts{ServiceEvents: 1}, nil},
+		{"two changes of one Service are one pending",
+			func(ct *ChangeTracker) {
+				ct.ServiceUpdate(nil, web)
+				ct.ServiceUpdate(web, svc("web", "10.96.0.2", "2"))
+			},
+			ChangeCounts{ServiceEvents: 2, ServicesPending: 1}, nil},
+		{"a slice without the annotation has no endpoint trigger time",
+			func(ct *ChangeTracker) { ct.EndpointSliceUpdate(nil, slice("web-1", "web", "10.244.0.2")) },
+			ChangeCounts{EndpointSliceEvents: 1, EndpointSlicesPending: 1}, nil},
+		{"an annotated slice gives its Service the annotation's time",
+			func(ct *ChangeTracker) {
+				ct.EndpointSliceUpdate(nil, triggeredAt(slice("web-1", "web", "10.244.0.2"), annotated))
+				ct.EndpointSliceUpdate(nil, triggeredAt(slice("web-2", "web", "10.244.0.3"), annotated.Add(time.Second)))
+			},
+			ChangeCounts{EndpointSliceEvents: 2, EndpointSlicesPending: 2}, map[string]time.Time{"default/web": annotated}},
+		{"a deleted slice's annotation dates its last update: not used",
+			func(ct *ChangeTracker) {
+				ct.EndpointSliceUpdate(triggeredAt(slice("web-1", "web", "10.244.0.2"), annotated), nil)
+			},
+			ChangeCounts{EndpointSliceEvents: 1, EndpointSlicesPending: 1}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := t0
+			ct := NewChangeTracker(func() time.Time { clock = clock.Add(time.Second); return clock })
+			tc.events(ct)
+			if got := ct.ChangeCounts(); got != tc.wantCounts {
+				t.Errorf("ChangeCounts() = %+v, want %+v", got, tc.wantCounts)
+			}
+			c := ct.TakeChanges()
+			if len(c.EndpointTriggerTimes) != len(tc.wantTimes) {
+				t.Errorf("EndpointTriggerTimes = %v, want %v", c.EndpointTriggerTimes, tc.wantTimes)
+			}
+			for ref, got := range c.EndpointTriggerTimes {
+				if want := tc.wantTimes[ref.String()]; !got.Equal(want) {
+					t.Errorf("EndpointTriggerTimes[%s] = %s, want %s", ref, got, want)
+				}
+			}
+			after := ct.ChangeCounts()
+			if after.ServicesPending+after.EndpointSlicesPending != 0 || after.ServiceEvents != tc.wantCounts.ServiceEvents {
+				t.Errorf("after TakeChanges: %+v; want nothing pending and the totals kept", after)
+			}
+		})
+	}
+}

@@ -150,6 +150,10 @@ func (a *applier) fail(o *op, err error) {
 func (a *applier) failFrontend(fe desired.Frontend, err error) {
 	if !a.failed[fe] {
 		a.errs = append(a.errs, err)
+		if a.res.LeftOut == nil {
+			a.res.LeftOut = map[string]int{}
+		}
+		a.res.LeftOut[LeftOutWriteFailed]++
 	}
 	a.failed[fe] = true
 }

@@ -93,6 +93,8 @@ func (o *op) owned() bool {
 type plan struct {
 	ops  []op
 	errs []error // frontends and backends left out while planning
+	// leftOut counts the frontends left out while planning, by reason.
+	leftOut map[string]int
 	// state is the desired state planned from, and removing the Service
 	// names of the frontends the plan removes, for errors (label).
 	state    *desired.State
@@ -155,6 +157,7 @@ func (s *Syncer) plan(state *desired.State, changed []desired.Frontend) *plan {
 		p: &plan{
 			state:      state,
 			removing:   map[desired.Frontend]string{},
+			leftOut:    map[string]int{},
 			serviceIDs: s.serviceIDs,
 			backendIDs: s.backendIDs,
 		},
@@ -325,6 +328,7 @@ func (pl *planner) layoutFrontend(svc *desired.FrontendEntry) *frontendPlan {
 		id, err := pl.p.serviceIDs.allocate(func(id uint32) bool { return pl.allocated[id] || pl.mr.serviceIDInUse(id) })
 		if err != nil {
 			pl.p.errs = append(pl.p.errs, fmt.Errorf("program %s (%s): %w", svc.Name, svc.Frontend, err))
+			pl.p.leftOut[LeftOutNoServiceID]++
 			return nil
 		}
 		pl.allocated[id] = true
@@ -410,10 +414,12 @@ func (pl *planner) reserveRoom(fps []*frontendPlan) {
 			pl.p.errs = append(pl.p.errs, fmt.Errorf("program %s (%s): the services map is full (%d entries): no room for %d more",
 				fp.svc.Name, fp.svc.Frontend, pl.caps.services, need))
 			fp.failed = true
+			pl.p.leftOut[LeftOutServicesMapFull]++
 		case !hasRevNat && revNatRoom <= 0:
 			pl.p.errs = append(pl.p.errs, fmt.Errorf("program %s (%s): the rev_nat map is full (%d entries)",
 				fp.svc.Name, fp.svc.Frontend, pl.caps.revNat))
 			fp.failed = true
+			pl.p.leftOut[LeftOutRevNatMapFull]++
 		default:
 			servicesRoom -= need
 			if !hasRevNat {

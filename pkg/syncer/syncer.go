@@ -32,7 +32,19 @@ type Result struct {
 	// RemovedBackends lists the backends deleted from the backends map,
 	// ordered by id. Sockets still connected to one reach nothing.
 	RemovedBackends []RemovedBackend
+	// LeftOut counts the frontends this sync could not program, by reason
+	// (LeftOutServicesMapFull, ...); nil when none. Every sync after a
+	// failure is full, so a failing sync counts all that are left out.
+	LeftOut map[string]int
 }
+
+// The reasons of Result.LeftOut, as metrics label them.
+const (
+	LeftOutServicesMapFull = "services_map_full" // no room for its entries in the services map
+	LeftOutRevNatMapFull   = "rev_nat_map_full"  // no room for its service id in rev_nat or the names
+	LeftOutNoServiceID     = "no_service_id"     // every service id is taken
+	LeftOutWriteFailed     = "write_failed"      // a map write of it (or of a backend it needs) failed
+)
 
 // Change is what a sync did to one scope of a frontend.
 type Change uint8
@@ -154,6 +166,12 @@ func (s *Syncer) sync(state *desired.State, changed []desired.Frontend) (Result,
 	p := s.plan(state, changed)
 	res, errs := s.apply(p)
 	errs = append(errs, s.syncRefuse(state, &res)...)
+	for reason, n := range p.leftOut {
+		if res.LeftOut == nil {
+			res.LeftOut = map[string]int{}
+		}
+		res.LeftOut[reason] += n
+	}
 	return res, errors.Join(append(p.errs, errs...)...)
 }
 

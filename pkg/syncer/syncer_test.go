@@ -503,9 +503,12 @@ func TestFullMapFailsOnlyWhatDoesNotFit(t *testing.T) {
 			}
 			small := svc("small", tcp("10.96.0.10", 80), backends(desired.TCP, 8080, "10.244.0.2"), nil)
 			big := svc("big", tcp("10.96.0.20", 80), backends(desired.TCP, 8080, "10.244.0.3", "10.244.0.4", "10.244.0.5"), nil)
-			_, err = s.Sync(state(small, big))
+			res, err := s.Sync(state(small, big))
 			if err == nil {
 				t.Fatal("sync into a too small map succeeded")
+			}
+			if want := map[string]int{LeftOutServicesMapFull: 1}; !maps.Equal(res.LeftOut, want) {
+				t.Errorf("the sync counts %v left out, want %v", res.LeftOut, want)
 			}
 			if !strings.Contains(err.Error(), "default/big") {
 				t.Errorf("error does not name the Service that did not fit: %v", err)

@@ -149,7 +149,10 @@ func (w *world) startAgent(t testing.TB) {
 	t.Helper()
 	a := &agentProcess{done: make(chan struct{})}
 	a.cmd = exec.Command(w.socklb, "agent", "--kubeconfig", cp.KubeconfigPath, "--node-name", nodeName,
-		"--cgroup", w.sb.Cgroup, "--bpffs", w.sb.PinDir, "--log-level", "debug")
+		"--cgroup", w.sb.Cgroup, "--bpffs", w.sb.PinDir, "--log-level", "debug",
+		// The machine's netns: free ports, not kube-proxy's, which another
+		// agent or a kube-proxy may hold.
+		"--metrics-address", "127.0.0.1:0", "--healthz-address", "127.0.0.1:0")
 	a.cmd.Stdout, a.cmd.Stderr = a, a
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start agent: %v", err)

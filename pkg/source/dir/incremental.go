@@ -99,6 +99,9 @@ func (objs *fileObjects) allSlices() []*discoveryv1.EndpointSlice {
 // call and forgets them.
 func (s *Source) TakeChanges() source.Changes { return s.tracker.TakeChanges() }
 
+// ChangeCounts returns the change tracker's figures (source.ChangeCounter).
+func (s *Source) ChangeCounts() source.ChangeCounts { return s.tracker.ChangeCounts() }
+
 // Objects returns a Service (nil when it does not exist) and its
 // EndpointSlices as the last read found them.
 func (s *Source) Objects(ref source.ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice) {

@@ -263,6 +263,19 @@ func (s *Source) TakeChanges() source.Changes {
 	return s.tracker.TakeChanges()
 }
 
+// ChangeCounts returns the change tracker's figures (source.ChangeCounter).
+func (s *Source) ChangeCounts() source.ChangeCounts { return s.tracker.ChangeCounts() }
+
+// Node returns the agent's Node from the cache, nil while it is not known:
+// the health check reads whether the node is being deleted.
+func (s *Source) Node() *corev1.Node {
+	node, err := s.nodeList.Get(s.nodeName)
+	if err != nil {
+		return nil
+	}
+	return node
+}
+
 // Objects returns a Service and its slices from the caches.
 func (s *Source) Objects(ref desired.ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice) {
 	svc, err := s.svcLister.Services(ref.Namespace).Get(ref.Name)

@@ -24,8 +24,9 @@ deps:
 	$(GO) mod download
 
 # Regenerates the bpf2go output (committed, so `go build` needs no clang):
-# the layouts object in pkg/lbmap, the program objects in pkg/datapath.
-BPF2GO_PKGS := ./pkg/lbmap/ ./pkg/datapath/
+# the layouts object in pkg/lbmap, the program objects in pkg/datapath, the
+# socket-destroying iterator in pkg/sockdestroy.
+BPF2GO_PKGS := ./pkg/lbmap/ ./pkg/datapath/ ./pkg/sockdestroy/
 generate: deps
 	$(GO) generate $(BPF2GO_PKGS)
 

@@ -23,6 +23,7 @@ import (
 	"github.com/socklb/socklb/pkg/healthcheck"
 	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/logfield"
+	"github.com/socklb/socklb/pkg/sockdestroy"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/source/dir"
 	"github.com/socklb/socklb/pkg/source/k8s"
@@ -130,6 +131,12 @@ func runAgent(ctx context.Context, f agentFlags) error {
 			log.Error("serve health checks", zap.Error(err))
 		}
 	}
+	stale, err := sockdestroy.NewRunner(dp.Maps, log.Named("sockdestroy"))
+	if err != nil {
+		return err
+	}
+	defer stale.Close()
+	cfg.AfterSyncResult = stale.AfterSync
 	if client != nil {
 		record, stop := problemEvents(client, nodeName, log.Named("events"))
 		defer stop()

@@ -47,6 +47,9 @@ type Config struct {
 	// AfterSync, when set, is called with the desired state after every
 	// sync that succeeded: what else follows the state (health checks).
 	AfterSync func(*desired.State)
+	// AfterSyncResult, when set, is called like AfterSync with what the
+	// sync did too: what acts on changes (stale UDP sockets).
+	AfterSyncResult func(*desired.State, syncer.Result)
 	// OnProblem, when set, is called once for each new problem with an
 	// object (an Event in a cluster); every problem is logged anyway.
 	OnProblem func(*desired.ObjectError)
@@ -270,6 +273,9 @@ func (a *Agent) syncOnce(full bool) error {
 	a.lastFailed = err != nil
 	if err == nil && a.cfg.AfterSync != nil {
 		a.cfg.AfterSync(a.desired.State())
+	}
+	if err == nil && a.cfg.AfterSyncResult != nil {
+		a.cfg.AfterSyncResult(a.desired.State(), stats)
 	}
 	a.logSync(full, len(changes.Services), stats, err, time.Since(start))
 	return err

@@ -59,6 +59,11 @@ func (r RevNat) AddrPort() netip.AddrPort {
 	return netip.AddrPortFrom(addrFrom16(r.Addr), portFromNet(r.Port))
 }
 
+// NewSockKey is the per-socket key of the socket with cookie and addr.
+func NewSockKey(cookie uint64, addr netip.AddrPort, proto uint8) SockKey {
+	return SockKey{Cookie: cookie, Addr: addrTo16(addr.Addr()), Port: portToNet(addr.Port()), Proto: proto}
+}
+
 // AddrPort is the address in a per-socket key, unmapped.
 func (k SockKey) AddrPort() netip.AddrPort {
 	return netip.AddrPortFrom(addrFrom16(k.Addr), portFromNet(k.Port))

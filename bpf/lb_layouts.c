@@ -12,6 +12,7 @@
 #include "lib/lb_maps.h"
 #include "lib/sock_maps.h"
 #include "lib/nodeport_maps.h"
+#include "lib/maglev_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -23,6 +23,7 @@ import (
 	"github.com/socklb/socklb/pkg/healthcheck"
 	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/logfield"
+	"github.com/socklb/socklb/pkg/maglev"
 	"github.com/socklb/socklb/pkg/sockdestroy"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/source/dir"
@@ -33,6 +34,7 @@ import (
 type agentFlags struct {
 	node       nodeFlags
 	northSouth northSouthFlags
+	maglev     maglevFlags
 	fromDir    string
 	dirOptions dir.Options
 	kubeconfig string
@@ -57,6 +59,7 @@ func newAgentCommand() *cobra.Command {
 	}
 	f.node.register(cmd)
 	f.northSouth.register(cmd)
+	f.maglev.register(cmd)
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
 	cmd.Flags().Int64Var(&f.dirOptions.MaxFileSize, "max-file-size", dir.DefaultMaxFileSize, "standalone mode: the largest file read from --from-dir, in bytes; a larger one is refused with a log line")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
@@ -85,6 +88,9 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	}
 	opts, err := f.northSouth.options()
 	if err != nil {
+		return err
+	}
+	if err := f.maglev.apply(&opts); err != nil {
 		return err
 	}
 	if f.fromDir != "" {
@@ -136,7 +142,11 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	defer stale.Close()
-	cfg.AfterSyncResult = stale.AfterSync
+	tables := maglev.NewWriter(dp.Maps, f.maglev.tableSize, log.Named("maglev"))
+	cfg.AfterSyncResult = func(state *desired.State, res syncer.Result) {
+		stale.AfterSync(state, res)
+		tables.AfterSync(state, res)
+	}
 	if client != nil {
 		record, stop := problemEvents(client, nodeName, log.Named("events"))
 		defer stop()

@@ -18,6 +18,7 @@ import (
 const (
 	nodeportMapLbBackends         = "lb_backends"
 	nodeportMapLbCounters         = "lb_counters"
+	nodeportMapLbMaglev           = "lb_maglev"
 	nodeportMapLbNat              = "lb_nat"
 	nodeportMapLbNodeConfig       = "lb_node_config"
 	nodeportMapLbRevNat           = "lb_rev_nat"
@@ -82,6 +83,7 @@ type nodeportProgramSpecs struct {
 type nodeportMapSpecs struct {
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbNat          *ebpf.MapSpec `ebpf:"lb_nat"`
 	LbNodeConfig   *ebpf.MapSpec `ebpf:"lb_node_config"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
@@ -118,6 +120,7 @@ func (o *nodeportObjects) Close() error {
 type nodeportMaps struct {
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
+	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbNat          *ebpf.Map `ebpf:"lb_nat"`
 	LbNodeConfig   *ebpf.Map `ebpf:"lb_node_config"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
@@ -130,6 +133,7 @@ func (m *nodeportMaps) Close() error {
 	return _NodeportClose(
 		m.LbBackends,
 		m.LbCounters,
+		m.LbMaglev,
 		m.LbNat,
 		m.LbNodeConfig,
 		m.LbRevNat,

@@ -157,6 +157,7 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 	addrs := b.clusterIPs(svc.ClusterIPs)
 	ports := b.servicePorts(svc.Ports)
 	ext := b.readExternal(svc, opts)
+	maglev := b.lbAlgorithm(svc, opts) == Maglev
 
 	claimed := map[Frontend]FrontendKind{}
 	seenFamily := map[bool]bool{}
@@ -177,7 +178,7 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 				continue // a second clusterIP of one family is invalid; its external frontends are the first's
 			}
 			for _, e := range ext.frontends(p, addr.Is4(), node, opts) {
-				e.Name = name
+				e.Name, e.Maglev = name, maglev
 				ext.chooseBackends(e, cats)
 				b.claim(claimed, p, endpoints, e)
 			}

@@ -42,6 +42,8 @@ type ServiceView struct {
 	// LoadBalancerSourceRanges is spec.loadBalancerSourceRanges, trimmed of
 	// the whitespace validation lets through.
 	LoadBalancerSourceRanges []string
+	// LBAlgorithm is the socklb.io/lb-algorithm annotation, "" when unset.
+	LBAlgorithm string
 }
 
 // ServicePortView is what the builder reads of one Service port. The
@@ -77,6 +79,7 @@ func ServiceViewOf(svc *corev1.Service) ServiceView {
 	}
 	v.ExternalPolicyLocal = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	v.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
+	v.LBAlgorithm = svc.Annotations[LBAlgorithmAnnotation]
 	for _, r := range svc.Spec.LoadBalancerSourceRanges {
 		v.LoadBalancerSourceRanges = append(v.LoadBalancerSourceRanges, strings.TrimSpace(r))
 	}

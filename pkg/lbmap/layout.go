@@ -42,6 +42,7 @@ const (
 	NatMap          = layoutsMapLbNat
 	NodeConfigMap   = layoutsMapLbNodeConfig
 	SourceRangesMap = layoutsMapLbSourceRanges
+	MaglevMap       = layoutsMapLbMaglev
 )
 
 // DefaultPinDir is where a node's agent pins its maps and links.

@@ -194,6 +194,7 @@ type layoutsLbSourceRangeKey struct {
 const (
 	layoutsMapLbBackends     = "lb_backends"
 	layoutsMapLbCounters     = "lb_counters"
+	layoutsMapLbMaglev       = "lb_maglev"
 	layoutsMapLbNat          = "lb_nat"
 	layoutsMapLbNodeConfig   = "lb_node_config"
 	layoutsMapLbRevNat       = "lb_rev_nat"
@@ -254,6 +255,7 @@ type layoutsProgramSpecs struct {
 type layoutsMapSpecs struct {
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbNat          *ebpf.MapSpec `ebpf:"lb_nat"`
 	LbNodeConfig   *ebpf.MapSpec `ebpf:"lb_node_config"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
@@ -292,6 +294,7 @@ func (o *layoutsObjects) Close() error {
 type layoutsMaps struct {
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
+	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbNat          *ebpf.Map `ebpf:"lb_nat"`
 	LbNodeConfig   *ebpf.Map `ebpf:"lb_node_config"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
@@ -306,6 +309,7 @@ func (m *layoutsMaps) Close() error {
 	return _LayoutsClose(
 		m.LbBackends,
 		m.LbCounters,
+		m.LbMaglev,
 		m.LbNat,
 		m.LbNodeConfig,
 		m.LbRevNat,

@@ -23,6 +23,9 @@ type Maps struct {
 	Nat          *ebpf.Map // LRU connection table, FlowKey -> Flow
 	NodeConfig   *ebpf.Map // one NodeConfig, key 0
 	SourceRanges *ebpf.Map // LPM trie, SourceRangeKey -> 1
+	// Maglev is service id -> that frontend's Maglev table, an array:
+	// element 0 the table size M, 1..M the slot each hash value picks.
+	Maglev *ebpf.Map
 }
 
 // LoadSpec reads the layouts object: every map of every socklb program and
@@ -102,6 +105,7 @@ func fromObjects(m *layoutsMaps) *Maps {
 		Nat:          m.LbNat,
 		NodeConfig:   m.LbNodeConfig,
 		SourceRanges: m.LbSourceRanges,
+		Maglev:       m.LbMaglev,
 	}
 }
 
@@ -120,6 +124,7 @@ func (m *Maps) ByName() map[string]*ebpf.Map {
 		NatMap:          m.Nat,
 		NodeConfigMap:   m.NodeConfig,
 		SourceRangesMap: m.SourceRanges,
+		MaglevMap:       m.Maglev,
 	}
 }
 
@@ -154,6 +159,7 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{NatMap, &m.Nat},
 		{NodeConfigMap, &m.NodeConfig},
 		{SourceRangesMap, &m.SourceRanges},
+		{MaglevMap, &m.Maglev},
 	} {
 		path := filepath.Join(pinDir, pin.name)
 		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})

@@ -43,6 +43,7 @@ const (
 	Repaired           = "repaired"
 	Retries            = "retries"
 	Service            = "service"
+	ServiceID          = "service_id"
 	Services           = "services"
 	ServicesChanged    = "services_changed"
 	SetRetval          = "set_retval"

@@ -13,6 +13,7 @@
 #include "lib/sock_maps.h"
 #include "lib/nodeport_maps.h"
 #include "lib/maglev_maps.h"
+#include "lib/monitor.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -21,4 +22,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 __attribute__((noinline)) int lb_layouts_reason(enum lb_reason reason)
 {
 	return reason;
+}
+
+/* Likewise for the monitor's event, which only a ring buffer carries. */
+__attribute__((noinline)) int lb_layouts_monitor_event(struct lb_monitor_event *e)
+{
+	return e->pid;
 }

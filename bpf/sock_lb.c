@@ -18,6 +18,7 @@
 #include "lib/addr.h"
 #include "lib/lb.h"
 #include "lib/sock_maps.h"
+#include "lib/monitor.h"
 
 #define SYS_REJECT  0
 #define SYS_PROCEED 1
@@ -258,6 +259,7 @@ static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6, int udp_s
 		return SYS_PROCEED;
 	reason = sock_xlate_fwd(ctx, v6, udp_sendmsg, &key, master);
 	lb_count(reason);
+	monitor_sock(ctx, v6, udp_sendmsg, &key, master, reason);
 	return verdict(reason);
 }
 

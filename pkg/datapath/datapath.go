@@ -49,12 +49,17 @@ type Datapath struct {
 // minimum (see CheckKernel).
 type Features struct {
 	SetRetval bool // connect() can be refused with ECONNREFUSED rather than EPERM
+	// CurrentTask: the socket hooks may read the calling process's pid
+	// and command, which socklb monitor shows.
+	CurrentTask bool
 }
 
 // ProbeFeatures asks the kernel what it supports.
 func ProbeFeatures() Features {
 	return Features{
 		SetRetval: features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSetRetval) == nil,
+		CurrentTask: features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnGetCurrentPidTgid) == nil &&
+			features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnGetCurrentComm) == nil,
 	}
 }
 

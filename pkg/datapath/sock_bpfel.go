@@ -18,6 +18,9 @@ import (
 const (
 	sockMapLbBackends       = "lb_backends"
 	sockMapLbCounters       = "lb_counters"
+	sockMapLbMonitorConfig  = "lb_monitor_config"
+	sockMapLbMonitorDrops   = "lb_monitor_drops"
+	sockMapLbMonitorEvents  = "lb_monitor_events"
 	sockMapLbRevNat         = "lb_rev_nat"
 	sockMapLbServiceNames   = "lb_service_names"
 	sockMapLbServices       = "lb_services"
@@ -32,6 +35,7 @@ const (
 	sockProgSendmsg4        = "sendmsg4"
 	sockProgSendmsg6        = "sendmsg6"
 	sockVarCfgHaveSetRetval = "cfg_have_set_retval"
+	sockVarCfgMonitorTask   = "cfg_monitor_task"
 )
 
 // loadSock returns the embedded CollectionSpec for sock.
@@ -90,13 +94,16 @@ type sockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockMapSpecs struct {
-	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
-	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
-	LbServiceNames *ebpf.MapSpec `ebpf:"lb_service_names"`
-	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
-	LbSockBackend  *ebpf.MapSpec `ebpf:"lb_sock_backend"`
-	LbSockRevNat   *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbBackends      *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbCounters      *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbMonitorConfig *ebpf.MapSpec `ebpf:"lb_monitor_config"`
+	LbMonitorDrops  *ebpf.MapSpec `ebpf:"lb_monitor_drops"`
+	LbMonitorEvents *ebpf.MapSpec `ebpf:"lb_monitor_events"`
+	LbRevNat        *ebpf.MapSpec `ebpf:"lb_rev_nat"`
+	LbServiceNames  *ebpf.MapSpec `ebpf:"lb_service_names"`
+	LbServices      *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSockBackend   *ebpf.MapSpec `ebpf:"lb_sock_backend"`
+	LbSockRevNat    *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
 }
 
 // sockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -104,6 +111,7 @@ type sockMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockVariableSpecs struct {
 	CfgHaveSetRetval *ebpf.VariableSpec `ebpf:"cfg_have_set_retval"`
+	CfgMonitorTask   *ebpf.VariableSpec `ebpf:"cfg_monitor_task"`
 }
 
 // sockObjects contains all objects after they have been loaded into the kernel.
@@ -126,19 +134,25 @@ func (o *sockObjects) Close() error {
 //
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockMaps struct {
-	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
-	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
-	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
-	LbServiceNames *ebpf.Map `ebpf:"lb_service_names"`
-	LbServices     *ebpf.Map `ebpf:"lb_services"`
-	LbSockBackend  *ebpf.Map `ebpf:"lb_sock_backend"`
-	LbSockRevNat   *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbBackends      *ebpf.Map `ebpf:"lb_backends"`
+	LbCounters      *ebpf.Map `ebpf:"lb_counters"`
+	LbMonitorConfig *ebpf.Map `ebpf:"lb_monitor_config"`
+	LbMonitorDrops  *ebpf.Map `ebpf:"lb_monitor_drops"`
+	LbMonitorEvents *ebpf.Map `ebpf:"lb_monitor_events"`
+	LbRevNat        *ebpf.Map `ebpf:"lb_rev_nat"`
+	LbServiceNames  *ebpf.Map `ebpf:"lb_service_names"`
+	LbServices      *ebpf.Map `ebpf:"lb_services"`
+	LbSockBackend   *ebpf.Map `ebpf:"lb_sock_backend"`
+	LbSockRevNat    *ebpf.Map `ebpf:"lb_sock_rev_nat"`
 }
 
 func (m *sockMaps) Close() error {
 	return _SockClose(
 		m.LbBackends,
 		m.LbCounters,
+		m.LbMonitorConfig,
+		m.LbMonitorDrops,
+		m.LbMonitorEvents,
 		m.LbRevNat,
 		m.LbServiceNames,
 		m.LbServices,
@@ -152,6 +166,7 @@ func (m *sockMaps) Close() error {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockVariables struct {
 	CfgHaveSetRetval *ebpf.Variable `ebpf:"cfg_have_set_retval"`
+	CfgMonitorTask   *ebpf.Variable `ebpf:"cfg_monitor_task"`
 }
 
 // sockPrograms contains all programs after they have been loaded into the kernel.

@@ -69,6 +69,19 @@ func (k SockKey) AddrPort() netip.AddrPort {
 	return netip.AddrPortFrom(addrFrom16(k.Addr), portFromNet(k.Port))
 }
 
+// FrontendAddr and BackendAddr are a monitor event's frontend and backend,
+// unmapped; the backend is invalid for a refused connect.
+func (e MonitorEvent) FrontendAddr() netip.AddrPort {
+	return netip.AddrPortFrom(addrFrom16(e.Frontend), portFromNet(e.FrontendPort))
+}
+
+func (e MonitorEvent) BackendAddr() netip.AddrPort {
+	if e.Backend == [16]uint8{} {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(addrFrom16(e.Backend), portFromNet(e.BackendPort))
+}
+
 // NewServiceName stores name, cut to the map's fixed size.
 func NewServiceName(name string) ServiceName {
 	var n ServiceName

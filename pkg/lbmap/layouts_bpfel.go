@@ -75,6 +75,48 @@ type layoutsLbFlowKey struct {
 	Pad   [2]uint8
 }
 
+type layoutsLbMonitorCfg struct {
+	_       structs.HostLayout
+	Enabled uint32
+	Pad     uint32
+}
+
+type layoutsLbMonitorEvent struct {
+	_            structs.HostLayout
+	TimeNs       uint64
+	Cookie       uint64
+	NetnsCookie  uint64
+	Pid          uint32
+	ServiceId    uint32
+	Reason       layoutsLbReason
+	Frontend     [16]uint8
+	Backend      [16]uint8
+	FrontendPort uint16
+	BackendPort  uint16
+	Proto        uint8
+	Verdict      layoutsLbMonitorVerdict
+	Hook         layoutsLbMonitorHook
+	Pad          uint8
+	Comm         [16]int8
+	_            [4]byte
+}
+
+type layoutsLbMonitorHook uint8
+
+const (
+	layoutsLbMonitorHookLB_MONITOR_CONNECT layoutsLbMonitorHook = 0
+	layoutsLbMonitorHookLB_MONITOR_SENDMSG layoutsLbMonitorHook = 1
+)
+
+type layoutsLbMonitorVerdict uint8
+
+const (
+	layoutsLbMonitorVerdictLB_MONITOR_TRANSLATED   layoutsLbMonitorVerdict = 0
+	layoutsLbMonitorVerdictLB_MONITOR_NO_ENDPOINTS layoutsLbMonitorVerdict = 1
+	layoutsLbMonitorVerdictLB_MONITOR_REFUSED      layoutsLbMonitorVerdict = 2
+	layoutsLbMonitorVerdictLB_MONITOR_AFFINITY_HIT layoutsLbMonitorVerdict = 3
+)
+
 type layoutsLbNodeCfg struct {
 	_           structs.HostLayout
 	SnatAddr4   [16]uint8
@@ -192,17 +234,21 @@ type layoutsLbSourceRangeKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	layoutsMapLbBackends     = "lb_backends"
-	layoutsMapLbCounters     = "lb_counters"
-	layoutsMapLbMaglev       = "lb_maglev"
-	layoutsMapLbNat          = "lb_nat"
-	layoutsMapLbNodeConfig   = "lb_node_config"
-	layoutsMapLbRevNat       = "lb_rev_nat"
-	layoutsMapLbServiceNames = "lb_service_names"
-	layoutsMapLbServices     = "lb_services"
-	layoutsMapLbSockBackend  = "lb_sock_backend"
-	layoutsMapLbSockRevNat   = "lb_sock_rev_nat"
-	layoutsMapLbSourceRanges = "lb_source_ranges"
+	layoutsMapLbBackends      = "lb_backends"
+	layoutsMapLbCounters      = "lb_counters"
+	layoutsMapLbMaglev        = "lb_maglev"
+	layoutsMapLbMonitorConfig = "lb_monitor_config"
+	layoutsMapLbMonitorDrops  = "lb_monitor_drops"
+	layoutsMapLbMonitorEvents = "lb_monitor_events"
+	layoutsMapLbNat           = "lb_nat"
+	layoutsMapLbNodeConfig    = "lb_node_config"
+	layoutsMapLbRevNat        = "lb_rev_nat"
+	layoutsMapLbServiceNames  = "lb_service_names"
+	layoutsMapLbServices      = "lb_services"
+	layoutsMapLbSockBackend   = "lb_sock_backend"
+	layoutsMapLbSockRevNat    = "lb_sock_rev_nat"
+	layoutsMapLbSourceRanges  = "lb_source_ranges"
+	layoutsVarCfgMonitorTask  = "cfg_monitor_task"
 )
 
 // loadLayouts returns the embedded CollectionSpec for layouts.
@@ -253,23 +299,27 @@ type layoutsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type layoutsMapSpecs struct {
-	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
-	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
-	LbNat          *ebpf.MapSpec `ebpf:"lb_nat"`
-	LbNodeConfig   *ebpf.MapSpec `ebpf:"lb_node_config"`
-	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
-	LbServiceNames *ebpf.MapSpec `ebpf:"lb_service_names"`
-	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
-	LbSockBackend  *ebpf.MapSpec `ebpf:"lb_sock_backend"`
-	LbSockRevNat   *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
-	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
+	LbBackends      *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbCounters      *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbMaglev        *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbMonitorConfig *ebpf.MapSpec `ebpf:"lb_monitor_config"`
+	LbMonitorDrops  *ebpf.MapSpec `ebpf:"lb_monitor_drops"`
+	LbMonitorEvents *ebpf.MapSpec `ebpf:"lb_monitor_events"`
+	LbNat           *ebpf.MapSpec `ebpf:"lb_nat"`
+	LbNodeConfig    *ebpf.MapSpec `ebpf:"lb_node_config"`
+	LbRevNat        *ebpf.MapSpec `ebpf:"lb_rev_nat"`
+	LbServiceNames  *ebpf.MapSpec `ebpf:"lb_service_names"`
+	LbServices      *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSockBackend   *ebpf.MapSpec `ebpf:"lb_sock_backend"`
+	LbSockRevNat    *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbSourceRanges  *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 }
 
 // layoutsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type layoutsVariableSpecs struct {
+	CfgMonitorTask *ebpf.VariableSpec `ebpf:"cfg_monitor_task"`
 }
 
 // layoutsObjects contains all objects after they have been loaded into the kernel.
@@ -292,17 +342,20 @@ func (o *layoutsObjects) Close() error {
 //
 // It can be passed to loadLayoutsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type layoutsMaps struct {
-	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
-	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
-	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
-	LbNat          *ebpf.Map `ebpf:"lb_nat"`
-	LbNodeConfig   *ebpf.Map `ebpf:"lb_node_config"`
-	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
-	LbServiceNames *ebpf.Map `ebpf:"lb_service_names"`
-	LbServices     *ebpf.Map `ebpf:"lb_services"`
-	LbSockBackend  *ebpf.Map `ebpf:"lb_sock_backend"`
-	LbSockRevNat   *ebpf.Map `ebpf:"lb_sock_rev_nat"`
-	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
+	LbBackends      *ebpf.Map `ebpf:"lb_backends"`
+	LbCounters      *ebpf.Map `ebpf:"lb_counters"`
+	LbMaglev        *ebpf.Map `ebpf:"lb_maglev"`
+	LbMonitorConfig *ebpf.Map `ebpf:"lb_monitor_config"`
+	LbMonitorDrops  *ebpf.Map `ebpf:"lb_monitor_drops"`
+	LbMonitorEvents *ebpf.Map `ebpf:"lb_monitor_events"`
+	LbNat           *ebpf.Map `ebpf:"lb_nat"`
+	LbNodeConfig    *ebpf.Map `ebpf:"lb_node_config"`
+	LbRevNat        *ebpf.Map `ebpf:"lb_rev_nat"`
+	LbServiceNames  *ebpf.Map `ebpf:"lb_service_names"`
+	LbServices      *ebpf.Map `ebpf:"lb_services"`
+	LbSockBackend   *ebpf.Map `ebpf:"lb_sock_backend"`
+	LbSockRevNat    *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbSourceRanges  *ebpf.Map `ebpf:"lb_source_ranges"`
 }
 
 func (m *layoutsMaps) Close() error {
@@ -310,6 +363,9 @@ func (m *layoutsMaps) Close() error {
 		m.LbBackends,
 		m.LbCounters,
 		m.LbMaglev,
+		m.LbMonitorConfig,
+		m.LbMonitorDrops,
+		m.LbMonitorEvents,
 		m.LbNat,
 		m.LbNodeConfig,
 		m.LbRevNat,
@@ -325,6 +381,7 @@ func (m *layoutsMaps) Close() error {
 //
 // It can be passed to loadLayoutsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type layoutsVariables struct {
+	CfgMonitorTask *ebpf.Variable `ebpf:"cfg_monitor_task"`
 }
 
 // layoutsPrograms contains all programs after they have been loaded into the kernel.

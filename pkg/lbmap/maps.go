@@ -26,6 +26,11 @@ type Maps struct {
 	// Maglev is service id -> that frontend's Maglev table, an array:
 	// element 0 the table size M, 1..M the slot each hash value picks.
 	Maglev *ebpf.Map
+	// The monitor's: the ring buffer of decisions, the watched flag
+	// (MonitorConfig at key 0) and the per-CPU count of events lost.
+	MonitorEvents *ebpf.Map
+	MonitorConfig *ebpf.Map
+	MonitorDrops  *ebpf.Map
 }
 
 // LoadSpec reads the layouts object: every map of every socklb program and
@@ -106,6 +111,10 @@ func fromObjects(m *layoutsMaps) *Maps {
 		NodeConfig:   m.LbNodeConfig,
 		SourceRanges: m.LbSourceRanges,
 		Maglev:       m.LbMaglev,
+
+		MonitorEvents: m.LbMonitorEvents,
+		MonitorConfig: m.LbMonitorConfig,
+		MonitorDrops:  m.LbMonitorDrops,
 	}
 }
 
@@ -125,6 +134,10 @@ func (m *Maps) ByName() map[string]*ebpf.Map {
 		NodeConfigMap:   m.NodeConfig,
 		SourceRangesMap: m.SourceRanges,
 		MaglevMap:       m.Maglev,
+
+		MonitorEventsMap: m.MonitorEvents,
+		MonitorConfigMap: m.MonitorConfig,
+		MonitorDropsMap:  m.MonitorDrops,
 	}
 }
 
@@ -160,6 +173,9 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{NodeConfigMap, &m.NodeConfig},
 		{SourceRangesMap, &m.SourceRanges},
 		{MaglevMap, &m.Maglev},
+		{MonitorEventsMap, &m.MonitorEvents},
+		{MonitorConfigMap, &m.MonitorConfig},
+		{MonitorDropsMap, &m.MonitorDrops},
 	} {
 		path := filepath.Join(pinDir, pin.name)
 		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})

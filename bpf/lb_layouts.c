@@ -14,6 +14,7 @@
 #include "lib/nodeport_maps.h"
 #include "lib/maglev_maps.h"
 #include "lib/monitor.h"
+#include "lib/sock_state.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -12,7 +12,9 @@
  *
  * A socket iterator walks the network namespace of whoever opens it; the
  * agent opens one in each namespace. Each destroyed socket's cookie is
- * written to the reader, which counts them.
+ * written to the reader, which counts them. A second iterator lists the
+ * connected UDP sockets whose reverse-NAT entry is in socket-local storage,
+ * which user space cannot read: the agent picks the stale ones among them.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -22,6 +24,7 @@
 #include "lib/addr.h"
 #include "lib/lb_types.h"
 #include "lib/sock_destroy_maps.h"
+#include "lib/sock_state.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -103,5 +106,32 @@ int sock_destroy_udp(struct bpf_iter__udp *ctx)
 	}
 	if (bpf_sock_destroy((struct sock_common *)sk) == 0)
 		bpf_seq_write(ctx->meta->seq, &cookie, sizeof(cookie));
+	return 0;
+}
+
+/* What sock_list_udp writes per socket: its key as the LRU would hold it,
+ * and the service id of its entry. */
+struct lb_sock_listed {
+	struct lb_sock_key key;
+	__u32 service_id;
+	__u32 pad;
+};
+
+SEC("iter/udp")
+int sock_list_udp(struct bpf_iter__udp *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->udp_sk;
+	struct lb_sock_listed rec = {};
+	struct lb_sock_state *st;
+
+	if (!sk || !sock_peer_key(sk, &rec.key))
+		return 0;
+	st = bpf_sk_storage_get(&lb_sock_storage, sk, 0, 0);
+	if (!st || !st->rev_proto ||
+	    !sock_addr_key_equal(st->rev_addr, st->rev_port, st->rev_proto, &rec.key))
+		return 0;
+	rec.key.cookie = bpf_get_socket_cookie(sk);
+	rec.service_id = st->rev_service_id;
+	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
 	return 0;
 }

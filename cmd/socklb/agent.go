@@ -32,17 +32,18 @@ import (
 )
 
 type agentFlags struct {
-	node       nodeFlags
-	northSouth northSouthFlags
-	maglev     maglevFlags
-	fromDir    string
-	dirOptions dir.Options
-	kubeconfig string
-	nodeName   string
-	zone       string
-	nodeIPs    []string
-	logLevel   string
-	mapSizes   lbmap.Sizes
+	node        nodeFlags
+	northSouth  northSouthFlags
+	maglev      maglevFlags
+	fromDir     string
+	dirOptions  dir.Options
+	kubeconfig  string
+	nodeName    string
+	zone        string
+	nodeIPs     []string
+	logLevel    string
+	mapSizes    lbmap.Sizes
+	sockStorage bool // --socket-storage
 }
 
 func newAgentCommand() *cobra.Command {
@@ -67,6 +68,7 @@ func newAgentCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.zone, "zone", "", "standalone mode: this node's zone, as the topology.kubernetes.io/zone label gives it in a cluster (default: none)")
 	cmd.Flags().StringSliceVar(&f.nodeIPs, "node-ip", nil, "standalone mode: this node's addresses, repeated or comma-separated, as a Node's InternalIPs (default: none)")
 	cmd.Flags().Uint32Var(&f.mapSizes.Services, "map-size-services", 0, "entries of the services map (a frontend takes one per backend plus one), set when the map is created; changing it needs `socklb cleanup` (default: the size of the pinned map, else 262144)")
+	cmd.Flags().BoolVar(&f.sockStorage, "socket-storage", true, "keep per-socket state (reverse NAT, an unconnected UDP socket's backend) in socket-local storage where the kernel has it; false: in the LRU maps only")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
@@ -110,7 +112,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	}
 
 	mode := datapath.XDPMode(f.northSouth.xdpMode)
-	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup, Devices: f.northSouth.devices, XDPMode: mode, MapSizes: f.mapSizes}, log.Named("datapath"))
+	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup, Devices: f.northSouth.devices, XDPMode: mode, MapSizes: f.mapSizes, NoSockStorage: !f.sockStorage}, log.Named("datapath"))
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,9 @@ type Config struct {
 	XDPMode XDPMode // native (default) or generic
 	// MapSizes overrides map capacities when the maps are created.
 	MapSizes lbmap.Sizes
+	// NoSockStorage keeps per-socket state in the LRU maps even where the
+	// kernel has socket-local storage (to compare the two).
+	NoSockStorage bool
 }
 
 // Datapath is the maps, the programs using them and the links attaching
@@ -52,6 +55,9 @@ type Features struct {
 	// CurrentTask: the socket hooks may read the calling process's pid
 	// and command, which socklb monitor shows.
 	CurrentTask bool
+	// SockStorage: the socket hooks may keep per-socket state in
+	// socket-local storage instead of the LRU maps.
+	SockStorage bool
 }
 
 // ProbeFeatures asks the kernel what it supports.
@@ -60,6 +66,8 @@ func ProbeFeatures() Features {
 		SetRetval: features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSetRetval) == nil,
 		CurrentTask: features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnGetCurrentPidTgid) == nil &&
 			features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnGetCurrentComm) == nil,
+		SockStorage: features.HaveMapType(ebpf.SkStorage) == nil &&
+			features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSkStorageGet) == nil,
 	}
 }
 
@@ -95,7 +103,9 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 		return nil, err
 	}
 	feats := ProbeFeatures()
-	log.Info("kernel features", zap.Bool(logfield.SetRetval, feats.SetRetval))
+	feats.SockStorage = feats.SockStorage && !cfg.NoSockStorage
+	log.Info("kernel features", zap.Bool(logfield.SetRetval, feats.SetRetval),
+		zap.Bool(logfield.CurrentTask, feats.CurrentTask), zap.Bool(logfield.SockStorage, feats.SockStorage))
 	if d.progs, err = loadPrograms(m, feats); err != nil {
 		d.Close()
 		return nil, err

@@ -44,6 +44,9 @@ func loadPrograms(m *lbmap.Maps, feats Features) (programs, error) {
 	if err := spec.Variables[sockVarCfgMonitorTask].Set(boolWord(feats.CurrentTask)); err != nil {
 		return nil, fmt.Errorf("configure the socket object: %w", err)
 	}
+	if err := spec.Variables[sockVarCfgHaveSkStorage].Set(boolWord(feats.SockStorage)); err != nil {
+		return nil, fmt.Errorf("configure the socket object: %w", err)
+	}
 	var objs sockPrograms
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: replacements(spec, m)}); err != nil {
 		var verr *ebpf.VerifierError

@@ -26,6 +26,7 @@ const (
 	sockMapLbServices       = "lb_services"
 	sockMapLbSockBackend    = "lb_sock_backend"
 	sockMapLbSockRevNat     = "lb_sock_rev_nat"
+	sockMapLbSockStorage    = "lb_sock_storage"
 	sockProgConnect4        = "connect4"
 	sockProgConnect6        = "connect6"
 	sockProgGetpeername4    = "getpeername4"
@@ -35,6 +36,7 @@ const (
 	sockProgSendmsg4        = "sendmsg4"
 	sockProgSendmsg6        = "sendmsg6"
 	sockVarCfgHaveSetRetval = "cfg_have_set_retval"
+	sockVarCfgHaveSkStorage = "cfg_have_sk_storage"
 	sockVarCfgMonitorTask   = "cfg_monitor_task"
 )
 
@@ -104,6 +106,7 @@ type sockMapSpecs struct {
 	LbServices      *ebpf.MapSpec `ebpf:"lb_services"`
 	LbSockBackend   *ebpf.MapSpec `ebpf:"lb_sock_backend"`
 	LbSockRevNat    *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage   *ebpf.MapSpec `ebpf:"lb_sock_storage"`
 }
 
 // sockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -111,6 +114,7 @@ type sockMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockVariableSpecs struct {
 	CfgHaveSetRetval *ebpf.VariableSpec `ebpf:"cfg_have_set_retval"`
+	CfgHaveSkStorage *ebpf.VariableSpec `ebpf:"cfg_have_sk_storage"`
 	CfgMonitorTask   *ebpf.VariableSpec `ebpf:"cfg_monitor_task"`
 }
 
@@ -144,6 +148,7 @@ type sockMaps struct {
 	LbServices      *ebpf.Map `ebpf:"lb_services"`
 	LbSockBackend   *ebpf.Map `ebpf:"lb_sock_backend"`
 	LbSockRevNat    *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage   *ebpf.Map `ebpf:"lb_sock_storage"`
 }
 
 func (m *sockMaps) Close() error {
@@ -158,6 +163,7 @@ func (m *sockMaps) Close() error {
 		m.LbServices,
 		m.LbSockBackend,
 		m.LbSockRevNat,
+		m.LbSockStorage,
 	)
 }
 
@@ -166,6 +172,7 @@ func (m *sockMaps) Close() error {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockVariables struct {
 	CfgHaveSetRetval *ebpf.Variable `ebpf:"cfg_have_set_retval"`
+	CfgHaveSkStorage *ebpf.Variable `ebpf:"cfg_have_sk_storage"`
 	CfgMonitorTask   *ebpf.Variable `ebpf:"cfg_monitor_task"`
 }
 

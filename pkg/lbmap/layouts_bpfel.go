@@ -223,6 +223,20 @@ type layoutsLbSockRevNatValue struct {
 	ServiceId uint32
 }
 
+type layoutsLbSockState struct {
+	_            structs.HostLayout
+	RevAddr      [16]uint8
+	RevPort      uint16
+	RevProto     uint8
+	Pad          uint8
+	RevServiceId uint32
+	Vip          [16]uint8
+	VipPort      uint16
+	VipProto     uint8
+	Pad2         uint8
+	Backend      layoutsLbSockBackendValue
+}
+
 type layoutsLbSourceRangeKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -234,21 +248,23 @@ type layoutsLbSourceRangeKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	layoutsMapLbBackends      = "lb_backends"
-	layoutsMapLbCounters      = "lb_counters"
-	layoutsMapLbMaglev        = "lb_maglev"
-	layoutsMapLbMonitorConfig = "lb_monitor_config"
-	layoutsMapLbMonitorDrops  = "lb_monitor_drops"
-	layoutsMapLbMonitorEvents = "lb_monitor_events"
-	layoutsMapLbNat           = "lb_nat"
-	layoutsMapLbNodeConfig    = "lb_node_config"
-	layoutsMapLbRevNat        = "lb_rev_nat"
-	layoutsMapLbServiceNames  = "lb_service_names"
-	layoutsMapLbServices      = "lb_services"
-	layoutsMapLbSockBackend   = "lb_sock_backend"
-	layoutsMapLbSockRevNat    = "lb_sock_rev_nat"
-	layoutsMapLbSourceRanges  = "lb_source_ranges"
-	layoutsVarCfgMonitorTask  = "cfg_monitor_task"
+	layoutsMapLbBackends       = "lb_backends"
+	layoutsMapLbCounters       = "lb_counters"
+	layoutsMapLbMaglev         = "lb_maglev"
+	layoutsMapLbMonitorConfig  = "lb_monitor_config"
+	layoutsMapLbMonitorDrops   = "lb_monitor_drops"
+	layoutsMapLbMonitorEvents  = "lb_monitor_events"
+	layoutsMapLbNat            = "lb_nat"
+	layoutsMapLbNodeConfig     = "lb_node_config"
+	layoutsMapLbRevNat         = "lb_rev_nat"
+	layoutsMapLbServiceNames   = "lb_service_names"
+	layoutsMapLbServices       = "lb_services"
+	layoutsMapLbSockBackend    = "lb_sock_backend"
+	layoutsMapLbSockRevNat     = "lb_sock_rev_nat"
+	layoutsMapLbSockStorage    = "lb_sock_storage"
+	layoutsMapLbSourceRanges   = "lb_source_ranges"
+	layoutsVarCfgHaveSkStorage = "cfg_have_sk_storage"
+	layoutsVarCfgMonitorTask   = "cfg_monitor_task"
 )
 
 // loadLayouts returns the embedded CollectionSpec for layouts.
@@ -312,6 +328,7 @@ type layoutsMapSpecs struct {
 	LbServices      *ebpf.MapSpec `ebpf:"lb_services"`
 	LbSockBackend   *ebpf.MapSpec `ebpf:"lb_sock_backend"`
 	LbSockRevNat    *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage   *ebpf.MapSpec `ebpf:"lb_sock_storage"`
 	LbSourceRanges  *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 }
 
@@ -319,7 +336,8 @@ type layoutsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type layoutsVariableSpecs struct {
-	CfgMonitorTask *ebpf.VariableSpec `ebpf:"cfg_monitor_task"`
+	CfgHaveSkStorage *ebpf.VariableSpec `ebpf:"cfg_have_sk_storage"`
+	CfgMonitorTask   *ebpf.VariableSpec `ebpf:"cfg_monitor_task"`
 }
 
 // layoutsObjects contains all objects after they have been loaded into the kernel.
@@ -355,6 +373,7 @@ type layoutsMaps struct {
 	LbServices      *ebpf.Map `ebpf:"lb_services"`
 	LbSockBackend   *ebpf.Map `ebpf:"lb_sock_backend"`
 	LbSockRevNat    *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage   *ebpf.Map `ebpf:"lb_sock_storage"`
 	LbSourceRanges  *ebpf.Map `ebpf:"lb_source_ranges"`
 }
 
@@ -373,6 +392,7 @@ func (m *layoutsMaps) Close() error {
 		m.LbServices,
 		m.LbSockBackend,
 		m.LbSockRevNat,
+		m.LbSockStorage,
 		m.LbSourceRanges,
 	)
 }
@@ -381,7 +401,8 @@ func (m *layoutsMaps) Close() error {
 //
 // It can be passed to loadLayoutsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type layoutsVariables struct {
-	CfgMonitorTask *ebpf.Variable `ebpf:"cfg_monitor_task"`
+	CfgHaveSkStorage *ebpf.Variable `ebpf:"cfg_have_sk_storage"`
+	CfgMonitorTask   *ebpf.Variable `ebpf:"cfg_monitor_task"`
 }
 
 // layoutsPrograms contains all programs after they have been loaded into the kernel.

@@ -31,6 +31,9 @@ type Maps struct {
 	MonitorEvents *ebpf.Map
 	MonitorConfig *ebpf.Map
 	MonitorDrops  *ebpf.Map
+	// SockStorage is the socket-local storage (lb_sock_state) of each
+	// translated socket, where the kernel has it.
+	SockStorage *ebpf.Map
 }
 
 // LoadSpec reads the layouts object: every map of every socklb program and
@@ -115,6 +118,7 @@ func fromObjects(m *layoutsMaps) *Maps {
 		MonitorEvents: m.LbMonitorEvents,
 		MonitorConfig: m.LbMonitorConfig,
 		MonitorDrops:  m.LbMonitorDrops,
+		SockStorage:   m.LbSockStorage,
 	}
 }
 
@@ -138,6 +142,7 @@ func (m *Maps) ByName() map[string]*ebpf.Map {
 		MonitorEventsMap: m.MonitorEvents,
 		MonitorConfigMap: m.MonitorConfig,
 		MonitorDropsMap:  m.MonitorDrops,
+		SockStorageMap:   m.SockStorage,
 	}
 }
 
@@ -176,6 +181,7 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{MonitorEventsMap, &m.MonitorEvents},
 		{MonitorConfigMap, &m.MonitorConfig},
 		{MonitorDropsMap, &m.MonitorDrops},
+		{SockStorageMap, &m.SockStorage},
 	} {
 		path := filepath.Join(pinDir, pin.name)
 		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})

@@ -17,6 +17,12 @@ const (
 	MonitorDropsMap  = layoutsMapLbMonitorDrops
 )
 
+// SockStorageMap is the socket-local storage of lib/sock_state.h.
+const SockStorageMap = layoutsMapLbSockStorage
+
+// SockState is struct lb_sock_state, one socket's socket-local storage.
+type SockState = layoutsLbSockState
+
 const (
 	VerdictTranslated  = layoutsLbMonitorVerdictLB_MONITOR_TRANSLATED
 	VerdictNoEndpoints = layoutsLbMonitorVerdictLB_MONITOR_NO_ENDPOINTS

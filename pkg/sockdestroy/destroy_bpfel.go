@@ -16,8 +16,13 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	destroyMapLbSockDestroy   = "lb_sock_destroy"
-	destroyProgSockDestroyUdp = "sock_destroy_udp"
+	destroyMapLbSockBackend    = "lb_sock_backend"
+	destroyMapLbSockDestroy    = "lb_sock_destroy"
+	destroyMapLbSockRevNat     = "lb_sock_rev_nat"
+	destroyMapLbSockStorage    = "lb_sock_storage"
+	destroyProgSockDestroyUdp  = "sock_destroy_udp"
+	destroyProgSockListUdp     = "sock_list_udp"
+	destroyVarCfgHaveSkStorage = "cfg_have_sk_storage"
 )
 
 // loadDestroy returns the embedded CollectionSpec for destroy.
@@ -63,19 +68,24 @@ type destroySpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type destroyProgramSpecs struct {
 	SockDestroyUdp *ebpf.ProgramSpec `ebpf:"sock_destroy_udp"`
+	SockListUdp    *ebpf.ProgramSpec `ebpf:"sock_list_udp"`
 }
 
 // destroyMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type destroyMapSpecs struct {
+	LbSockBackend *ebpf.MapSpec `ebpf:"lb_sock_backend"`
 	LbSockDestroy *ebpf.MapSpec `ebpf:"lb_sock_destroy"`
+	LbSockRevNat  *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage *ebpf.MapSpec `ebpf:"lb_sock_storage"`
 }
 
 // destroyVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type destroyVariableSpecs struct {
+	CfgHaveSkStorage *ebpf.VariableSpec `ebpf:"cfg_have_sk_storage"`
 }
 
 // destroyObjects contains all objects after they have been loaded into the kernel.
@@ -98,12 +108,18 @@ func (o *destroyObjects) Close() error {
 //
 // It can be passed to loadDestroyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type destroyMaps struct {
+	LbSockBackend *ebpf.Map `ebpf:"lb_sock_backend"`
 	LbSockDestroy *ebpf.Map `ebpf:"lb_sock_destroy"`
+	LbSockRevNat  *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage *ebpf.Map `ebpf:"lb_sock_storage"`
 }
 
 func (m *destroyMaps) Close() error {
 	return _DestroyClose(
+		m.LbSockBackend,
 		m.LbSockDestroy,
+		m.LbSockRevNat,
+		m.LbSockStorage,
 	)
 }
 
@@ -111,6 +127,7 @@ func (m *destroyMaps) Close() error {
 //
 // It can be passed to loadDestroyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type destroyVariables struct {
+	CfgHaveSkStorage *ebpf.Variable `ebpf:"cfg_have_sk_storage"`
 }
 
 // destroyPrograms contains all programs after they have been loaded into the kernel.
@@ -118,11 +135,13 @@ type destroyVariables struct {
 // It can be passed to loadDestroyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type destroyPrograms struct {
 	SockDestroyUdp *ebpf.Program `ebpf:"sock_destroy_udp"`
+	SockListUdp    *ebpf.Program `ebpf:"sock_list_udp"`
 }
 
 func (p *destroyPrograms) Close() error {
 	return _DestroyClose(
 		p.SockDestroyUdp,
+		p.SockListUdp,
 	)
 }
 

@@ -93,7 +93,12 @@ func aborted(t *testing.T, s udpSocket) bool {
 // and peer or by peer alone (cookie 0), and never an unconnected one.
 func TestDestroy(t *testing.T) {
 	sandbox.Require(t)
-	d, err := Load()
+	maps, err := lbmap.Create("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { maps.Close() })
+	d, err := Load(maps)
 	if errors.Is(Supported(), ebpf.ErrNotSupported) {
 		// The documented fallback: Load says so, and the agent does nothing.
 		if !errors.Is(err, ebpf.ErrNotSupported) {

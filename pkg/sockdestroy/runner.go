@@ -24,7 +24,7 @@ type Runner struct {
 // bpf_sock_destroy it says once, at info level, what socklb cannot do, and
 // returns a runner that does nothing; any other failure is an error.
 func NewRunner(maps *lbmap.Maps, log *zap.Logger) (*Runner, error) {
-	d, err := Load()
+	d, err := Load(maps)
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		log.Info("connected UDP sockets to removed backends are not destroyed: they keep sending to the old backend until the application reconnects",
 			zap.String(logfield.Reason, err.Error()))
@@ -79,6 +79,15 @@ func (r *Runner) staleSockets(state *desired.State) ([]lbmap.SockKey, error) {
 	keys, values, err := lbmap.Dump[lbmap.SockKey, lbmap.SockRevNat](r.maps.SockRevNat)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", lbmap.SockRevNatMap, err)
+	}
+	// Connected sockets keep their entry in socket-local storage where the
+	// kernel has it: the iterator lists those.
+	listed, err := r.d.List()
+	for _, l := range listed {
+		keys, values = append(keys, l.Key), append(values, l.Value)
+	}
+	if err != nil {
+		r.log.Warn("list connected UDP sockets", zap.Error(err))
 	}
 	ids, fes, err := lbmap.Dump[uint32, lbmap.RevNat](r.maps.RevNat)
 	if err != nil {

@@ -81,7 +81,7 @@ bench-propagation: deps build k8s-binaries
 	$(GO) test -tags cluster -run '^$$' -bench Propagation -benchtime 1x -timeout 60m ./tests/cluster/
 
 bench: deps build
-	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4' -benchtime 2000x ./tests/e2e/
+	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4|SocketState' -benchtime 2000x ./tests/e2e/
 	$(GO) test -run '^$$' -bench NodePortRequestRate -benchtime 1x ./tests/e2e/
 	$(GO) test -run '^$$' -bench 'ColdStart30000|OneFileChange30000' -benchtime 1x -timeout 20m ./pkg/source/dir/
 

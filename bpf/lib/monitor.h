@@ -15,6 +15,9 @@
 #include "lb_types.h"
 
 #define LB_MONITOR_RING_SIZE (1 << 20) /* about 8,000 events */
+/* The reader is woken once this much is waiting, not per event: a wakeup
+ * costs the hook 10 µs or more. The reader also polls every 100 ms. */
+#define LB_MONITOR_WAKEUP_BYTES (64 << 10)
 
 /* lb_monitor_event.verdict: what the hook did. */
 enum lb_monitor_verdict : __u8 {
@@ -151,7 +154,8 @@ static __always_inline void monitor_sock(struct bpf_sock_addr *ctx, int v6, int 
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 	else
 		__builtin_memset(e->comm, 0, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&lb_monitor_events, BPF_RB_AVAIL_DATA) >= LB_MONITOR_WAKEUP_BYTES ?
+				  BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 #endif /* SOCKLB_LIB_MONITOR_H */

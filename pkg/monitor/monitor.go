@@ -156,14 +156,26 @@ func (m *Monitor) Interrupt() { m.reader.Close() }
 // ErrStopped is what Next returns once Interrupt was called.
 var ErrStopped = errors.New("the monitor was stopped")
 
+// pollInterval bounds how long an event waits to be read: the hooks wake
+// the reader only once much is waiting (bpf/lib/monitor.h).
+const pollInterval = 100 * time.Millisecond
+
 // Next waits for the next decision.
 func (m *Monitor) Next() (Event, error) {
-	rec, err := m.reader.Read()
-	if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
-		return Event{}, ErrStopped
-	}
-	if err != nil {
-		return Event{}, err
+	var rec ringbuf.Record
+	for {
+		m.reader.SetDeadline(time.Now().Add(pollInterval))
+		err := m.reader.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			return Event{}, ErrStopped
+		}
+		if err != nil {
+			return Event{}, err
+		}
+		break
 	}
 	var raw lbmap.MonitorEvent
 	if err := decode(rec.RawSample, &raw); err != nil {

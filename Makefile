@@ -28,8 +28,9 @@ deps:
 	$(GO) mod download
 
 # Regenerates the bpf2go output (committed, so `go build` needs no clang):
-# the layouts object in pkg/lbmap, the program objects in pkg/datapath.
-BPF2GO_PKGS := ./pkg/lbmap/ ./pkg/datapath/
+# the layouts object in pkg/lbmap, the program objects in pkg/datapath, the
+# socket-destroying iterator in pkg/sockdestroy.
+BPF2GO_PKGS := ./pkg/lbmap/ ./pkg/datapath/ ./pkg/sockdestroy/
 generate: deps
 	$(GO) generate $(BPF2GO_PKGS)
 
@@ -118,7 +119,7 @@ bench-propagation: deps build k8s-binaries
 	$(GO) test -tags cluster -run '^$$' -bench Propagation -benchtime 1x -timeout 60m ./tests/cluster/
 
 bench: deps build
-	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4' -benchtime 2000x ./tests/e2e/
+	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4|SocketState' -benchtime 2000x ./tests/e2e/
 	$(GO) test -run '^$$' -bench NodePortRequestRate -benchtime 1x ./tests/e2e/
 	$(GO) test -run '^$$' -bench 'ColdStart30000|OneFileChange30000' -benchtime 1x -timeout 20m ./pkg/source/dir/
 

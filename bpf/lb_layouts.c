@@ -12,6 +12,9 @@
 #include "lib/lb_maps.h"
 #include "lib/sock_maps.h"
 #include "lib/nodeport_maps.h"
+#include "lib/maglev_maps.h"
+#include "lib/monitor.h"
+#include "lib/sock_state.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -20,4 +23,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 __attribute__((noinline)) int lb_layouts_reason(enum lb_reason reason)
 {
 	return reason;
+}
+
+/* Likewise for the monitor's event, which only a ring buffer carries. */
+__attribute__((noinline)) int lb_layouts_monitor_event(struct lb_monitor_event *e)
+{
+	return e->pid;
 }

@@ -34,6 +34,7 @@
 #include "lib/nodeport_maps.h"
 #include "lib/pkt.h"
 #include "lib/csum.h"
+#include "lib/maglev.h"
 
 #define AF_INET  2
 #define AF_INET6 10
@@ -427,7 +428,7 @@ flow_create(const struct lb_pkt *p, const struct lb_service_key *key,
 		addr_store(akey.client, &p->t.saddr);
 		backend = lb_select_affine(key, master, &akey, &backend_id, &slot, &reason);
 	} else {
-		backend = lb_select_backend(key, master, &backend_id, &slot, &reason);
+		backend = maglev_select_backend(fkey, key, master, &backend_id, &slot, &reason);
 	}
 	if (!backend)
 		return master->flags & LB_SVC_F_EXT_LOCAL ? LB_REASON_NO_LOCAL_BACKEND : reason;

@@ -18,6 +18,8 @@
 #include "lib/addr.h"
 #include "lib/lb.h"
 #include "lib/sock_maps.h"
+#include "lib/monitor.h"
+#include "lib/sock_state.h"
 
 #define SYS_REJECT  0
 #define SYS_PROCEED 1
@@ -107,7 +109,7 @@ static __always_inline int sock_frontend_key(struct bpf_sock_addr *ctx, int v6,
 /* The backend an unconnected UDP socket was given for this frontend, while
  * its slot still holds it and is in the set the datapath picks from now. */
 static __always_inline struct lb_backend *
-sock_remembered_backend(const struct lb_sock_key *skey,
+sock_remembered_backend(struct bpf_sock_addr *ctx, const struct lb_sock_key *skey,
 			const struct lb_service_key *key,
 			const struct lb_service_value *master,
 			__u32 *backend_id, __u16 *slot)
@@ -115,7 +117,7 @@ sock_remembered_backend(const struct lb_sock_key *skey,
 	struct lb_sock_backend_value *sb;
 	struct lb_service_value *entry;
 
-	sb = bpf_map_lookup_elem(&lb_sock_backend, skey);
+	sb = sock_state_backend(ctx, skey);
 	if (!sb || sb->service_id != master->service_id ||
 	    !lb_slot_in_use(master, sb->slot))
 		return NULL;
@@ -125,20 +127,6 @@ sock_remembered_backend(const struct lb_sock_key *skey,
 	*backend_id = sb->backend_id;
 	*slot = sb->slot;
 	return lb_lookup_backend(*backend_id);
-}
-
-/* Records which frontend the socket reached through backend skey, unless
- * the entry already says so: a hash update costs far more than a lookup, and
- * every datagram of a UDP socket comes here. */
-static __always_inline int sock_update_rev_nat(const struct lb_sock_key *skey,
-					       __u32 service_id)
-{
-	struct lb_sock_rev_nat_value *cur, val = {.service_id = service_id};
-
-	cur = bpf_map_lookup_elem(&lb_sock_rev_nat, skey);
-	if (cur && cur->service_id == service_id)
-		return 0;
-	return bpf_map_update_elem(&lb_sock_rev_nat, skey, &val, BPF_ANY);
 }
 
 static __always_inline void sock_key_init(struct lb_sock_key *skey, __u64 cookie,
@@ -169,7 +157,7 @@ sock_xlate_fwd(struct bpf_sock_addr *ctx, int v6, int udp_sendmsg,
 
 	if (udp_sendmsg) {
 		sock_key_init(&vip_key, cookie, key->addr, key->port, key->proto);
-		backend = sock_remembered_backend(&vip_key, key, master, &backend_id, &slot);
+		backend = sock_remembered_backend(ctx, &vip_key, key, master, &backend_id, &slot);
 		remembered = backend != NULL;
 	}
 	if (master->flags & LB_SVC_F_AFFINITY) {
@@ -196,12 +184,12 @@ sock_xlate_fwd(struct bpf_sock_addr *ctx, int v6, int udp_sendmsg,
 			.service_id = master->service_id,
 			.slot = slot,
 		};
-		if (bpf_map_update_elem(&lb_sock_backend, &vip_key, &sb, BPF_ANY))
+		if (sock_state_set_backend(ctx, &vip_key, &sb))
 			lb_count(LB_REASON_SOCK_MAP_WRITE);
 	}
 	sock_key_init(&backend_key, cookie, backend->addr, backend->port, key->proto);
 	/* Best effort: without it only getpeername/recvfrom show the backend. */
-	if (sock_update_rev_nat(&backend_key, master->service_id))
+	if (sock_state_set_rev_nat(ctx, &backend_key, master->service_id, udp_sendmsg))
 		lb_count(LB_REASON_SOCK_MAP_WRITE);
 
 	ctx_set_dst(ctx, v6, &baddr);
@@ -213,8 +201,8 @@ sock_xlate_fwd(struct bpf_sock_addr *ctx, int v6, int udp_sendmsg,
 static __always_inline void sock_xlate_rev(struct bpf_sock_addr *ctx, int v6)
 {
 	struct lb_sock_key skey = {};
-	struct lb_sock_rev_nat_value *rnat;
 	struct lb_rev_nat_value *vip;
+	__u32 service_id;
 	union lb_addr src;
 	__u8 proto;
 
@@ -228,10 +216,10 @@ static __always_inline void sock_xlate_rev(struct bpf_sock_addr *ctx, int v6)
 	skey.port = ctx_get_port(ctx);
 	skey.proto = proto;
 
-	rnat = bpf_map_lookup_elem(&lb_sock_rev_nat, &skey);
-	if (!rnat)
+	service_id = sock_state_rev_nat(ctx, &skey);
+	if (!service_id)
 		return;
-	vip = bpf_map_lookup_elem(&lb_rev_nat, &rnat->service_id);
+	vip = bpf_map_lookup_elem(&lb_rev_nat, &service_id);
 	if (!vip)
 		return; /* the Service is gone: the backend is the truth now */
 
@@ -287,6 +275,7 @@ static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6, int udp_s
 	}
 	reason = sock_xlate_fwd(ctx, v6, udp_sendmsg, &key, master);
 	lb_count(reason);
+	monitor_sock(ctx, v6, udp_sendmsg, &key, master, reason);
 	return verdict(reason);
 }
 

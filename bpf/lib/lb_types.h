@@ -201,4 +201,19 @@ struct lb_sock_backend_value {
 	__u16 pad;
 };
 
+/* sock_state: one socket's state in socket-local storage (lib/sock_state.h).
+ * A proto of 0 marks a part not used yet. */
+struct lb_sock_state {
+	__u8   rev_addr[16]; /* the backend a connect sent the socket to */
+	__be16 rev_port;
+	__u8   rev_proto;
+	__u8   pad;
+	__u32  rev_service_id;
+	__u8   vip[16];      /* the VIP an unconnected UDP socket sends to */
+	__be16 vip_port;
+	__u8   vip_proto;
+	__u8   pad2;
+	struct lb_sock_backend_value backend; /* and the backend it was given */
+};
+
 #endif /* SOCKLB_LIB_LB_TYPES_H */

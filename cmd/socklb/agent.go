@@ -23,6 +23,8 @@ import (
 	"github.com/socklb/socklb/pkg/healthcheck"
 	"github.com/socklb/socklb/pkg/lbmap"
 	"github.com/socklb/socklb/pkg/logfield"
+	"github.com/socklb/socklb/pkg/maglev"
+	"github.com/socklb/socklb/pkg/sockdestroy"
 	"github.com/socklb/socklb/pkg/source"
 	"github.com/socklb/socklb/pkg/source/dir"
 	"github.com/socklb/socklb/pkg/source/k8s"
@@ -30,19 +32,20 @@ import (
 )
 
 type agentFlags struct {
-	node       nodeFlags
-	northSouth northSouthFlags
-	fromDir    string
-	dirOptions dir.Options
-	kubeconfig string
-	nodeName   string
-	zone       string
-	nodeIPs    []string
-	// serviceCIDRs: --service-cidr.
-	serviceCIDRs []string
+	node         nodeFlags
+	northSouth   northSouthFlags
+	maglev       maglevFlags
+	fromDir      string
+	dirOptions   dir.Options
+	kubeconfig   string
+	nodeName     string
+	zone         string
+	nodeIPs      []string
+	serviceCIDRs []string // --service-cidr
 	logLevel     string
 	mapSizes     lbmap.Sizes
 	serve        serveFlags
+	sockStorage  bool // --socket-storage
 }
 
 func newAgentCommand() *cobra.Command {
@@ -60,6 +63,7 @@ func newAgentCommand() *cobra.Command {
 	f.node.register(cmd)
 	f.northSouth.register(cmd)
 	f.serve.register(cmd)
+	f.maglev.register(cmd)
 	cmd.Flags().StringVar(&f.fromDir, "from-dir", "", "standalone mode: read Services, EndpointSlices and Endpoints from the YAML files in this directory")
 	cmd.Flags().Int64Var(&f.dirOptions.MaxFileSize, "max-file-size", dir.DefaultMaxFileSize, "standalone mode: the largest file read from --from-dir, in bytes; a larger one is refused with a log line")
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "cluster mode: kubeconfig of the API server (default: the in-cluster config when running in a pod)")
@@ -68,6 +72,7 @@ func newAgentCommand() *cobra.Command {
 	cmd.Flags().StringSliceVar(&f.nodeIPs, "node-ip", nil, "standalone mode: this node's addresses, repeated or comma-separated, as a Node's InternalIPs (default: none)")
 	cmd.Flags().StringSliceVar(&f.serviceCIDRs, "service-cidr", nil, "CIDRs ClusterIPs are allocated from, repeated or comma-separated: a connect to an address in one that no Service holds is refused at once (in a cluster the ServiceCIDR objects add theirs; default: none)")
 	cmd.Flags().Uint32Var(&f.mapSizes.Services, "map-size-services", 0, "entries of the services map (a frontend takes one per backend plus one), set when the map is created; changing it needs `socklb cleanup` (default: the size of the pinned map, else 262144)")
+	cmd.Flags().BoolVar(&f.sockStorage, "socket-storage", true, "keep per-socket state (reverse NAT, an unconnected UDP socket's backend) in socket-local storage where the kernel has it; false: in the LRU maps only")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
@@ -91,6 +96,9 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := f.maglev.apply(&opts); err != nil {
+		return err
+	}
 	serviceCIDRs, err := parsePrefixes("--service-cidr", f.serviceCIDRs)
 	if err != nil {
 		return err
@@ -112,7 +120,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	}
 
 	mode := datapath.XDPMode(f.northSouth.xdpMode)
-	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup, Devices: f.northSouth.devices, XDPMode: mode, MapSizes: f.mapSizes}, log.Named("datapath"))
+	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup, Devices: f.northSouth.devices, XDPMode: mode, MapSizes: f.mapSizes, NoSockStorage: !f.sockStorage}, log.Named("datapath"))
 	if err != nil {
 		return err
 	}
@@ -139,6 +147,16 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		if err := health.Sync(healthChecksOf(state)); err != nil {
 			log.Error("serve health checks", zap.Error(err))
 		}
+	}
+	stale, err := sockdestroy.NewRunner(dp.Maps, log.Named("sockdestroy"))
+	if err != nil {
+		return err
+	}
+	defer stale.Close()
+	tables := maglev.NewWriter(dp.Maps, f.maglev.tableSize, log.Named("maglev"))
+	cfg.AfterSyncResult = func(state *desired.State, res syncer.Result) {
+		stale.AfterSync(state, res)
+		tables.AfterSync(state, res)
 	}
 	if client != nil {
 		record, stop := problemEvents(client, nodeName, log.Named("events"))

@@ -41,7 +41,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCommand(), newInspectCommand(), newCleanupCommand(), newVersionCommand())
+	root.AddCommand(newAgentCommand(), newInspectCommand(), newCleanupCommand(), newVersionCommand(), newMonitorCommand())
 	return root
 }
 

@@ -52,6 +52,9 @@ type Config struct {
 	// AfterSync, when set, is called with the desired state after every
 	// sync that succeeded: what else follows the state (health checks).
 	AfterSync func(*desired.State)
+	// AfterSyncResult, when set, is called like AfterSync with what the
+	// sync did too: what acts on changes (stale UDP sockets).
+	AfterSyncResult func(*desired.State, syncer.Result)
 	// OnProblem, when set, is called once for each new problem with an
 	// object (an Event in a cluster); every problem is logged anyway.
 	OnProblem func(*desired.ObjectError)
@@ -322,6 +325,9 @@ func (a *Agent) syncOnce(full bool) error {
 	a.lastFailed = err != nil
 	if err == nil && a.cfg.AfterSync != nil {
 		a.cfg.AfterSync(a.desired.State())
+	}
+	if err == nil && a.cfg.AfterSyncResult != nil {
+		a.cfg.AfterSyncResult(a.desired.State(), stats)
 	}
 	took := time.Since(start)
 	a.report(SyncReport{Full: full, Took: took, Err: err, Result: stats, State: a.desired.State()})

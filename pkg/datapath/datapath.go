@@ -26,6 +26,9 @@ type Config struct {
 	XDPMode XDPMode // native (default) or generic
 	// MapSizes overrides map capacities when the maps are created.
 	MapSizes lbmap.Sizes
+	// NoSockStorage keeps per-socket state in the LRU maps even where the
+	// kernel has socket-local storage (to compare the two).
+	NoSockStorage bool
 }
 
 // Datapath is the maps, the programs using them and the links attaching
@@ -74,6 +77,7 @@ func Load(cfg Config, log *zap.Logger) (*Datapath, error) {
 		return nil, err
 	}
 	feats := ReportFeatures(log)
+	feats.SockStorage = feats.SockStorage && !cfg.NoSockStorage
 	if d.progs, err = loadPrograms(m, feats); err != nil {
 		d.Close()
 		return nil, err

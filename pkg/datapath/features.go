@@ -25,7 +25,12 @@ type Features struct {
 	SetRetval   bool // connect() can be refused with ECONNREFUSED rather than EPERM
 	TCX         bool // tc programs attach through tcx links
 	SockDestroy bool // the bpf_sock_destroy kfunc exists
-	SkStorage   bool // BPF_MAP_TYPE_SK_STORAGE exists
+	// SockStorage: the socket hooks may keep per-socket state in
+	// socket-local storage (BPF_MAP_TYPE_SK_STORAGE) instead of the LRU maps.
+	SockStorage bool
+	// CurrentTask: the socket hooks may read the calling process's pid and
+	// command, which socklb monitor shows.
+	CurrentTask bool
 }
 
 // optionalFeature is a kernel feature socklb can do without.
@@ -43,10 +48,26 @@ var optionalFeatures = []optionalFeature{
 		func(f *Features) { f.SetRetval = true }},
 	{"tcx links", "6.6", "the tc programs attach through a clsact qdisc and a direct-action cls_bpf filter",
 		probeTCX, func(f *Features) { f.TCX = true }},
-	{"the bpf_sock_destroy kfunc", "6.5", "sockets connected to a backend that went away stay connected until the application closes them (socklb does not close them on any kernel yet)",
+	{"the bpf_sock_destroy kfunc", "6.5", "connected UDP sockets sent to a backend that went away are not destroyed: they keep sending to it until the application reconnects",
 		probeSockDestroy, func(f *Features) { f.SockDestroy = true }},
-	{"BPF_MAP_TYPE_SK_STORAGE", "5.2", "the per-socket reverse NAT is an LRU hash keyed by socket cookie (lb_sock_rev_nat), as on every kernel for now",
-		func() error { return features.HaveMapType(ebpf.SkStorage) }, func(f *Features) { f.SkStorage = true }},
+	{"socket-local storage in socket hooks", "5.2", "per-socket state (reverse NAT, an unconnected UDP socket's backend) lives in the LRU maps lb_sock_rev_nat and lb_sock_backend, which other sockets can evict",
+		probeSockStorage, func(f *Features) { f.SockStorage = true }},
+	{"bpf_get_current_pid_tgid and bpf_get_current_comm in socket hooks", "6.1", "socklb monitor shows pid 0 and no command",
+		probeCurrentTask, func(f *Features) { f.CurrentTask = true }},
+}
+
+func probeSockStorage() error {
+	if err := features.HaveMapType(ebpf.SkStorage); err != nil {
+		return err
+	}
+	return features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSkStorageGet)
+}
+
+func probeCurrentTask() error {
+	if err := features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnGetCurrentPidTgid); err != nil {
+		return err
+	}
+	return features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnGetCurrentComm)
 }
 
 // ProbeFeatures asks the kernel which optional features it has.
@@ -79,7 +100,8 @@ func ReportFeatures(log *zap.Logger) Features {
 			zap.String(logfield.Since, "Linux "+o.since), zap.String(logfield.Instead, o.instead))
 	}
 	log.Info("kernel features", zap.Bool(logfield.SetRetval, f.SetRetval), zap.Bool(logfield.TCX, f.TCX),
-		zap.Bool(logfield.SockDestroy, f.SockDestroy), zap.Bool(logfield.SkStorage, f.SkStorage))
+		zap.Bool(logfield.SockDestroy, f.SockDestroy), zap.Bool(logfield.SockStorage, f.SockStorage),
+		zap.Bool(logfield.CurrentTask, f.CurrentTask))
 	return f
 }
 

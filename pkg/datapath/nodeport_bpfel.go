@@ -19,6 +19,7 @@ const (
 	nodeportMapLbAffinity         = "lb_affinity"
 	nodeportMapLbBackends         = "lb_backends"
 	nodeportMapLbCounters         = "lb_counters"
+	nodeportMapLbMaglev           = "lb_maglev"
 	nodeportMapLbNat              = "lb_nat"
 	nodeportMapLbNodeConfig       = "lb_node_config"
 	nodeportMapLbRevNat           = "lb_rev_nat"
@@ -84,6 +85,7 @@ type nodeportMapSpecs struct {
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbNat          *ebpf.MapSpec `ebpf:"lb_nat"`
 	LbNodeConfig   *ebpf.MapSpec `ebpf:"lb_node_config"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
@@ -121,6 +123,7 @@ type nodeportMaps struct {
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
+	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbNat          *ebpf.Map `ebpf:"lb_nat"`
 	LbNodeConfig   *ebpf.Map `ebpf:"lb_node_config"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
@@ -134,6 +137,7 @@ func (m *nodeportMaps) Close() error {
 		m.LbAffinity,
 		m.LbBackends,
 		m.LbCounters,
+		m.LbMaglev,
 		m.LbNat,
 		m.LbNodeConfig,
 		m.LbRevNat,

@@ -41,6 +41,12 @@ func loadPrograms(m *lbmap.Maps, feats Features) (programs, error) {
 	if err := spec.Variables[sockVarCfgHaveSetRetval].Set(haveSetRetval); err != nil {
 		return nil, fmt.Errorf("configure the socket object: %w", err)
 	}
+	if err := spec.Variables[sockVarCfgMonitorTask].Set(boolWord(feats.CurrentTask)); err != nil {
+		return nil, fmt.Errorf("configure the socket object: %w", err)
+	}
+	if err := spec.Variables[sockVarCfgHaveSkStorage].Set(boolWord(feats.SockStorage)); err != nil {
+		return nil, fmt.Errorf("configure the socket object: %w", err)
+	}
 	var objs sockPrograms
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: replacements(spec, m)}); err != nil {
 		var verr *ebpf.VerifierError
@@ -71,6 +77,13 @@ func loadPrograms(m *lbmap.Maps, feats Features) (programs, error) {
 	progs[nodeportProgNodeportTcEgress] = program{prog: np.TCEgress, attachType: ebpf.AttachTCXEgress}
 	progs[nodeportProgNodeportTcIngress] = program{prog: np.TCIngress, attachType: ebpf.AttachTCXIngress}
 	return progs, nil
+}
+
+func boolWord(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // replacements are the maps of m that spec declares, with spec's sizes

@@ -19,12 +19,16 @@ const (
 	sockMapLbAffinity       = "lb_affinity"
 	sockMapLbBackends       = "lb_backends"
 	sockMapLbCounters       = "lb_counters"
+	sockMapLbMonitorConfig  = "lb_monitor_config"
+	sockMapLbMonitorDrops   = "lb_monitor_drops"
+	sockMapLbMonitorEvents  = "lb_monitor_events"
 	sockMapLbRefuse         = "lb_refuse"
 	sockMapLbRevNat         = "lb_rev_nat"
 	sockMapLbServiceNames   = "lb_service_names"
 	sockMapLbServices       = "lb_services"
 	sockMapLbSockBackend    = "lb_sock_backend"
 	sockMapLbSockRevNat     = "lb_sock_rev_nat"
+	sockMapLbSockStorage    = "lb_sock_storage"
 	sockProgConnect4        = "connect4"
 	sockProgConnect6        = "connect6"
 	sockProgGetpeername4    = "getpeername4"
@@ -34,6 +38,8 @@ const (
 	sockProgSendmsg4        = "sendmsg4"
 	sockProgSendmsg6        = "sendmsg6"
 	sockVarCfgHaveSetRetval = "cfg_have_set_retval"
+	sockVarCfgHaveSkStorage = "cfg_have_sk_storage"
+	sockVarCfgMonitorTask   = "cfg_monitor_task"
 )
 
 // loadSock returns the embedded CollectionSpec for sock.
@@ -92,15 +98,19 @@ type sockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockMapSpecs struct {
-	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
-	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
-	LbRefuse       *ebpf.MapSpec `ebpf:"lb_refuse"`
-	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
-	LbServiceNames *ebpf.MapSpec `ebpf:"lb_service_names"`
-	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
-	LbSockBackend  *ebpf.MapSpec `ebpf:"lb_sock_backend"`
-	LbSockRevNat   *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbAffinity      *ebpf.MapSpec `ebpf:"lb_affinity"`
+	LbBackends      *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbCounters      *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbMonitorConfig *ebpf.MapSpec `ebpf:"lb_monitor_config"`
+	LbMonitorDrops  *ebpf.MapSpec `ebpf:"lb_monitor_drops"`
+	LbMonitorEvents *ebpf.MapSpec `ebpf:"lb_monitor_events"`
+	LbRefuse        *ebpf.MapSpec `ebpf:"lb_refuse"`
+	LbRevNat        *ebpf.MapSpec `ebpf:"lb_rev_nat"`
+	LbServiceNames  *ebpf.MapSpec `ebpf:"lb_service_names"`
+	LbServices      *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSockBackend   *ebpf.MapSpec `ebpf:"lb_sock_backend"`
+	LbSockRevNat    *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage   *ebpf.MapSpec `ebpf:"lb_sock_storage"`
 }
 
 // sockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -108,6 +118,8 @@ type sockMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockVariableSpecs struct {
 	CfgHaveSetRetval *ebpf.VariableSpec `ebpf:"cfg_have_set_retval"`
+	CfgHaveSkStorage *ebpf.VariableSpec `ebpf:"cfg_have_sk_storage"`
+	CfgMonitorTask   *ebpf.VariableSpec `ebpf:"cfg_monitor_task"`
 }
 
 // sockObjects contains all objects after they have been loaded into the kernel.
@@ -130,15 +142,19 @@ func (o *sockObjects) Close() error {
 //
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockMaps struct {
-	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
-	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
-	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
-	LbRefuse       *ebpf.Map `ebpf:"lb_refuse"`
-	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
-	LbServiceNames *ebpf.Map `ebpf:"lb_service_names"`
-	LbServices     *ebpf.Map `ebpf:"lb_services"`
-	LbSockBackend  *ebpf.Map `ebpf:"lb_sock_backend"`
-	LbSockRevNat   *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbAffinity      *ebpf.Map `ebpf:"lb_affinity"`
+	LbBackends      *ebpf.Map `ebpf:"lb_backends"`
+	LbCounters      *ebpf.Map `ebpf:"lb_counters"`
+	LbMonitorConfig *ebpf.Map `ebpf:"lb_monitor_config"`
+	LbMonitorDrops  *ebpf.Map `ebpf:"lb_monitor_drops"`
+	LbMonitorEvents *ebpf.Map `ebpf:"lb_monitor_events"`
+	LbRefuse        *ebpf.Map `ebpf:"lb_refuse"`
+	LbRevNat        *ebpf.Map `ebpf:"lb_rev_nat"`
+	LbServiceNames  *ebpf.Map `ebpf:"lb_service_names"`
+	LbServices      *ebpf.Map `ebpf:"lb_services"`
+	LbSockBackend   *ebpf.Map `ebpf:"lb_sock_backend"`
+	LbSockRevNat    *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage   *ebpf.Map `ebpf:"lb_sock_storage"`
 }
 
 func (m *sockMaps) Close() error {
@@ -146,12 +162,16 @@ func (m *sockMaps) Close() error {
 		m.LbAffinity,
 		m.LbBackends,
 		m.LbCounters,
+		m.LbMonitorConfig,
+		m.LbMonitorDrops,
+		m.LbMonitorEvents,
 		m.LbRefuse,
 		m.LbRevNat,
 		m.LbServiceNames,
 		m.LbServices,
 		m.LbSockBackend,
 		m.LbSockRevNat,
+		m.LbSockStorage,
 	)
 }
 
@@ -160,6 +180,8 @@ func (m *sockMaps) Close() error {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockVariables struct {
 	CfgHaveSetRetval *ebpf.Variable `ebpf:"cfg_have_set_retval"`
+	CfgHaveSkStorage *ebpf.Variable `ebpf:"cfg_have_sk_storage"`
+	CfgMonitorTask   *ebpf.Variable `ebpf:"cfg_monitor_task"`
 }
 
 // sockPrograms contains all programs after they have been loaded into the kernel.

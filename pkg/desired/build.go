@@ -158,6 +158,7 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 	ports := b.servicePorts(svc.Ports)
 	ext := b.readExternal(svc, opts)
 	affinity := b.affinityTimeout(svc)
+	maglev := b.lbAlgorithm(svc, opts) == Maglev
 
 	claimed := map[Frontend]FrontendKind{}
 	seenFamily := map[bool]bool{}
@@ -184,7 +185,7 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 				continue // a second clusterIP of one family is invalid; its external frontends are the first's
 			}
 			for _, e := range ext.frontends(p, addr.Is4(), node, opts) {
-				e.Name = name
+				e.Name, e.Maglev = name, maglev
 				e.AffinityTimeout = affinity
 				ext.chooseBackends(e, cats)
 				b.claim(claimed, p, endpoints, e)

@@ -27,6 +27,9 @@ type Options struct {
 	// SNATPorts is the inclusive range of source ports flows to remote
 	// backends are SNATed to; zero means DefaultSNATPorts.
 	SNATPorts [2]uint16
+	// LBAlgorithm is the algorithm of Services without the
+	// socklb.io/lb-algorithm annotation; the zero value is Random.
+	LBAlgorithm LBAlgorithm
 }
 
 // DefaultSNATPorts lies above the default ip_local_port_range

@@ -185,6 +185,10 @@ type FrontendEntry struct {
 	// (LoadBalancer frontends only), masked, without duplicates, sorted:
 	// outside clients from elsewhere are dropped. Empty: every client.
 	SourceRanges []netip.Prefix
+	// Maglev: outside clients' new flows pick a backend by Maglev
+	// consistent hashing (NodePort, LoadBalancer and ExternalIP frontends
+	// of a Service whose algorithm is Maglev).
+	Maglev bool
 }
 
 // State is the whole desired state, keyed exactly like the datapath's

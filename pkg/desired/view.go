@@ -49,6 +49,8 @@ type ServiceView struct {
 	// when unset, as in files written by hand: the API's default applies).
 	AffinityClientIP bool
 	AffinityTimeout  int32
+	// LBAlgorithm is the socklb.io/lb-algorithm annotation, "" when unset.
+	LBAlgorithm string
 }
 
 // ServicePortView is what the builder reads of one Service port. The
@@ -84,6 +86,7 @@ func ServiceViewOf(svc *corev1.Service) ServiceView {
 	}
 	v.ExternalPolicyLocal = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	v.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
+	v.LBAlgorithm = svc.Annotations[LBAlgorithmAnnotation]
 	for _, r := range svc.Spec.LoadBalancerSourceRanges {
 		v.LoadBalancerSourceRanges = append(v.LoadBalancerSourceRanges, strings.TrimSpace(r))
 	}

@@ -59,9 +59,27 @@ func (r RevNat) AddrPort() netip.AddrPort {
 	return netip.AddrPortFrom(addrFrom16(r.Addr), portFromNet(r.Port))
 }
 
+// NewSockKey is the per-socket key of the socket with cookie and addr.
+func NewSockKey(cookie uint64, addr netip.AddrPort, proto uint8) SockKey {
+	return SockKey{Cookie: cookie, Addr: addrTo16(addr.Addr()), Port: portToNet(addr.Port()), Proto: proto}
+}
+
 // AddrPort is the address in a per-socket key, unmapped.
 func (k SockKey) AddrPort() netip.AddrPort {
 	return netip.AddrPortFrom(addrFrom16(k.Addr), portFromNet(k.Port))
+}
+
+// FrontendAddr and BackendAddr are a monitor event's frontend and backend,
+// unmapped; the backend is invalid for a refused connect.
+func (e MonitorEvent) FrontendAddr() netip.AddrPort {
+	return netip.AddrPortFrom(addrFrom16(e.Frontend), portFromNet(e.FrontendPort))
+}
+
+func (e MonitorEvent) BackendAddr() netip.AddrPort {
+	if e.Backend == [16]uint8{} {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(addrFrom16(e.Backend), portFromNet(e.BackendPort))
 }
 
 // NewServiceName stores name, cut to the map's fixed size.

@@ -49,6 +49,7 @@ const (
 	SourceRangesMap = layoutsMapLbSourceRanges
 	RefuseMap       = layoutsMapLbRefuse
 	AffinityMap     = layoutsMapLbAffinity
+	MaglevMap       = layoutsMapLbMaglev
 )
 
 // DefaultPinDir is where a node's agent pins its maps and links.

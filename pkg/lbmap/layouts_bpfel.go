@@ -91,6 +91,48 @@ type layoutsLbFlowKey struct {
 	Pad   [2]uint8
 }
 
+type layoutsLbMonitorCfg struct {
+	_       structs.HostLayout
+	Enabled uint32
+	Pad     uint32
+}
+
+type layoutsLbMonitorEvent struct {
+	_            structs.HostLayout
+	TimeNs       uint64
+	Cookie       uint64
+	NetnsCookie  uint64
+	Pid          uint32
+	ServiceId    uint32
+	Reason       layoutsLbReason
+	Frontend     [16]uint8
+	Backend      [16]uint8
+	FrontendPort uint16
+	BackendPort  uint16
+	Proto        uint8
+	Verdict      layoutsLbMonitorVerdict
+	Hook         layoutsLbMonitorHook
+	Pad          uint8
+	Comm         [16]int8
+	_            [4]byte
+}
+
+type layoutsLbMonitorHook uint8
+
+const (
+	layoutsLbMonitorHookLB_MONITOR_CONNECT layoutsLbMonitorHook = 0
+	layoutsLbMonitorHookLB_MONITOR_SENDMSG layoutsLbMonitorHook = 1
+)
+
+type layoutsLbMonitorVerdict uint8
+
+const (
+	layoutsLbMonitorVerdictLB_MONITOR_TRANSLATED   layoutsLbMonitorVerdict = 0
+	layoutsLbMonitorVerdictLB_MONITOR_NO_ENDPOINTS layoutsLbMonitorVerdict = 1
+	layoutsLbMonitorVerdictLB_MONITOR_REFUSED      layoutsLbMonitorVerdict = 2
+	layoutsLbMonitorVerdictLB_MONITOR_AFFINITY_HIT layoutsLbMonitorVerdict = 3
+)
+
 type layoutsLbNodeCfg struct {
 	_           structs.HostLayout
 	SnatAddr4   [16]uint8
@@ -213,6 +255,20 @@ type layoutsLbSockRevNatValue struct {
 	ServiceId uint32
 }
 
+type layoutsLbSockState struct {
+	_            structs.HostLayout
+	RevAddr      [16]uint8
+	RevPort      uint16
+	RevProto     uint8
+	Pad          uint8
+	RevServiceId uint32
+	Vip          [16]uint8
+	VipPort      uint16
+	VipProto     uint8
+	Pad2         uint8
+	Backend      layoutsLbSockBackendValue
+}
+
 type layoutsLbSourceRangeKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -224,18 +280,25 @@ type layoutsLbSourceRangeKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	layoutsMapLbAffinity     = "lb_affinity"
-	layoutsMapLbBackends     = "lb_backends"
-	layoutsMapLbCounters     = "lb_counters"
-	layoutsMapLbNat          = "lb_nat"
-	layoutsMapLbNodeConfig   = "lb_node_config"
-	layoutsMapLbRefuse       = "lb_refuse"
-	layoutsMapLbRevNat       = "lb_rev_nat"
-	layoutsMapLbServiceNames = "lb_service_names"
-	layoutsMapLbServices     = "lb_services"
-	layoutsMapLbSockBackend  = "lb_sock_backend"
-	layoutsMapLbSockRevNat   = "lb_sock_rev_nat"
-	layoutsMapLbSourceRanges = "lb_source_ranges"
+	layoutsMapLbAffinity       = "lb_affinity"
+	layoutsMapLbBackends       = "lb_backends"
+	layoutsMapLbCounters       = "lb_counters"
+	layoutsMapLbMaglev         = "lb_maglev"
+	layoutsMapLbMonitorConfig  = "lb_monitor_config"
+	layoutsMapLbMonitorDrops   = "lb_monitor_drops"
+	layoutsMapLbMonitorEvents  = "lb_monitor_events"
+	layoutsMapLbNat            = "lb_nat"
+	layoutsMapLbNodeConfig     = "lb_node_config"
+	layoutsMapLbRefuse         = "lb_refuse"
+	layoutsMapLbRevNat         = "lb_rev_nat"
+	layoutsMapLbServiceNames   = "lb_service_names"
+	layoutsMapLbServices       = "lb_services"
+	layoutsMapLbSockBackend    = "lb_sock_backend"
+	layoutsMapLbSockRevNat     = "lb_sock_rev_nat"
+	layoutsMapLbSockStorage    = "lb_sock_storage"
+	layoutsMapLbSourceRanges   = "lb_source_ranges"
+	layoutsVarCfgHaveSkStorage = "cfg_have_sk_storage"
+	layoutsVarCfgMonitorTask   = "cfg_monitor_task"
 )
 
 // loadLayouts returns the embedded CollectionSpec for layouts.
@@ -286,24 +349,31 @@ type layoutsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type layoutsMapSpecs struct {
-	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
-	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbCounters     *ebpf.MapSpec `ebpf:"lb_counters"`
-	LbNat          *ebpf.MapSpec `ebpf:"lb_nat"`
-	LbNodeConfig   *ebpf.MapSpec `ebpf:"lb_node_config"`
-	LbRefuse       *ebpf.MapSpec `ebpf:"lb_refuse"`
-	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
-	LbServiceNames *ebpf.MapSpec `ebpf:"lb_service_names"`
-	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
-	LbSockBackend  *ebpf.MapSpec `ebpf:"lb_sock_backend"`
-	LbSockRevNat   *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
-	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
+	LbAffinity      *ebpf.MapSpec `ebpf:"lb_affinity"`
+	LbBackends      *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbCounters      *ebpf.MapSpec `ebpf:"lb_counters"`
+	LbMaglev        *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbMonitorConfig *ebpf.MapSpec `ebpf:"lb_monitor_config"`
+	LbMonitorDrops  *ebpf.MapSpec `ebpf:"lb_monitor_drops"`
+	LbMonitorEvents *ebpf.MapSpec `ebpf:"lb_monitor_events"`
+	LbNat           *ebpf.MapSpec `ebpf:"lb_nat"`
+	LbNodeConfig    *ebpf.MapSpec `ebpf:"lb_node_config"`
+	LbRefuse        *ebpf.MapSpec `ebpf:"lb_refuse"`
+	LbRevNat        *ebpf.MapSpec `ebpf:"lb_rev_nat"`
+	LbServiceNames  *ebpf.MapSpec `ebpf:"lb_service_names"`
+	LbServices      *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSockBackend   *ebpf.MapSpec `ebpf:"lb_sock_backend"`
+	LbSockRevNat    *ebpf.MapSpec `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage   *ebpf.MapSpec `ebpf:"lb_sock_storage"`
+	LbSourceRanges  *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 }
 
 // layoutsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type layoutsVariableSpecs struct {
+	CfgHaveSkStorage *ebpf.VariableSpec `ebpf:"cfg_have_sk_storage"`
+	CfgMonitorTask   *ebpf.VariableSpec `ebpf:"cfg_monitor_task"`
 }
 
 // layoutsObjects contains all objects after they have been loaded into the kernel.
@@ -326,18 +396,23 @@ func (o *layoutsObjects) Close() error {
 //
 // It can be passed to loadLayoutsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type layoutsMaps struct {
-	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
-	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
-	LbCounters     *ebpf.Map `ebpf:"lb_counters"`
-	LbNat          *ebpf.Map `ebpf:"lb_nat"`
-	LbNodeConfig   *ebpf.Map `ebpf:"lb_node_config"`
-	LbRefuse       *ebpf.Map `ebpf:"lb_refuse"`
-	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
-	LbServiceNames *ebpf.Map `ebpf:"lb_service_names"`
-	LbServices     *ebpf.Map `ebpf:"lb_services"`
-	LbSockBackend  *ebpf.Map `ebpf:"lb_sock_backend"`
-	LbSockRevNat   *ebpf.Map `ebpf:"lb_sock_rev_nat"`
-	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
+	LbAffinity      *ebpf.Map `ebpf:"lb_affinity"`
+	LbBackends      *ebpf.Map `ebpf:"lb_backends"`
+	LbCounters      *ebpf.Map `ebpf:"lb_counters"`
+	LbMaglev        *ebpf.Map `ebpf:"lb_maglev"`
+	LbMonitorConfig *ebpf.Map `ebpf:"lb_monitor_config"`
+	LbMonitorDrops  *ebpf.Map `ebpf:"lb_monitor_drops"`
+	LbMonitorEvents *ebpf.Map `ebpf:"lb_monitor_events"`
+	LbNat           *ebpf.Map `ebpf:"lb_nat"`
+	LbNodeConfig    *ebpf.Map `ebpf:"lb_node_config"`
+	LbRefuse        *ebpf.Map `ebpf:"lb_refuse"`
+	LbRevNat        *ebpf.Map `ebpf:"lb_rev_nat"`
+	LbServiceNames  *ebpf.Map `ebpf:"lb_service_names"`
+	LbServices      *ebpf.Map `ebpf:"lb_services"`
+	LbSockBackend   *ebpf.Map `ebpf:"lb_sock_backend"`
+	LbSockRevNat    *ebpf.Map `ebpf:"lb_sock_rev_nat"`
+	LbSockStorage   *ebpf.Map `ebpf:"lb_sock_storage"`
+	LbSourceRanges  *ebpf.Map `ebpf:"lb_source_ranges"`
 }
 
 func (m *layoutsMaps) Close() error {
@@ -345,6 +420,10 @@ func (m *layoutsMaps) Close() error {
 		m.LbAffinity,
 		m.LbBackends,
 		m.LbCounters,
+		m.LbMaglev,
+		m.LbMonitorConfig,
+		m.LbMonitorDrops,
+		m.LbMonitorEvents,
 		m.LbNat,
 		m.LbNodeConfig,
 		m.LbRefuse,
@@ -353,6 +432,7 @@ func (m *layoutsMaps) Close() error {
 		m.LbServices,
 		m.LbSockBackend,
 		m.LbSockRevNat,
+		m.LbSockStorage,
 		m.LbSourceRanges,
 	)
 }
@@ -361,6 +441,8 @@ func (m *layoutsMaps) Close() error {
 //
 // It can be passed to loadLayoutsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type layoutsVariables struct {
+	CfgHaveSkStorage *ebpf.Variable `ebpf:"cfg_have_sk_storage"`
+	CfgMonitorTask   *ebpf.Variable `ebpf:"cfg_monitor_task"`
 }
 
 // layoutsPrograms contains all programs after they have been loaded into the kernel.

@@ -27,6 +27,17 @@ type Maps struct {
 	// Service semantics beyond the frontends.
 	Refuse   *ebpf.Map // LPM trie, RefuseKey -> RefuseKind: fail fast
 	Affinity *ebpf.Map // LRU, AffinityKey -> AffinityValue: sessionAffinity
+	// Maglev is service id -> that frontend's Maglev table, an array:
+	// element 0 the table size M, 1..M the slot each hash value picks.
+	Maglev *ebpf.Map
+	// The monitor's: the ring buffer of decisions, the watched flag
+	// (MonitorConfig at key 0) and the per-CPU count of events lost.
+	MonitorEvents *ebpf.Map
+	MonitorConfig *ebpf.Map
+	MonitorDrops  *ebpf.Map
+	// SockStorage is the socket-local storage (lb_sock_state) of each
+	// translated socket, where the kernel has it.
+	SockStorage *ebpf.Map
 }
 
 // LoadSpec reads the layouts object: every map of every socklb program and
@@ -127,6 +138,12 @@ func fromObjects(m *layoutsMaps) *Maps {
 		SourceRanges: m.LbSourceRanges,
 		Refuse:       m.LbRefuse,
 		Affinity:     m.LbAffinity,
+		Maglev:       m.LbMaglev,
+
+		MonitorEvents: m.LbMonitorEvents,
+		MonitorConfig: m.LbMonitorConfig,
+		MonitorDrops:  m.LbMonitorDrops,
+		SockStorage:   m.LbSockStorage,
 	}
 }
 
@@ -147,6 +164,12 @@ func (m *Maps) ByName() map[string]*ebpf.Map {
 		SourceRangesMap: m.SourceRanges,
 		RefuseMap:       m.Refuse,
 		AffinityMap:     m.Affinity,
+		MaglevMap:       m.Maglev,
+
+		MonitorEventsMap: m.MonitorEvents,
+		MonitorConfigMap: m.MonitorConfig,
+		MonitorDropsMap:  m.MonitorDrops,
+		SockStorageMap:   m.SockStorage,
 	}
 }
 
@@ -183,6 +206,11 @@ func OpenPinned(pinDir string) (*Maps, error) {
 		{SourceRangesMap, &m.SourceRanges},
 		{RefuseMap, &m.Refuse},
 		{AffinityMap, &m.Affinity},
+		{MaglevMap, &m.Maglev},
+		{MonitorEventsMap, &m.MonitorEvents},
+		{MonitorConfigMap, &m.MonitorConfig},
+		{MonitorDropsMap, &m.MonitorDrops},
+		{SockStorageMap, &m.SockStorage},
 	} {
 		path := filepath.Join(pinDir, pin.name)
 		em, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})

@@ -12,6 +12,7 @@
 //	sockprobe tcp-stream --addr VIP:PORT [--duration 10s] [--interval 5ms] [--timeout 2s]
 //	sockprobe tcp-loop --addr VIP:PORT [--duration 10s] [--max 100000] [--interval 5ms] [--timeout 2s]
 //	sockprobe watch --addr VIP:PORT [--duration 10s] [--max 100000] [--interval 1ms]: a line each time the answering backend changes
+//	sockprobe udp-churn --addr VIP:PORT [--count N]: N sockets, one datagram each, no answer awaited; one line {"sent":N,"failures":F,"dur_ms":..}
 //
 // tcp: N times socket/connect/send "GET / HTTP/1.0\r\n\r\n"/read to EOF,
 // getpeername() right after connect, close with SO_LINGER 0 (a reset: no
@@ -121,6 +122,8 @@ func main() {
 		}
 	case "tcp-stream":
 		enc.Encode(tcpStream(addr, *duration, *interval, *timeout))
+	case "udp-churn":
+		enc.Encode(udpChurn(addr, *count))
 	case "tcp-loop":
 		s := Summary{Errnos: map[string]int{}, Backends: map[string]int{}}
 		start := time.Now()
@@ -414,6 +417,28 @@ func runUDP(enc *json.Encoder, addr netip.AddrPort, count int, timeout, interval
 		r.DurUS = time.Since(start).Microseconds()
 		enc.Encode(r)
 	}
+}
+
+// udpChurn sends one datagram from each of count fresh sockets: load on
+// the per-socket maps, as many short-lived clients make it.
+func udpChurn(addr netip.AddrPort, count int) map[string]int64 {
+	family, sa := sockaddr(addr)
+	start := time.Now()
+	var sent, failures int64
+	for i := 0; i < count; i++ {
+		fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			failures++
+			continue
+		}
+		if err := unix.Sendto(fd, []byte("churn\n"), 0, sa); err != nil {
+			failures++
+		} else {
+			sent++
+		}
+		unix.Close(fd)
+	}
+	return map[string]int64{"sent": sent, "failures": failures, "dur_ms": time.Since(start).Milliseconds()}
 }
 
 // tcpStream keeps one connection to an echo server (namesrv --echo) open for

@@ -132,6 +132,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	if _, err := s.read(nil, nil, true); err != nil {
 		return fmt.Errorf("read directory %s: %w", s.dir, err)
 	}
+	s.files.waitForWriters = true
 	s.synced.Store(true)
 	changed()
 	return s.watch(ctx, watcher, changed)
@@ -204,6 +205,9 @@ func (s *Source) watch(ctx context.Context, watcher *fsnotify.Watcher, changed f
 		if err != nil {
 			s.log.Error("keep the previous objects: the directory cannot be read", zap.Error(err))
 			return
+		}
+		if len(s.files.held) > 0 { // being written: look again soon
+			schedule(s.debounce)
 		}
 		if differs {
 			changed()

@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/socklb/socklb/pkg/logfield"
-	"github.com/socklb/socklb/pkg/source"
 )
 
 // fileState is what the source knows of one file across reads of the
@@ -28,7 +27,7 @@ type fileState struct {
 	failed  bool              // whether sum's content did not decode
 	// objs is the last version of the file that decoded; it stays while a
 	// later version cannot be read or decoded. nil until one decodes.
-	objs *fileObjects
+	objs *storedFile
 	// problem is the problem last logged for the file, so that each is
 	// logged once and not at every resync; "" when there is none.
 	problem string
@@ -54,10 +53,10 @@ type files struct {
 	held map[string]bool
 	// changed is told how a file's objects changed: from its previous good
 	// version (nil: none) to the new one (nil: the file is gone).
-	changed func(previous, current *fileObjects)
+	changed func(previous, current *storedFile)
 }
 
-func newFiles(dir string, maxSize int64, log *zap.Logger, changed func(previous, current *fileObjects)) *files {
+func newFiles(dir string, maxSize int64, log *zap.Logger, changed func(previous, current *storedFile)) *files {
 	return &files{dir: dir, maxSize: maxSize, log: log, state: map[string]*fileState{}, dups: map[string]bool{}, held: map[string]bool{}, changed: changed}
 }
 
@@ -79,7 +78,8 @@ type job struct {
 	err     error
 	decoded bool // whether err is the decoder's
 	emptied bool // see keepsWhileEmpty
-	objs    *fileObjects
+	objs    *storedFile
+	notes   []note // what decoding had to say, logged in file order
 }
 
 const (
@@ -199,7 +199,7 @@ func (r *files) hold(j *job, now time.Time) bool {
 }
 
 // withdraws says whether current lacks an object that previous defines.
-func withdraws(previous, current *fileObjects) bool {
+func withdraws(previous, current *storedFile) bool {
 	if previous == nil {
 		return false
 	}
@@ -213,21 +213,6 @@ func withdraws(previous, current *fileObjects) bool {
 		}
 	}
 	return false
-}
-
-// keys names the objects of a file version.
-func (objs *fileObjects) keys() []objectKey {
-	keys := make([]objectKey, 0, len(objs.services)+len(objs.slices)+len(objs.endpoints))
-	for _, svc := range objs.services {
-		keys = append(keys, objectKey{"Service", svc.Namespace, svc.Name})
-	}
-	for _, slice := range objs.slices {
-		keys = append(keys, objectKey{"EndpointSlice", slice.Namespace, slice.Name})
-	}
-	for _, ep := range objs.endpoints {
-		keys = append(keys, objectKey{"Endpoints", ep.namespace, ep.name})
-	}
-	return keys
 }
 
 // forget drops the state of files no longer in the directory and reports
@@ -273,15 +258,18 @@ func runJobs(jobs []*job, maxSize int64) {
 
 func (j *job) run(maxSize int64) {
 	j.data, j.sig, j.sum, j.err = readCandidate(j.c, maxSize, j.checkWriters)
+	defer func() { j.data = nil }() // only the objects stay in memory, not every file read at once
 	if j.err != nil || (j.st.handled && j.sum == j.st.sum) {
 		return
 	}
 	if j.emptied = j.keepsWhileEmpty(); j.emptied {
 		return
 	}
-	j.objs, j.err = decodeFile(j.c.name, j.data)
-	j.decoded = true
-	j.data = nil // only the objects stay in memory
+	objs, err := decodeFile(j.c.name, j.data)
+	j.decoded, j.err = true, err
+	if err == nil {
+		j.objs, j.notes = store(objs), objs.notes
+	}
 }
 
 // keepsWhileEmpty says whether the file is empty while its last good
@@ -290,10 +278,6 @@ func (j *job) run(maxSize int64) {
 // would fail their clients. Removing the file withdraws them.
 func (j *job) keepsWhileEmpty() bool {
 	return len(bytes.TrimSpace(j.data)) == 0 && j.st.objs != nil && !j.st.objs.isEmpty()
-}
-
-func (objs *fileObjects) isEmpty() bool {
-	return len(objs.services) == 0 && len(objs.slices) == 0 && len(objs.endpoints) == 0
 }
 
 // apply records what a job found and reports whether the file's objects
@@ -324,12 +308,11 @@ func (r *files) apply(j *job, stats *readStats) bool {
 	}
 	stats.decoded++
 	stats.decodedBytes += j.sig.size
-	for _, n := range j.objs.notes {
+	for _, n := range j.notes {
 		if ce := r.log.Check(n.level, n.message); ce != nil {
 			ce.Write(n.fields...)
 		}
 	}
-	j.objs.notes = nil
 	if st.problem != "" {
 		r.log.Info("file is read again", zap.String(logfield.File, name))
 		st.problem = ""
@@ -370,11 +353,11 @@ func (r *files) refuse(name string, st *fileState, err error, decoding bool) {
 	}
 }
 
-// snapshot puts the objects of every file together, in lexical file order.
-// When two files define the same object, the first wins and the other is
-// logged, once while it lasts.
-func (r *files) snapshot() source.Snapshot {
-	var snap source.Snapshot
+// assemble puts the objects of every file together, in lexical file
+// order. When two files define the same object, the first wins and the
+// other is logged, once while it lasts.
+func (r *files) assemble() *assembly {
+	a := &assembly{}
 	definedIn := map[objectKey]string{}
 	dups := map[string]bool{}
 	keep := func(file string, key objectKey) bool {
@@ -395,22 +378,25 @@ func (r *files) snapshot() source.Snapshot {
 		if objs == nil {
 			continue
 		}
-		for _, svc := range objs.services {
-			if keep(name, objectKey{"Service", svc.Namespace, svc.Name}) {
-				snap.Services = append(snap.Services, svc)
+		for i := range objs.services {
+			if svc := &objs.services[i]; keep(name, objectKey{"Service", svc.namespace, svc.name}) {
+				a.services = append(a.services, svc)
 			}
 		}
-		for _, slice := range objs.slices {
-			if keep(name, objectKey{"EndpointSlice", slice.Namespace, slice.Name}) {
-				snap.EndpointSlices = append(snap.EndpointSlices, slice)
+		for i := range objs.slices {
+			if slice := &objs.slices[i]; keep(name, objectKey{"EndpointSlice", slice.namespace, slice.name}) {
+				a.slices = append(a.slices, slice)
 			}
 		}
-		for _, ep := range objs.endpoints {
-			if keep(name, objectKey{"Endpoints", ep.namespace, ep.name}) {
-				snap.EndpointSlices = append(snap.EndpointSlices, ep.slices...)
+		for i := range objs.endpoints {
+			if ep := &objs.endpoints[i]; keep(name, objectKey{"Endpoints", ep.namespace, ep.name}) {
+				for j := range ep.slices {
+					a.slices = append(a.slices, &ep.slices[j])
+				}
 			}
 		}
 	}
 	r.dups = dups
-	return snap
+	a.index = indexOf(a)
+	return a
 }

@@ -620,7 +620,7 @@ func TestFinding8OneChangedFileIsDecodedAlone(t *testing.T) {
 				t.Fatal(err)
 			}
 			if differs {
-				src.snapshot = src.files.snapshot()
+				src.assembled = src.files.assemble()
 			}
 			if differs != step.wantDiffers || stats.decoded != step.wantDecoded {
 				t.Errorf("update: differs %v, decoded %d files; want %v, %d", differs, stats.decoded, step.wantDiffers, step.wantDecoded)

@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/socklb/socklb/pkg/desired"
@@ -49,6 +51,7 @@ func FuzzDecodeFile(f *testing.F) {
 		} else {
 			checkWellFormed(t, objs)
 			texts = append(texts, noteTexts(objs)...)
+			checkStored(t, objs)
 		}
 		for _, text := range texts {
 			if quoted := quotedFrom(text, data); quoted != "" {
@@ -89,6 +92,41 @@ func checkWellFormed(t *testing.T, objs *fileObjects) {
 	}
 	for _, s := range slices {
 		checkNames("EndpointSlice", s.Name, s.Namespace)
+	}
+}
+
+// checkStored fails unless the objects the source keeps between reads
+// decode to the decoded ones, but for the fields store leaves out.
+func checkStored(t *testing.T, objs *fileObjects) {
+	t.Helper()
+	stored := store(objs) // trims objs as it stores them
+	if len(stored.services) != len(objs.services) || len(stored.slices) != len(objs.slices) || len(stored.endpoints) != len(objs.endpoints) {
+		t.Fatalf("stored %d Services, %d EndpointSlices, %d Endpoints; decoded %d, %d, %d", len(stored.services), len(stored.slices),
+			len(stored.endpoints), len(objs.services), len(objs.slices), len(objs.endpoints))
+	}
+	for i, svc := range objs.services {
+		got := stored.services[i].service()
+		got.TypeMeta, svc.TypeMeta = metav1.TypeMeta{}, metav1.TypeMeta{}
+		if !apiequality.Semantic.DeepEqual(got, svc) {
+			t.Errorf("stored Service %s decodes to\n%+v\nwant\n%+v", svc.Name, got, svc)
+		}
+	}
+	decoded := objs.slices
+	var kept []storedSlice
+	kept = append(kept, stored.slices...)
+	for i, ep := range objs.endpoints {
+		decoded = append(decoded, ep.slices...)
+		kept = append(kept, stored.endpoints[i].slices...)
+	}
+	for i, slice := range decoded {
+		got := kept[i].slice()
+		got.TypeMeta, slice.TypeMeta = metav1.TypeMeta{}, metav1.TypeMeta{}
+		if !apiequality.Semantic.DeepEqual(got, slice) {
+			t.Errorf("stored EndpointSlice %s decodes to\n%+v\nwant\n%+v", slice.Name, got, slice)
+		}
+		if ref, ok := desired.SliceServiceRef(slice); ok != kept[i].ofService || ref != kept[i].service {
+			t.Errorf("stored EndpointSlice %s belongs to %v (%v), want %v (%v)", slice.Name, kept[i].service, kept[i].ofService, ref, ok)
+		}
 	}
 }
 

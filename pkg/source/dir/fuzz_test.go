@@ -1,19 +1,23 @@
 package dir
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+	yamlv2 "go.yaml.in/yaml/v2"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
 
 	"github.com/socklb/socklb/pkg/desired"
 )
@@ -175,4 +179,61 @@ func quotedFrom(text string, data []byte) string {
 		}
 	}
 	return ""
+}
+
+// FuzzYAMLToJSON checks that the source's YAML to JSON conversion writes
+// what sigs.k8s.io/yaml does, byte for byte, error for error.
+func FuzzYAMLToJSON(f *testing.F) {
+	for _, seed := range []string{
+		seedExample,
+		serviceWithSlice("web", 7),
+		"a: 1\nb: [1, 2.5, -3, 0x1F, 1e3, .inf, ~, null, yes, off, \"<&>\", 'x\\ty']\n",
+		"1: a\n\"1\": b\ntrue: c\n",
+		"s: \"caf\\u00e9 \\u2028 \\x01\"\nt: 2024-01-01T00:00:00Z\n",
+		"a: &a {x: [1, 2]}\nb: *a\n",
+		"? [1, 2]\n: 3\n",
+		"a: 1\na: 2\n",
+		"big: 18446744073709551615\nneg: -9223372036854775808\n",
+		"",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gotErr := yamlToJSONStrict(data)
+		want, wantErr := yaml.YAMLToJSONStrict(data)
+		if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
+			t.Fatalf("error %v, want %v", gotErr, wantErr)
+		}
+		if !bytes.Equal(got, want) && !collidingKeys(data) {
+			t.Fatalf("JSON\n%s\nwant\n%s", got, want)
+		}
+	})
+}
+
+// collidingKeys says whether a mapping of the document has two keys that
+// become the same string (1 and "1"): sigs.k8s.io/yaml keeps either of the
+// two values, as Go's map iteration has it, so no output is the one.
+func collidingKeys(data []byte) bool {
+	var obj any
+	if yamlv2.Unmarshal(data, &obj) != nil {
+		return false
+	}
+	var walk func(v any) bool
+	walk = func(v any) bool {
+		switch v := v.(type) {
+		case map[any]any:
+			seen := map[string]bool{}
+			for k, item := range v {
+				s := fmt.Sprint(k)
+				if seen[s] || walk(item) {
+					return true
+				}
+				seen[s] = true
+			}
+		case []any:
+			return slices.ContainsFunc(v, walk)
+		}
+		return false
+	}
+	return walk(obj)
 }

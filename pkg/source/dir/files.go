@@ -50,7 +50,8 @@ type files struct {
 	waitForWriters bool
 	// held are the files the last update held back: they are read again
 	// soon, whether or not an event names them.
-	held map[string]bool
+	held    map[string]bool
+	counted counts
 	// changed is told how a file's objects changed: from its previous good
 	// version (nil: none) to the new one (nil: the file is gone).
 	changed func(previous, current *storedFile)
@@ -357,8 +358,8 @@ func (r *files) refuse(name string, st *fileState, err error, decoding bool) {
 // order. When two files define the same object, the first wins and the
 // other is logged, once while it lasts.
 func (r *files) assemble() *assembly {
-	a := &assembly{}
-	definedIn := map[objectKey]string{}
+	a := &assembly{services: make([]*storedObject, 0, r.counted.services), slices: make([]*storedSlice, 0, r.counted.slices)}
+	definedIn := make(map[objectKey]string, r.counted.services+r.counted.slices)
 	dups := map[string]bool{}
 	keep := func(file string, key objectKey) bool {
 		first, ok := definedIn[key]
@@ -397,6 +398,10 @@ func (r *files) assemble() *assembly {
 		}
 	}
 	r.dups = dups
+	r.counted = counts{len(a.services), len(a.slices)}
 	a.index = indexOf(a)
 	return a
 }
+
+// counts are how many objects the last assembly held, to size the next.
+type counts struct{ services, slices int }

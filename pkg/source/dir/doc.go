@@ -48,7 +48,8 @@
 //
 // Each file is read again only when an event names it or stat says it
 // changed, and decoded again only when its content did: a change to one
-// file of a large directory costs that file.
+// file of a large directory costs that file, and in a file of many
+// documents only the documents whose text changed are decoded again.
 //
 // When two files define the same object (kind, namespace, name), the file
 // first in lexical order wins and the other definition is logged as an error.

@@ -28,6 +28,7 @@ type fileState struct {
 	// objs is the last version of the file that decoded; it stays while a
 	// later version cannot be read or decoded. nil until one decodes.
 	objs *storedFile
+	docs docIndex // of objs
 	// problem is the problem last logged for the file, so that each is
 	// logged once and not at every resync; "" when there is none.
 	problem string
@@ -80,6 +81,7 @@ type job struct {
 	decoded bool // whether err is the decoder's
 	emptied bool // see keepsWhileEmpty
 	objs    *storedFile
+	docs    docIndex
 	notes   []note // what decoding had to say, logged in file order
 }
 
@@ -266,11 +268,8 @@ func (j *job) run(maxSize int64) {
 	if j.emptied = j.keepsWhileEmpty(); j.emptied {
 		return
 	}
-	objs, err := decodeFile(j.c.name, j.data)
-	j.decoded, j.err = true, err
-	if err == nil {
-		j.objs, j.notes = store(objs), objs.notes
-	}
+	j.objs, j.notes, j.docs, j.err = decodeStored(j.c.name, j.data, j.st.objs, j.st.docs, indexedDocuments)
+	j.decoded = true
 }
 
 // keepsWhileEmpty says whether the file is empty while its last good
@@ -319,7 +318,7 @@ func (r *files) apply(j *job, stats *readStats) bool {
 		st.problem = ""
 	}
 	r.changed(st.objs, j.objs)
-	st.objs, st.failed = j.objs, false
+	st.objs, st.docs, st.failed = j.objs, j.docs, false
 	return true
 }
 

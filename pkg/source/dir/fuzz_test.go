@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -57,6 +58,7 @@ func FuzzDecodeFile(f *testing.F) {
 			texts = append(texts, noteTexts(objs)...)
 			checkStored(t, objs)
 		}
+		checkDecodeStored(t, data, objs, err)
 		for _, text := range texts {
 			if quoted := quotedFrom(text, data); quoted != "" {
 				t.Errorf("output quotes the file (%q): %s", quoted, text)
@@ -130,6 +132,44 @@ func checkStored(t *testing.T, objs *fileObjects) {
 		}
 		if ref, ok := desired.SliceServiceRef(slice); ok != kept[i].ofService || ref != kept[i].service {
 			t.Errorf("stored EndpointSlice %s belongs to %v (%v), want %v (%v)", slice.Name, kept[i].service, kept[i].ofService, ref, ok)
+		}
+	}
+}
+
+// checkDecodeStored fails unless what the source keeps of a file is what
+// decodeFile and store make of it, and a second decode that may take every
+// document from the first gives the same.
+func checkDecodeStored(t *testing.T, data []byte, objs *fileObjects, decodeErr error) {
+	t.Helper()
+	stored, notes, index, err := decodeStored("fuzz.yaml", data, nil, nil, 1)
+	if (err == nil) != (decodeErr == nil) || err != nil && err.Error() != decodeErr.Error() {
+		t.Fatalf("decodeStored: error %v; decodeFile: %v", err, decodeErr)
+	}
+	if err != nil {
+		return
+	}
+	if len(notes) != len(objs.notes) {
+		t.Errorf("decodeStored: %d notes; decodeFile: %d", len(notes), len(objs.notes))
+	}
+	again, _, _, err := decodeStored("fuzz.yaml", data, stored, index, 1)
+	if err != nil {
+		t.Fatalf("decodeStored again: %v", err)
+	}
+	want := store(objs)
+	for _, st := range []*storedFile{stored, again} {
+		if !reflect.DeepEqual(st.keys(), want.keys()) {
+			t.Fatalf("decodeStored keeps %v; decodeFile and store %v", st.keys(), want.keys())
+		}
+		for i, svc := range st.services {
+			if !bytes.Equal(svc.raw, want.services[i].raw) {
+				t.Errorf("decodeStored keeps Service %s otherwise than store", svc.name)
+			}
+		}
+		wantSlices := want.allSlices()
+		for i, slice := range st.allSlices() {
+			if !bytes.Equal(slice.raw, wantSlices[i].raw) {
+				t.Errorf("decodeStored keeps EndpointSlice %s otherwise than store", slice.name)
+			}
 		}
 	}
 }

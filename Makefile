@@ -58,6 +58,7 @@ FUZZTIME ?= 20s
 FUZZMINIMIZETIME ?= 100x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFile$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/source/dir/
+	$(GO) test -run '^$$' -fuzz '^FuzzYAMLToJSON$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/source/dir/
 	$(GO) test -run '^$$' -fuzz '^FuzzBuild$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/desired/
 
 test-unit:

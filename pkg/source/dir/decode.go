@@ -199,7 +199,7 @@ func toJSON(doc []byte) ([]byte, error) {
 	if len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed) {
 		return trimmed, nil // JSON already; the decoder's strict mode finds duplicates
 	}
-	j, err := yaml.YAMLToJSONStrict(doc)
+	j, err := yamlToJSONStrict(doc)
 	if err != nil {
 		// Strict conversion refuses repeated keys; a second, lenient one
 		// tells that apart from a document that is not YAML at all.

@@ -57,9 +57,8 @@ type Source struct {
 
 	synced atomic.Bool
 
-	mu       sync.Mutex
-	snapshot source.Snapshot
-	index    objectIndex // of snapshot
+	mu        sync.Mutex
+	assembled *assembly
 
 	// tracker records which Services changed between syncs.
 	tracker *source.ChangeTracker
@@ -82,15 +81,15 @@ func NewSource(dir string, log *zap.Logger, opts Options) *Source {
 	}
 	log = log.With(zap.String(logfield.Dir, dir))
 	s := &Source{
-		dir:      dir,
-		log:      log,
-		debounce: defaultDebounce,
-		resync:   defaultResync,
-		rewatch:  defaultRewatch,
-		index:    objectIndex{},
-		tracker:  source.NewChangeTracker(time.Now),
+		dir:       dir,
+		log:       log,
+		debounce:  defaultDebounce,
+		resync:    defaultResync,
+		rewatch:   defaultRewatch,
+		assembled: &assembly{index: objectIndex{}},
+		tracker:   source.NewChangeTracker(time.Now),
 	}
-	s.files = newFiles(dir, opts.MaxFileSize, log, func(previous, current *fileObjects) {
+	s.files = newFiles(dir, opts.MaxFileSize, log, func(previous, current *storedFile) {
 		s.fileChanges = append(s.fileChanges, fileChange{previous, current})
 	})
 	return s
@@ -99,12 +98,14 @@ func NewSource(dir string, log *zap.Logger, opts Options) *Source {
 // HasSynced reports whether Run has read the whole directory once.
 func (s *Source) HasSynced() bool { return s.synced.Load() }
 
-// Snapshot returns the objects of the last read; the caller must not modify
-// them. Before the first read it is empty.
+// Snapshot returns the objects of the last read, decoded anew for the
+// caller (a full sync), which may keep them. Before the first read it is
+// empty.
 func (s *Source) Snapshot() source.Snapshot {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.snapshot
+	a := s.assembled
+	s.mu.Unlock()
+	return a.snapshot()
 }
 
 // Run reads the directory, calls changed, and then rereads it after every
@@ -132,6 +133,7 @@ func (s *Source) Run(ctx context.Context, changed func()) error {
 	if _, err := s.read(nil, nil, true); err != nil {
 		return fmt.Errorf("read directory %s: %w", s.dir, err)
 	}
+	s.files.waitForWriters = true
 	s.synced.Store(true)
 	changed()
 	return s.watch(ctx, watcher, changed)
@@ -204,6 +206,9 @@ func (s *Source) watch(ctx context.Context, watcher *fsnotify.Watcher, changed f
 		if err != nil {
 			s.log.Error("keep the previous objects: the directory cannot be read", zap.Error(err))
 			return
+		}
+		if len(s.files.held) > 0 { // being written: look again soon
+			schedule(s.debounce)
 		}
 		if differs {
 			changed()
@@ -285,10 +290,9 @@ func (s *Source) read(dirty, settling map[string]bool, all bool) (differs bool, 
 	if !differs && s.HasSynced() {
 		return false, nil
 	}
-	snap := s.files.snapshot()
-	index := indexOf(snap)
+	a := s.files.assemble()
 	s.mu.Lock()
-	s.snapshot, s.index = snap, index
+	s.assembled = a
 	s.mu.Unlock()
 	if s.HasSynced() { // the first sync is a full one: it needs no changes
 		for _, c := range s.fileChanges {
@@ -302,7 +306,7 @@ func (s *Source) read(dirty, settling map[string]bool, all bool) (differs bool, 
 		debug.FreeOSMemory()
 	}
 	s.log.Info("read directory", zap.Int(logfield.Files, stats.files), zap.Int(logfield.Decoded, stats.decoded),
-		zap.Int(logfield.Services, len(snap.Services)), zap.Int(logfield.EndpointSlices, len(snap.EndpointSlices)),
+		zap.Int(logfield.Services, len(a.services)), zap.Int(logfield.EndpointSlices, len(a.slices)),
 		zap.Duration(logfield.Took, time.Since(start)))
 	return true, nil
 }

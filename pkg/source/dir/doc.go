@@ -32,7 +32,15 @@
 // a truncate: removing the file is what withdraws its objects. A file
 // written in place is read once it has been quiet for the debounce period
 // (at most 700 ms after its first change), so a rewrite in quick steps is
-// read once, whole. Unknown fields are only warned about, as kubectl does.
+// read once, whole. After the first read, a file another process holds
+// open for writing is not read until it is closed (for at most 10 s; a
+// read lease tells, and holds a writer's open back while the file is
+// read), and a version written in place that withdraws objects of the
+// last good one counts only once the file has been unmodified for a
+// second: a slow
+// rewrite paused between documents holds valid first documents only, and
+// must not withdraw the others' Services meanwhile. Unknown fields are
+// only warned about, as kubectl does.
 //
 // No log line quotes a file: the decoders' messages are kept but the
 // values, keys and characters they quote are replaced, and object names are
@@ -40,7 +48,8 @@
 //
 // Each file is read again only when an event names it or stat says it
 // changed, and decoded again only when its content did: a change to one
-// file of a large directory costs that file.
+// file of a large directory costs that file, and in a file of many
+// documents only the documents whose text changed are decoded again.
 //
 // When two files define the same object (kind, namespace, name), the file
 // first in lexical order wins and the other definition is logged as an error.

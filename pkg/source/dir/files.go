@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/socklb/socklb/pkg/logfield"
-	"github.com/socklb/socklb/pkg/source"
 )
 
 // fileState is what the source knows of one file across reads of the
@@ -27,10 +27,14 @@ type fileState struct {
 	failed  bool              // whether sum's content did not decode
 	// objs is the last version of the file that decoded; it stays while a
 	// later version cannot be read or decoded. nil until one decodes.
-	objs *fileObjects
+	objs *storedFile
+	docs docIndex // of objs
 	// problem is the problem last logged for the file, so that each is
 	// logged once and not at every resync; "" when there is none.
 	problem string
+	// writingSince is when the file was first found open for writing by
+	// another process, zero while it is not.
+	writingSince time.Time
 }
 
 // files keeps the state of every file of the directory; only Run (or a
@@ -42,13 +46,20 @@ type files struct {
 	state   map[string]*fileState
 	order   []string        // the names of the last read, in lexical order
 	dups    map[string]bool // duplicate definitions logged by the last assembly
+	// waitForWriters holds back a file being written (see hold); the
+	// first read of the directory reads every file as it is.
+	waitForWriters bool
+	// held are the files the last update held back: they are read again
+	// soon, whether or not an event names them.
+	held    map[string]bool
+	counted counts
 	// changed is told how a file's objects changed: from its previous good
 	// version (nil: none) to the new one (nil: the file is gone).
-	changed func(previous, current *fileObjects)
+	changed func(previous, current *storedFile)
 }
 
-func newFiles(dir string, maxSize int64, log *zap.Logger, changed func(previous, current *fileObjects)) *files {
-	return &files{dir: dir, maxSize: maxSize, log: log, state: map[string]*fileState{}, dups: map[string]bool{}, changed: changed}
+func newFiles(dir string, maxSize int64, log *zap.Logger, changed func(previous, current *storedFile)) *files {
+	return &files{dir: dir, maxSize: maxSize, log: log, state: map[string]*fileState{}, dups: map[string]bool{}, held: map[string]bool{}, changed: changed}
 }
 
 // readStats says what one read did, for its log line.
@@ -59,8 +70,9 @@ type readStats struct {
 
 // job is a file whose content must be read (and maybe decoded).
 type job struct {
-	c  candidate
-	st *fileState
+	c            candidate
+	st           *fileState
+	checkWriters bool // whether a file open for writing is left unread
 	// filled in by run:
 	data    []byte
 	sig     fileSig
@@ -68,8 +80,21 @@ type job struct {
 	err     error
 	decoded bool // whether err is the decoder's
 	emptied bool // see keepsWhileEmpty
-	objs    *fileObjects
+	objs    *storedFile
+	docs    docIndex
+	notes   []note // what decoding had to say, logged in file order
 }
+
+const (
+	// maxWriting bounds how long a file open for writing is waited for:
+	// a process may hold it open for good, and its changes must apply.
+	maxWriting = 10 * time.Second
+	// withdrawQuiet is how long a file must have been left unmodified for
+	// a version that withdraws objects to count: a file appended to by
+	// several writes, closed between them, is not open for writing in the
+	// pauses, and each pause can leave its first documents only.
+	withdrawQuiet = time.Second
+)
 
 // update reads the directory and reports whether the objects differ from
 // the previous update. Files named in dirty, or all files when all is set,
@@ -88,6 +113,7 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 	var jobs []*job
 	order := make([]string, 0, len(entries))
 	now := time.Now()
+	held := map[string]bool{}
 	for _, entry := range entries {
 		name := entry.Name()
 		if !holdsObjects(name) {
@@ -97,6 +123,7 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 			if r.state[name] != nil {
 				order = append(order, name)
 			}
+			held[name] = r.held[name]
 			continue
 		}
 		c, err := checkEntry(root, r.dir, name, r.maxSize)
@@ -112,8 +139,8 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 		switch {
 		case err != nil:
 			r.refuse(name, st, err, false)
-		case all || dirty[name] || !st.handled || c.sig != st.sig || st.readAt.Sub(c.sig.mtime) < racyWindow:
-			jobs = append(jobs, &job{c: c, st: st})
+		case all || dirty[name] || r.held[name] || !st.handled || c.sig != st.sig || st.readAt.Sub(c.sig.mtime) < racyWindow:
+			jobs = append(jobs, &job{c: c, st: st, checkWriters: r.checkWriters(name, st, now)})
 		}
 	}
 	stats := readStats{files: len(order), read: len(jobs)}
@@ -121,13 +148,74 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 
 	differs := r.forget(order)
 	for _, j := range jobs {
+		if r.hold(j, now) {
+			held[j.c.name] = true
+			continue
+		}
 		j.st.readAt = now
 		if r.apply(j, &stats) {
 			differs = true
 		}
 	}
 	r.order = order
+	maps.DeleteFunc(held, func(_ string, h bool) bool { return !h })
+	r.held = held
 	return differs, stats, nil
+}
+
+// checkWriters says whether a file is read only when no process has it
+// open for writing: not at the first read, and not once it has been open
+// for longer than maxWriting (it is read as it is then, and waited for
+// again at its next change).
+func (r *files) checkWriters(name string, st *fileState, now time.Time) bool {
+	if !r.waitForWriters {
+		return false
+	}
+	if !st.writingSince.IsZero() && now.Sub(st.writingSince) >= maxWriting {
+		r.log.Warn("read a file that has been open for writing too long to wait for", zap.String(logfield.File, name),
+			zap.Duration(logfield.Took, now.Sub(st.writingSince)))
+		st.writingSince = time.Time{}
+		return false
+	}
+	return true
+}
+
+// hold says whether a job's file is left as it was, to be read again
+// soon, because it is being written: another process has it open for
+// writing, or it was written in place less than withdrawQuiet ago and its
+// new version withdraws objects of the last good one. Either way what it holds
+// may be its first documents only, each valid, and taking that version
+// would withdraw the Services of the rest until the write ends.
+func (r *files) hold(j *job, now time.Time) bool {
+	if errors.Is(j.err, errBeingWritten) {
+		if j.st.writingSince.IsZero() {
+			j.st.writingSince = now
+			r.log.Debug("wait for the file to be written: another process has it open for writing", zap.String(logfield.File, j.c.name))
+		}
+		return true
+	}
+	j.st.writingSince = time.Time{}
+	// A file replaced by a rename (a new inode) was written whole.
+	inPlace := j.sig.dev == j.st.sig.dev && j.sig.inode == j.st.sig.inode
+	age := now.Sub(j.sig.mtime) // a file dated in the future is not waited for
+	return r.waitForWriters && j.err == nil && j.objs != nil && inPlace && age >= 0 && age < withdrawQuiet && withdraws(j.st.objs, j.objs)
+}
+
+// withdraws says whether current lacks an object that previous defines.
+func withdraws(previous, current *storedFile) bool {
+	if previous == nil {
+		return false
+	}
+	defined := map[objectKey]bool{}
+	for _, key := range current.keys() {
+		defined[key] = true
+	}
+	for _, key := range previous.keys() {
+		if !defined[key] {
+			return true
+		}
+	}
+	return false
 }
 
 // forget drops the state of files no longer in the directory and reports
@@ -172,16 +260,16 @@ func runJobs(jobs []*job, maxSize int64) {
 }
 
 func (j *job) run(maxSize int64) {
-	j.data, j.sig, j.sum, j.err = readCandidate(j.c, maxSize)
+	j.data, j.sig, j.sum, j.err = readCandidate(j.c, maxSize, j.checkWriters)
+	defer func() { j.data = nil }() // only the objects stay in memory, not every file read at once
 	if j.err != nil || (j.st.handled && j.sum == j.st.sum) {
 		return
 	}
 	if j.emptied = j.keepsWhileEmpty(); j.emptied {
 		return
 	}
-	j.objs, j.err = decodeFile(j.c.name, j.data)
+	j.objs, j.notes, j.docs, j.err = decodeStored(j.c.name, j.data, j.st.objs, j.st.docs, indexedDocuments)
 	j.decoded = true
-	j.data = nil // only the objects stay in memory
 }
 
 // keepsWhileEmpty says whether the file is empty while its last good
@@ -190,10 +278,6 @@ func (j *job) run(maxSize int64) {
 // would fail their clients. Removing the file withdraws them.
 func (j *job) keepsWhileEmpty() bool {
 	return len(bytes.TrimSpace(j.data)) == 0 && j.st.objs != nil && !j.st.objs.isEmpty()
-}
-
-func (objs *fileObjects) isEmpty() bool {
-	return len(objs.services) == 0 && len(objs.slices) == 0 && len(objs.endpoints) == 0
 }
 
 // apply records what a job found and reports whether the file's objects
@@ -224,18 +308,17 @@ func (r *files) apply(j *job, stats *readStats) bool {
 	}
 	stats.decoded++
 	stats.decodedBytes += j.sig.size
-	for _, n := range j.objs.notes {
+	for _, n := range j.notes {
 		if ce := r.log.Check(n.level, n.message); ce != nil {
 			ce.Write(n.fields...)
 		}
 	}
-	j.objs.notes = nil
 	if st.problem != "" {
 		r.log.Info("file is read again", zap.String(logfield.File, name))
 		st.problem = ""
 	}
 	r.changed(st.objs, j.objs)
-	st.objs, st.failed = j.objs, false
+	st.objs, st.docs, st.failed = j.objs, j.docs, false
 	return true
 }
 
@@ -270,12 +353,12 @@ func (r *files) refuse(name string, st *fileState, err error, decoding bool) {
 	}
 }
 
-// snapshot puts the objects of every file together, in lexical file order.
-// When two files define the same object, the first wins and the other is
-// logged, once while it lasts.
-func (r *files) snapshot() source.Snapshot {
-	var snap source.Snapshot
-	definedIn := map[objectKey]string{}
+// assemble puts the objects of every file together, in lexical file
+// order. When two files define the same object, the first wins and the
+// other is logged, once while it lasts.
+func (r *files) assemble() *assembly {
+	a := &assembly{services: make([]*storedObject, 0, r.counted.services), slices: make([]*storedSlice, 0, r.counted.slices)}
+	definedIn := make(map[objectKey]string, r.counted.services+r.counted.slices)
 	dups := map[string]bool{}
 	keep := func(file string, key objectKey) bool {
 		first, ok := definedIn[key]
@@ -295,22 +378,29 @@ func (r *files) snapshot() source.Snapshot {
 		if objs == nil {
 			continue
 		}
-		for _, svc := range objs.services {
-			if keep(name, objectKey{"Service", svc.Namespace, svc.Name}) {
-				snap.Services = append(snap.Services, svc)
+		for i := range objs.services {
+			if svc := &objs.services[i]; keep(name, objectKey{"Service", svc.namespace, svc.name}) {
+				a.services = append(a.services, svc)
 			}
 		}
-		for _, slice := range objs.slices {
-			if keep(name, objectKey{"EndpointSlice", slice.Namespace, slice.Name}) {
-				snap.EndpointSlices = append(snap.EndpointSlices, slice)
+		for i := range objs.slices {
+			if slice := &objs.slices[i]; keep(name, objectKey{"EndpointSlice", slice.namespace, slice.name}) {
+				a.slices = append(a.slices, slice)
 			}
 		}
-		for _, ep := range objs.endpoints {
-			if keep(name, objectKey{"Endpoints", ep.namespace, ep.name}) {
-				snap.EndpointSlices = append(snap.EndpointSlices, ep.slices...)
+		for i := range objs.endpoints {
+			if ep := &objs.endpoints[i]; keep(name, objectKey{"Endpoints", ep.namespace, ep.name}) {
+				for j := range ep.slices {
+					a.slices = append(a.slices, &ep.slices[j])
+				}
 			}
 		}
 	}
 	r.dups = dups
-	return snap
+	r.counted = counts{len(a.services), len(a.slices)}
+	a.index = indexOf(a)
+	return a
 }
+
+// counts are how many objects the last assembly held, to size the next.
+type counts struct{ services, slices int }

@@ -369,12 +369,20 @@ func TestFinding7SlowInPlaceWrite(t *testing.T) {
 		name       string
 		file       string
 		old, new   string
-		chunk      int
+		chunks     []string
 		pause      time.Duration
+		reopen     bool   // whether each chunk is appended by a new open, as `>>` does
 		wantNewSvc string // a clusterIP only the new version has
 	}{
-		{"YAML rewritten in chunks with short pauses is read once it is quiet", "slow.yaml", oldContent.String(), newContent.String(), 64, 10 * time.Millisecond, "10.96.0.21"},
-		{"a JSON List rewritten with pauses longer than the debounce keeps its last good version", "slow.json", oldList.String(), newList.String(), 200, 150 * time.Millisecond, "10.96.21.1"},
+		{"YAML rewritten in chunks with short pauses is read once it is quiet", "slow.yaml", oldContent.String(), newContent.String(),
+			inChunks(newContent.String(), 64), 10 * time.Millisecond, false, "10.96.0.21"},
+		{"a JSON List rewritten with pauses longer than the debounce keeps its last good version", "slow.json", oldList.String(), newList.String(),
+			inChunks(newList.String(), 200), 150 * time.Millisecond, false, "10.96.21.1"},
+		// Each pause leaves a valid, shorter file: the first documents.
+		{"multi-document YAML rewritten one document at a time, with pauses longer than the debounce, withdraws nothing", "slow.yaml", oldContent.String(), newContent.String(),
+			inDocuments(newContent.String()), 250 * time.Millisecond, false, "10.96.0.21"},
+		{"multi-document YAML rewritten by one append per document, closed between them, withdraws nothing", "slow.yaml", oldContent.String(), newContent.String(),
+			inDocuments(newContent.String()), 150 * time.Millisecond, true, "10.96.0.21"},
 	}
 	want := []string{"EndpointSlice default/healthy-1", "EndpointSlice default/slow-0-1", "EndpointSlice default/slow-1-1", "EndpointSlice default/slow-2-1",
 		"Service default/healthy", "Service default/slow-0", "Service default/slow-1", "Service default/slow-2"}
@@ -386,7 +394,7 @@ func TestFinding7SlowInPlaceWrite(t *testing.T) {
 			src := runSource(t, dir)
 
 			written := make(chan error, 1)
-			go func() { written <- writeSlowly(filepath.Join(dir, tc.file), tc.new, tc.chunk, tc.pause) }()
+			go func() { written <- writeSlowly(filepath.Join(dir, tc.file), tc.chunks, tc.pause, tc.reopen) }()
 			deadline := time.Time{}
 			for {
 				if got := sortedObjects(src); !slices.Equal(got, want) {
@@ -431,22 +439,58 @@ func halfWritten(snap source.Snapshot) string {
 	return ""
 }
 
-// writeSlowly rewrites path in place: truncate, then chunks with pauses.
-func writeSlowly(path, content string, chunk int, pause time.Duration) error {
+// writeSlowly rewrites path in place: truncate, then chunks with pauses,
+// through one open file or, with reopen, appending each chunk by a new open
+// and closing the file for each pause, as a script's `>>` lines do.
+func writeSlowly(path string, chunks []string, pause time.Duration, reopen bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	for len(content) > 0 {
+	for _, chunk := range chunks {
+		if reopen {
+			if err := f.Close(); err != nil {
+				return err
+			}
+		}
 		time.Sleep(pause)
-		n := min(chunk, len(content))
-		if _, err := f.WriteString(content[:n]); err != nil {
+		if reopen {
+			if f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+				return err
+			}
+		}
+		if _, err := f.WriteString(chunk); err != nil {
+			f.Close()
 			return err
 		}
+	}
+	return f.Close()
+}
+
+// inChunks cuts content into pieces of size bytes.
+func inChunks(content string, size int) []string {
+	var chunks []string
+	for len(content) > 0 {
+		n := min(size, len(content))
+		chunks = append(chunks, content[:n])
 		content = content[n:]
 	}
-	return nil
+	return chunks
+}
+
+// inDocuments cuts content after each "---" line: every prefix of the
+// chunks is a valid file of fewer documents.
+func inDocuments(content string) []string {
+	var chunks []string
+	for len(content) > 0 {
+		n := len(content)
+		if i := strings.Index(content, "\n---\n"); i >= 0 {
+			n = i + len("\n---\n")
+		}
+		chunks = append(chunks, content[:n])
+		content = content[n:]
+	}
+	return chunks
 }
 
 // runSource runs a Source on dir until the test ends, after its first read.
@@ -576,7 +620,7 @@ func TestFinding8OneChangedFileIsDecodedAlone(t *testing.T) {
 				t.Fatal(err)
 			}
 			if differs {
-				src.snapshot = src.files.snapshot()
+				src.assembled = src.files.assemble()
 			}
 			if differs != step.wantDiffers || stats.decoded != step.wantDecoded {
 				t.Errorf("update: differs %v, decoded %d files; want %v, %d", differs, stats.decoded, step.wantDiffers, step.wantDecoded)

@@ -1,17 +1,24 @@
 package dir
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+	yamlv2 "go.yaml.in/yaml/v2"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
 
 	"github.com/socklb/socklb/pkg/desired"
 )
@@ -49,7 +56,9 @@ func FuzzDecodeFile(f *testing.F) {
 		} else {
 			checkWellFormed(t, objs)
 			texts = append(texts, noteTexts(objs)...)
+			checkStored(t, objs)
 		}
+		checkDecodeStored(t, data, objs, err)
 		for _, text := range texts {
 			if quoted := quotedFrom(text, data); quoted != "" {
 				t.Errorf("output quotes the file (%q): %s", quoted, text)
@@ -89,6 +98,79 @@ func checkWellFormed(t *testing.T, objs *fileObjects) {
 	}
 	for _, s := range slices {
 		checkNames("EndpointSlice", s.Name, s.Namespace)
+	}
+}
+
+// checkStored fails unless the objects the source keeps between reads
+// decode to the decoded ones, but for the fields store leaves out.
+func checkStored(t *testing.T, objs *fileObjects) {
+	t.Helper()
+	stored := store(objs) // trims objs as it stores them
+	if len(stored.services) != len(objs.services) || len(stored.slices) != len(objs.slices) || len(stored.endpoints) != len(objs.endpoints) {
+		t.Fatalf("stored %d Services, %d EndpointSlices, %d Endpoints; decoded %d, %d, %d", len(stored.services), len(stored.slices),
+			len(stored.endpoints), len(objs.services), len(objs.slices), len(objs.endpoints))
+	}
+	for i, svc := range objs.services {
+		got := stored.services[i].service()
+		got.TypeMeta, svc.TypeMeta = metav1.TypeMeta{}, metav1.TypeMeta{}
+		if !apiequality.Semantic.DeepEqual(got, svc) {
+			t.Errorf("stored Service %s decodes to\n%+v\nwant\n%+v", svc.Name, got, svc)
+		}
+	}
+	decoded := objs.slices
+	var kept []storedSlice
+	kept = append(kept, stored.slices...)
+	for i, ep := range objs.endpoints {
+		decoded = append(decoded, ep.slices...)
+		kept = append(kept, stored.endpoints[i].slices...)
+	}
+	for i, slice := range decoded {
+		got := kept[i].slice()
+		got.TypeMeta, slice.TypeMeta = metav1.TypeMeta{}, metav1.TypeMeta{}
+		if !apiequality.Semantic.DeepEqual(got, slice) {
+			t.Errorf("stored EndpointSlice %s decodes to\n%+v\nwant\n%+v", slice.Name, got, slice)
+		}
+		if ref, ok := desired.SliceServiceRef(slice); ok != kept[i].ofService || ref != kept[i].service {
+			t.Errorf("stored EndpointSlice %s belongs to %v (%v), want %v (%v)", slice.Name, kept[i].service, kept[i].ofService, ref, ok)
+		}
+	}
+}
+
+// checkDecodeStored fails unless what the source keeps of a file is what
+// decodeFile and store make of it, and a second decode that may take every
+// document from the first gives the same.
+func checkDecodeStored(t *testing.T, data []byte, objs *fileObjects, decodeErr error) {
+	t.Helper()
+	stored, notes, index, err := decodeStored("fuzz.yaml", data, nil, nil, 1)
+	if (err == nil) != (decodeErr == nil) || err != nil && err.Error() != decodeErr.Error() {
+		t.Fatalf("decodeStored: error %v; decodeFile: %v", err, decodeErr)
+	}
+	if err != nil {
+		return
+	}
+	if len(notes) != len(objs.notes) {
+		t.Errorf("decodeStored: %d notes; decodeFile: %d", len(notes), len(objs.notes))
+	}
+	again, _, _, err := decodeStored("fuzz.yaml", data, stored, index, 1)
+	if err != nil {
+		t.Fatalf("decodeStored again: %v", err)
+	}
+	want := store(objs)
+	for _, st := range []*storedFile{stored, again} {
+		if !reflect.DeepEqual(st.keys(), want.keys()) {
+			t.Fatalf("decodeStored keeps %v; decodeFile and store %v", st.keys(), want.keys())
+		}
+		for i, svc := range st.services {
+			if !bytes.Equal(svc.raw, want.services[i].raw) {
+				t.Errorf("decodeStored keeps Service %s otherwise than store", svc.name)
+			}
+		}
+		wantSlices := want.allSlices()
+		for i, slice := range st.allSlices() {
+			if !bytes.Equal(slice.raw, wantSlices[i].raw) {
+				t.Errorf("decodeStored keeps EndpointSlice %s otherwise than store", slice.name)
+			}
+		}
 	}
 }
 
@@ -137,4 +219,61 @@ func quotedFrom(text string, data []byte) string {
 		}
 	}
 	return ""
+}
+
+// FuzzYAMLToJSON checks that the source's YAML to JSON conversion writes
+// what sigs.k8s.io/yaml does, byte for byte, error for error.
+func FuzzYAMLToJSON(f *testing.F) {
+	for _, seed := range []string{
+		seedExample,
+		serviceWithSlice("web", 7),
+		"a: 1\nb: [1, 2.5, -3, 0x1F, 1e3, .inf, ~, null, yes, off, \"<&>\", 'x\\ty']\n",
+		"1: a\n\"1\": b\ntrue: c\n",
+		"s: \"caf\\u00e9 \\u2028 \\x01\"\nt: 2024-01-01T00:00:00Z\n",
+		"a: &a {x: [1, 2]}\nb: *a\n",
+		"? [1, 2]\n: 3\n",
+		"a: 1\na: 2\n",
+		"big: 18446744073709551615\nneg: -9223372036854775808\n",
+		"",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gotErr := yamlToJSONStrict(data)
+		want, wantErr := yaml.YAMLToJSONStrict(data)
+		if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
+			t.Fatalf("error %v, want %v", gotErr, wantErr)
+		}
+		if !bytes.Equal(got, want) && !collidingKeys(data) {
+			t.Fatalf("JSON\n%s\nwant\n%s", got, want)
+		}
+	})
+}
+
+// collidingKeys says whether a mapping of the document has two keys that
+// become the same string (1 and "1"): sigs.k8s.io/yaml keeps either of the
+// two values, as Go's map iteration has it, so no output is the one.
+func collidingKeys(data []byte) bool {
+	var obj any
+	if yamlv2.Unmarshal(data, &obj) != nil {
+		return false
+	}
+	var walk func(v any) bool
+	walk = func(v any) bool {
+		switch v := v.(type) {
+		case map[any]any:
+			seen := map[string]bool{}
+			for k, item := range v {
+				s := fmt.Sprint(k)
+				if seen[s] || walk(item) {
+					return true
+				}
+				seen[s] = true
+			}
+		case []any:
+			return slices.ContainsFunc(v, walk)
+		}
+		return false
+	}
+	return walk(obj)
 }

@@ -1,26 +1,35 @@
 package dir
 
 import (
+	"bytes"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/source"
 )
 
 var _ source.Incremental = (*Source)(nil)
 
-// objectIndex is a snapshot's objects by Service, for Objects.
+// assembly is the directory's objects that count, as the last read found
+// them, still encoded; it is not modified once made.
+type assembly struct {
+	services []*storedObject
+	slices   []*storedSlice
+	index    objectIndex
+}
+
+// objectIndex is an assembly's objects by Service, for Objects.
 type objectIndex map[source.ServiceRef]*serviceObjects
 
 type serviceObjects struct {
-	service *corev1.Service
-	slices  []*discoveryv1.EndpointSlice
+	service *storedObject
+	slices  []*storedSlice
 }
 
-func indexOf(snap source.Snapshot) objectIndex {
-	idx := make(objectIndex, len(snap.Services))
+func indexOf(a *assembly) objectIndex {
+	idx := make(objectIndex, len(a.services))
 	entry := func(ref source.ServiceRef) *serviceObjects {
 		e := idx[ref]
 		if e == nil {
@@ -29,70 +38,91 @@ func indexOf(snap source.Snapshot) objectIndex {
 		}
 		return e
 	}
-	for _, svc := range snap.Services {
-		entry(source.ServiceRef{Namespace: svc.Namespace, Name: svc.Name}).service = svc
+	for _, svc := range a.services {
+		entry(source.ServiceRef{Namespace: svc.namespace, Name: svc.name}).service = svc
 	}
-	for _, slice := range snap.EndpointSlices {
-		if ref, ok := desired.SliceServiceRef(slice); ok {
-			e := entry(ref)
+	for _, slice := range a.slices {
+		if slice.ofService {
+			e := entry(slice.service)
 			e.slices = append(e.slices, slice)
 		}
 	}
 	return idx
 }
 
+// snapshot decodes every object of the assembly.
+func (a *assembly) snapshot() source.Snapshot {
+	snap := source.Snapshot{
+		Services:       make([]*corev1.Service, 0, len(a.services)),
+		EndpointSlices: make([]*discoveryv1.EndpointSlice, 0, len(a.slices)),
+	}
+	for _, svc := range a.services {
+		snap.Services = append(snap.Services, svc.service())
+	}
+	for _, slice := range a.slices {
+		snap.EndpointSlices = append(snap.EndpointSlices, slice.slice())
+	}
+	return snap
+}
+
 // fileChange is one file's objects before and after a read.
-type fileChange struct{ previous, current *fileObjects }
+type fileChange struct{ previous, current *storedFile }
 
 // recordFileChange tells the tracker how one file's objects changed (nil:
 // the file had or has none). Only the files decoded again come here, so a
-// change costs what the file holds. A file's object that another file
+// change costs what the file holds, and of it only the objects whose
+// encoding changed are decoded. A file's object that another file
 // overrides is reported too: the sync then rebuilds it from Objects, which
 // gives the definition that counts, and finds nothing to do.
-func (s *Source) recordFileChange(previous, current *fileObjects) {
-	oldServices := map[types.NamespacedName]*corev1.Service{}
-	oldSlices := map[types.NamespacedName]*discoveryv1.EndpointSlice{}
+func (s *Source) recordFileChange(previous, current *storedFile) {
+	oldServices := map[types.NamespacedName]*storedObject{}
+	oldSlices := map[types.NamespacedName]*storedSlice{}
 	if previous != nil {
-		for _, svc := range previous.services {
-			oldServices[nameOf(svc)] = svc
+		for i := range previous.services {
+			svc := &previous.services[i]
+			oldServices[types.NamespacedName{Namespace: svc.namespace, Name: svc.name}] = svc
 		}
 		for _, slice := range previous.allSlices() {
-			oldSlices[nameOf(slice)] = slice
+			oldSlices[types.NamespacedName{Namespace: slice.namespace, Name: slice.name}] = slice
 		}
 	}
 	if current != nil {
-		for _, svc := range current.services {
-			s.tracker.ServiceUpdate(oldServices[nameOf(svc)], svc)
-			delete(oldServices, nameOf(svc))
+		for i := range current.services {
+			svc := &current.services[i]
+			name := types.NamespacedName{Namespace: svc.namespace, Name: svc.name}
+			if old := oldServices[name]; old == nil || !bytes.Equal(old.raw, svc.raw) {
+				s.tracker.ServiceUpdate(decodedService(old), svc.service())
+			}
+			delete(oldServices, name)
 		}
 		for _, slice := range current.allSlices() {
-			s.tracker.EndpointSliceUpdate(oldSlices[nameOf(slice)], slice)
-			delete(oldSlices, nameOf(slice))
+			name := types.NamespacedName{Namespace: slice.namespace, Name: slice.name}
+			if old := oldSlices[name]; old == nil || !bytes.Equal(old.raw, slice.raw) {
+				s.tracker.EndpointSliceUpdate(decodedSlice(old), slice.slice())
+			}
+			delete(oldSlices, name)
 		}
 	}
 	for _, svc := range oldServices {
-		s.tracker.ServiceUpdate(svc, nil)
+		s.tracker.ServiceUpdate(svc.service(), nil)
 	}
 	for _, slice := range oldSlices {
-		s.tracker.EndpointSliceUpdate(slice, nil)
+		s.tracker.EndpointSliceUpdate(slice.slice(), nil)
 	}
 }
 
-func nameOf(obj interface {
-	GetNamespace() string
-	GetName() string
-}) types.NamespacedName {
-	return types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}
+func decodedService(o *storedObject) *corev1.Service {
+	if o == nil {
+		return nil
+	}
+	return o.service()
 }
 
-// allSlices are a file's EndpointSlices, its own and those mirrored from
-// its Endpoints.
-func (objs *fileObjects) allSlices() []*discoveryv1.EndpointSlice {
-	all := objs.slices
-	for _, ep := range objs.endpoints {
-		all = append(all[:len(all):len(all)], ep.slices...)
+func decodedSlice(o *storedSlice) *discoveryv1.EndpointSlice {
+	if o == nil {
+		return nil
 	}
-	return all
+	return o.slice()
 }
 
 // TakeChanges returns the Services whose objects changed since the last
@@ -103,13 +133,21 @@ func (s *Source) TakeChanges() source.Changes { return s.tracker.TakeChanges() }
 func (s *Source) ChangeCounts() source.ChangeCounts { return s.tracker.ChangeCounts() }
 
 // Objects returns a Service (nil when it does not exist) and its
-// EndpointSlices as the last read found them.
+// EndpointSlices as the last read found them, decoded for the caller.
 func (s *Source) Objects(ref source.ServiceRef) (*corev1.Service, []*discoveryv1.EndpointSlice) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.index[ref]
+	e := s.assembled.index[ref]
+	s.mu.Unlock()
 	if e == nil {
 		return nil, nil
 	}
-	return e.service, e.slices
+	var svc *corev1.Service
+	if e.service != nil {
+		svc = e.service.service()
+	}
+	var slices []*discoveryv1.EndpointSlice
+	for _, slice := range e.slices {
+		slices = append(slices, slice.slice())
+	}
+	return svc, slices
 }

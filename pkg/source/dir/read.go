@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fileSig is what stat says of a file: while it stays the same, the file is
@@ -97,11 +99,17 @@ func sigOf(info fs.FileInfo) fileSig {
 	return sig
 }
 
+// errBeingWritten is a file that another process holds open for writing:
+// most likely it is being written in place, and what it holds now may be
+// only its first documents, each valid.
+var errBeingWritten = errors.New("the file is open for writing")
+
 // readCandidate reads a checked file, no more than maxSize bytes of it,
 // and returns its content, signature and hash. It opens without following
 // a link and without blocking, and checks again what it opened: the entry
-// may have been replaced since it was checked.
-func readCandidate(c candidate, maxSize int64) ([]byte, fileSig, [sha256.Size]byte, error) {
+// may have been replaced since it was checked. With checkWriters, a file
+// open for writing is not read (errBeingWritten).
+func readCandidate(c candidate, maxSize int64, checkWriters bool) ([]byte, fileSig, [sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	f, err := os.OpenFile(c.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -117,6 +125,13 @@ func readCandidate(c candidate, maxSize int64) ([]byte, fileSig, [sha256.Size]by
 	}
 	if info.Size() > maxSize {
 		return nil, fileSig{}, sum, sizeError(info.Size(), maxSize)
+	}
+	if checkWriters {
+		release, err := leaseForRead(f)
+		if err != nil {
+			return nil, fileSig{}, sum, err
+		}
+		defer release()
 	}
 	data := make([]byte, 0, info.Size()+1)
 	buf := data[:cap(data)]
@@ -136,6 +151,32 @@ func readCandidate(c candidate, maxSize int64) ([]byte, fileSig, [sha256.Size]by
 		return nil, fileSig{}, sum, sizeError(int64(len(data)), maxSize)
 	}
 	return data, sigOf(info), sha256.Sum256(data), nil
+}
+
+// leaseForRead takes a read lease on f for the time of the read. The
+// kernel grants one only while no process has the file open for writing,
+// and while it is held a writer's open (and its O_TRUNC) waits for its
+// release: what is read then is a version some writer finished. Where
+// leases are not available (a filesystem without them, a file owned by
+// another user without CAP_LEASE) nothing is known and the file is read.
+func leaseForRead(f *os.File) (release func(), err error) {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return func() {}, nil
+	}
+	var leaseErr error
+	if err := conn.Control(func(fd uintptr) { _, leaseErr = unix.FcntlInt(fd, unix.F_SETLEASE, unix.F_RDLCK) }); err != nil {
+		return func() {}, nil
+	}
+	switch {
+	case errors.Is(leaseErr, unix.EAGAIN):
+		return nil, errBeingWritten
+	case leaseErr != nil:
+		return func() {}, nil
+	}
+	return func() {
+		_ = conn.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETLEASE, unix.F_UNLCK) })
+	}, nil
 }
 
 // holdsObjects says whether a file name is one to read: YAML or JSON, and

@@ -1,0 +1,123 @@
+package dir
+
+import (
+	"crypto/sha256"
+	goruntime "runtime"
+	"sync"
+)
+
+// docSum identifies the text of one document.
+type docSum [sha256.Size]byte
+
+// docIndex locates, in the stored version of a file it was made with, the
+// objects of each document by its text: a change to one document of a
+// large file then decodes that document only, not the thousands around it.
+// Only files of at least indexedDocuments documents have one, and only
+// documents that decoding had nothing to say about are in it (a note
+// carries the document's position, which may have moved).
+type docIndex map[docSum]docRange
+
+// docRange is where one document's objects are in a storedFile.
+type docRange struct{ services, slices, endpoints [2]int32 }
+
+// indexedDocuments is how many documents a file needs to get a docIndex:
+// in a file of one Service and its slice the index would cost more than
+// it saves.
+const indexedDocuments = 64
+
+// decodedDoc is what one document gave: its objects, stored, and notes.
+type decodedDoc struct {
+	sum   docSum
+	objs  *storedFile
+	notes []note
+}
+
+// decodeStored decodes a file into what the source keeps, taking the
+// objects of each document whose text the previous version (previous,
+// with its index) also had from there, and indexes the result if the file
+// has at least indexFrom documents (indexedDocuments, but in tests). Any
+// document that cannot be decoded fails the whole file.
+func decodeStored(name string, data []byte, previous *storedFile, index docIndex, indexFrom int) (*storedFile, []note, docIndex, error) {
+	docs, err := splitDocuments(data)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	decoded := make([]decodedDoc, len(docs))
+	parts := 1
+	if len(docs) >= parallelDocuments {
+		parts = goruntime.GOMAXPROCS(0)
+	}
+	errs := make([]error, parts)
+	per := (len(docs) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for p := range parts {
+		from, to := min(p*per, len(docs)), min((p+1)*per, len(docs))
+		wg.Go(func() { errs[p] = decodeDocs(name, docs[from:to], decoded[from:to], previous, index) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, nil, nil, err // the first failing document, as read in order
+		}
+	}
+	objs, notes, next := joinDocuments(decoded, len(docs) >= indexFrom)
+	return objs, notes, next, nil
+}
+
+// decodeDocs decodes docs into out, one for one.
+func decodeDocs(name string, docs []document, out []decodedDoc, previous *storedFile, index docIndex) error {
+	for i, doc := range docs {
+		out[i].sum = sha256.Sum256(doc.data)
+		if r, ok := index[out[i].sum]; ok {
+			out[i].objs = previous.sub(r)
+			continue
+		}
+		objs := &fileObjects{}
+		if err := objs.addDocument(name, doc); err != nil {
+			return err
+		}
+		out[i].objs, out[i].notes = store(objs), objs.notes
+	}
+	return nil
+}
+
+// joinDocuments puts the documents of a file together, in order, and
+// indexes them when withIndex is set.
+func joinDocuments(decoded []decodedDoc, withIndex bool) (*storedFile, []note, docIndex) {
+	var services, slices, endpoints int
+	for _, d := range decoded {
+		services, slices, endpoints = services+len(d.objs.services), slices+len(d.objs.slices), endpoints+len(d.objs.endpoints)
+	}
+	objs := &storedFile{
+		services:  make([]storedObject, 0, services),
+		slices:    make([]storedSlice, 0, slices),
+		endpoints: make([]storedEndpoints, 0, endpoints),
+	}
+	var notes []note
+	var index docIndex
+	if withIndex {
+		index = make(docIndex, len(decoded))
+	}
+	for _, d := range decoded {
+		var r docRange
+		r.services[0], r.slices[0], r.endpoints[0] = int32(len(objs.services)), int32(len(objs.slices)), int32(len(objs.endpoints))
+		objs.services = append(objs.services, d.objs.services...)
+		objs.slices = append(objs.slices, d.objs.slices...)
+		objs.endpoints = append(objs.endpoints, d.objs.endpoints...)
+		r.services[1], r.slices[1], r.endpoints[1] = int32(len(objs.services)), int32(len(objs.slices)), int32(len(objs.endpoints))
+		notes = append(notes, d.notes...)
+		if withIndex && len(d.notes) == 0 {
+			index[d.sum] = r
+		}
+	}
+	return objs, notes, index
+}
+
+// sub is the objects of one document of st.
+func (st *storedFile) sub(r docRange) *storedFile {
+	return &storedFile{
+		services:  st.services[r.services[0]:r.services[1]],
+		slices:    st.slices[r.slices[0]:r.slices[1]],
+		endpoints: st.endpoints[r.endpoints[0]:r.endpoints[1]],
+	}
+}

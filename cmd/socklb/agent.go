@@ -83,6 +83,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		return err
 	}
 	defer log.Sync()
+	setMemoryLimit(log)
 
 	nodeName, err := resolveNodeName(f.nodeName)
 	if err != nil {

@@ -29,10 +29,11 @@ for m in $(cat /vm/modules); do
 done
 
 export CI=true SOCKLB_TEST_BINARIES=/vm/helpers TMPDIR=/tmp HOME=/tmp
-while read -r name run timeout; do
+while read -r name run skip timeout; do
 	report begin "$name"
 	set -- -test.v=test2json -test.count=1 -test.timeout="$timeout"
 	[ "$run" != - ] && set -- "$@" -test.run "$run"
+	[ "$skip" != - ] && set -- "$@" -test.skip "$skip"
 	(cd /tmp && "/vm/tests/$name.test" "$@") >&3 2>&1
 	rc=$?
 	echo >&3

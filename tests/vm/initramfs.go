@@ -21,14 +21,15 @@ var guestInit []byte
 const (
 	guestTestDir   = "vm/tests"   // the go test -c binaries, <name>.test
 	guestHelperDir = "vm/helpers" // socklb, namesrv, sockprobe (sandbox.PrebuiltEnv)
-	guestSuite     = "vm/suite"   // one line per test binary: name, -test.run, -test.timeout
+	guestSuite     = "vm/suite"   // one line per test binary: name, -test.run, -test.skip, -test.timeout
 	guestModules   = "vm/modules" // the modules init loads, one a line
 )
 
 // hostTools are the host's own binaries the tests exec, copied into the guest
-// with the shared libraries ldd names: the same nsenter and bpftool as on the
-// host (busybox's nsenter would be a different program).
-var hostTools = []string{"nsenter", "bpftool"}
+// with the shared libraries ldd names: the same programs as on the host
+// (busybox's nsenter would be a different one). The tests' packages are
+// installed by make deps.
+var hostTools = []string{"nsenter", "bpftool", "curl"}
 
 // image is what goes into every guest's initramfs, whatever the kernel.
 type image struct {

@@ -167,7 +167,7 @@ func runGuest(ctx context.Context, o options, img image, k *kernel, accel, dir s
 		}
 		kr.results = append(kr.results, rs...)
 	}
-	progress("%s done in %s", k.name, since(time.Now().Add(-b.wall)))
+	progress("%s done in %s", k.name, round(b.wall))
 	return kr
 }
 

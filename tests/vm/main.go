@@ -141,6 +141,7 @@ func runGuest(ctx context.Context, o options, img image, k *kernel, accel, dir s
 	}
 	progress("booting %s (%s) under %s", k.name, k.release, accel)
 	b := boot(ctx, o.vm, accel, k.vmlinuz, initrd, dir, o.timeout)
+	os.Remove(initrd) // 160 MB, rewritten by every run
 	data, _ := os.ReadFile(b.results)
 	g := parseGuestLog(data)
 	kr.notes = g.notes

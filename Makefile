@@ -64,6 +64,22 @@ fuzz:
 test-unit:
 	$(GO) test $(TEST_FLAGS) ./pkg/...
 
+# The kernel matrix: the kernel-facing tests as static binaries on the host's
+# kernel and in qemu guests of Debian's 5.10, 6.1 and 6.12 cloud kernels
+# (tests/vm; the packages are cached under .cache/vm). TAP lines per test,
+# then a table per kernel. VM_FLAGS passes options, e.g. -kernels 6.1.
+VM_APT_PKGS := qemu-system-x86 xz-utils
+VM_FLAGS ?=
+.PHONY: test-vm
+test-vm: deps
+	@missing=""; for p in $(VM_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	./tests/vm/fetch.sh
+	$(GO) run ./tests/vm $(VM_FLAGS)
+
 demo: deps build
 	./demo/standalone.sh $(SOCKLB)
 

@@ -85,6 +85,8 @@ type fixtureNode struct {
 
 func newFixtureNode(t *testing.T) *fixtureNode {
 	t.Helper()
+	// run passes XDP an xdp_md (the ingress ifindex the program reads).
+	sandbox.RequireKernel(t, "5.15", "BPF_PROG_TEST_RUN of XDP with an xdp_md context")
 	sb := sandbox.New(t)
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatal(err)

@@ -164,6 +164,18 @@ func names(hs ...*sandbox.Host) map[string]bool {
 	return m
 }
 
+// refusedErrno is how connect() or sendmsg() to a frontend without endpoints
+// fails: the hook sets ECONNREFUSED with bpf_set_retval, which cgroup
+// programs have since Linux 5.18; before it a hook that refuses makes the
+// call fail with EPERM (the agent probes for the helper and logs which).
+func refusedErrno(t testing.TB) string {
+	t.Helper()
+	if sandbox.KernelAtLeast(t, "5.18") {
+		return "ECONNREFUSED"
+	}
+	return "EPERM"
+}
+
 func requireAllOK(t testing.TB, rs []sandbox.ProbeResult) map[string]int {
 	t.Helper()
 	return sandbox.RequireAllOK(t, rs)

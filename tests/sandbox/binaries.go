@@ -24,6 +24,11 @@ const (
 // buildTimeout bounds one go build.
 const buildTimeout = 5 * time.Minute
 
+// PrebuiltEnv names a directory of binaries built beforehand, one per
+// package named by its base name: where no Go toolchain is (the kernel
+// matrix's guests, tests/vm), Binaries takes them from there instead.
+const PrebuiltEnv = "SOCKLB_TEST_BINARIES"
+
 var (
 	binMu    sync.Mutex
 	binDir   string
@@ -106,9 +111,20 @@ func buildBinary(pkg string) (string, error) {
 	if r, ok := binCache[pkg]; ok {
 		return r.path, r.err
 	}
+	if dir := os.Getenv(PrebuiltEnv); dir != "" {
+		return prebuilt(dir, pkg)
+	}
 	p, err := buildLocked(pkg)
 	binCache[pkg] = binResult{p, err}
 	return p, err
+}
+
+func prebuilt(dir, pkg string) (string, error) {
+	p := filepath.Join(dir, path.Base(pkg))
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("prebuilt binary of %s (%s=%s): %w", pkg, PrebuiltEnv, dir, err)
+	}
+	return p, nil
 }
 
 // makeBinDir creates <tmp>/socklb-test-bin/<pid>, first removing the

@@ -390,6 +390,11 @@ func WaitIPv6Ready(h *netlink.Handle, link string, addrs []netip.Addr, timeout t
 	deadline := time.Now().Add(timeout)
 	for sleep := time.Millisecond; ; sleep = min(2*sleep, 50*time.Millisecond) {
 		pending, err := ipv6NotReady(h, l, addrs)
+		if errors.Is(err, netlink.ErrDumpInterrupted) {
+			// The addresses changed during the dump (DAD finishing, say):
+			// slow kernels (the matrix's guests) see it often. Ask again.
+			pending, err = addrs, nil
+		}
 		if err != nil {
 			return err
 		}

@@ -228,6 +228,13 @@ func TestClusterXDP(t *testing.T) {
 	}
 	for _, tc := range echoCases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.node == n1 {
+				// Before 5.13 ("veth: allow enabling NAPI even without
+				// XDP") GRO gives the peer no NAPI: a veth takes XDP_TX and
+				// redirected frames only when it runs an XDP program itself,
+				// and the kernel matrix saw no reply on 5.10.
+				RequireKernel(t, "5.13", "a veth peer that takes XDP_TX frames with GRO on and no XDP program")
+			}
 			dst := netip.AddrPortFrom(tc.node.IPv4, tc.port)
 			payload := []byte("xdp " + tc.name)
 			got, from, err := udpEcho(c, dst, payload)

@@ -10,7 +10,7 @@ APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl wrk
 # Kernel e2e tests need root; CI=true turns their skips into failures.
 TEST_FLAGS ?= -count=1
 
-.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean
+.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation bench-deps bench-kube-proxy bench-quick k8s-binaries clean
 
 all: build
 
@@ -83,6 +83,28 @@ bench: deps build
 	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4' -benchtime 2000x ./tests/e2e/
 	$(GO) test -run '^$$' -bench NodePortRequestRate -benchtime 1x ./tests/e2e/
 	$(GO) test -run '^$$' -bench 'ColdStart30000|OneFileChange30000' -benchtime 1x -timeout 20m ./pkg/source/dir/
+	$(MAKE) --no-print-directory bench-kube-proxy
+
+# socklb against kube-proxy (iptables and nftables modes) and no proxy, on one
+# node namespace and one control plane, in alternating rounds; writes
+# docs/benchmarks.md and docs/bench-*.png. bench-kube-proxy runs 10 to 30,000
+# Services (over an hour), bench-quick 10 and 1,000 (under 10 minutes).
+BENCH_APT_PKGS := iptables nftables iperf3 wrk conntrack
+BENCH_FLAGS    ?=
+bench-deps:
+	@missing=""; for p in $(BENCH_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+bench-kube-proxy: deps k8s-binaries bench-deps
+	$(GO) test -tags bench -run '^TestCompareProxies$$' -v -count=1 -timeout 6h ./tests/bench/ \
+		-args -bench.command 'make bench-kube-proxy' $(BENCH_FLAGS)
+
+bench-quick: deps k8s-binaries bench-deps
+	$(GO) test -tags bench -run '^TestCompareProxies$$' -v -count=1 -timeout 10m ./tests/bench/ \
+		-args -bench.scales 10,1000 -bench.rounds 2 -bench.command 'make bench-quick' $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -24,7 +24,7 @@ import (
 )
 
 const (
-	latencyChunks = 4               // direct, first, last interleaved this many times
+	latencyChunks = 4                       // direct, first, last interleaved this many times
 	rateDuration  = 1500 * time.Millisecond // per parallel new-connection run
 	iperfSeconds  = 1                       // per run; two runs each, interleaved
 	wrkDuration   = "1s"

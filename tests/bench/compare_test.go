@@ -5,6 +5,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -27,6 +28,7 @@ var (
 	outFlag      = flag.String("bench.out", "", "directory for benchmarks.md and the plots (default: the repository's docs/)")
 	commandFlag  = flag.String("bench.command", "make bench", "the command the report says reproduces it")
 	noteFlag     = flag.String("bench.note", "", "a note for the report (say what else ran on the machine)")
+	logsFlag     = flag.String("bench.logs", "", "directory to keep every proxy session's log in (default: not kept)")
 )
 
 // contenders in the order of round 1; later rounds rotate it.
@@ -102,6 +104,10 @@ func TestCompareProxies(t *testing.T) {
 	}
 	info.Took = time.Since(started)
 	writeReport(t, results, info)
+	// The raw sessions, for a reader who wants other cuts of the run.
+	if raw, err := json.Marshal(results.Sessions); err == nil {
+		fmt.Printf("sessions: %s\n", raw)
+	}
 }
 
 func summary(s Session) string {

@@ -5,6 +5,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,7 +41,24 @@ func (h *harness) session(t *testing.T, name string, scale, round, changes int) 
 		t.Fatalf("%s exited during the session: %v\n%s", name, proxy.Wait(), tail(proxy.Stderr(), 3000))
 	}
 	h.stopProxy(t, name, proxy)
+	keepLog(t, s, proxy)
 	return s
+}
+
+// keepLog writes the proxy's output to -bench.logs, named after the
+// session: socklb's "synced" lines carry each sync's duration and
+// programming latency, kube-proxy's its sync times.
+func keepLog(t *testing.T, s Session, proxy *sandbox.Process) {
+	if *logsFlag == "" {
+		return
+	}
+	if err := os.MkdirAll(*logsFlag, 0o755); err != nil {
+		t.Fatalf("creating %s: %v", *logsFlag, err)
+	}
+	name := fmt.Sprintf("%d-round%d-%s.log", s.Scale, s.Round, strings.ReplaceAll(s.Contender, " ", "-"))
+	if err := os.WriteFile(filepath.Join(*logsFlag, name), []byte(proxy.Stdout()+proxy.Stderr()), 0o644); err != nil {
+		t.Fatalf("keeping the log of %s: %v", s.Contender, err)
+	}
 }
 
 // startProxy starts the contender inside the node namespace and returns

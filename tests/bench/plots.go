@@ -70,15 +70,16 @@ func WritePlots(dir string, r *Results) ([]string, error) {
 	}
 	plots := []struct {
 		file, title, y string
+		logY           bool
 		lines          []series
 	}{
-		{latencyPlot, "New connection through the last Service (no proxy: to the pod)", "latency µs", latency},
-		{propagationPlot, "EndpointSlice change → datapath, p50 (bars: round range)", "ms", propagation},
-		{memoryPlot, "Proxy resident memory", "RSS MiB", memory},
+		{latencyPlot, "New connection through the last Service (no proxy: to the pod)", "latency µs", true, latency},
+		{propagationPlot, "EndpointSlice change → datapath, p50 (bars: round range)", "ms", true, propagation},
+		{memoryPlot, "Proxy resident memory", "RSS MiB", false, memory},
 	}
 	var written []string
 	for _, p := range plots {
-		if err := savePlot(filepath.Join(dir, p.file), p.title, p.y, p.lines); err != nil {
+		if err := savePlot(filepath.Join(dir, p.file), p.title, p.y, p.logY, p.lines); err != nil {
 			return written, err
 		}
 		written = append(written, p.file)
@@ -86,13 +87,19 @@ func WritePlots(dir string, r *Results) ([]string, error) {
 	return written, nil
 }
 
-func savePlot(path, title, yLabel string, lines []series) error {
+// savePlot draws lines over a logarithmic Service axis; logY for figures
+// spanning decades (p50 beside p99, iptables beside socklb).
+func savePlot(path, title, yLabel string, logY bool, lines []series) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "Services"
 	p.Y.Label.Text = yLabel
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	if logY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
 	p.Legend.Top = true
 	p.Legend.Left = true
 	drawn := 0

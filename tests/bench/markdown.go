@@ -357,10 +357,12 @@ proxy, measures, stops it and removes everything it left: socklb cleanup (its ow
 directory and cgroup) or kube-proxy --cleanup, then conntrack -F; the session fails if
 iptables-save, ip6tables-save or nft list ruleset still show kube-proxy's rules, or if
 socklb's pins, cgroup programs or XDP program remain. kube-proxy runs inside the node
-namespace (nsenter --net) with its defaults except --conntrack-max-per-core=0 (the global
-conntrack limit is left alone) and --nodeport-addresses=primary (both modes alike), and
-reaches the API server through a relay on the namespace's 127.0.0.1; socklb runs the same
-way.
+namespace (nsenter --net) with its defaults except --conntrack-max-per-core=0 and
+--conntrack-tcp-timeout-established/close-wait=0 (the machine-wide conntrack limit and the
+namespace's timeouts are left as they are) and --nodeport-addresses=primary (both modes
+alike), and reaches the API server through a relay on the namespace's 127.0.0.1; socklb
+runs the same way. The endpoints carry nodeName node1, as the endpointslice controller
+writes them for pods on the node.
 
 - Cold start: from the proxy's exec until the last Service (svc-(N-1)) answers a client;
   every contender's first programming is one full sync of everything it listed.

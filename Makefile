@@ -103,7 +103,7 @@ bench-kube-proxy: deps k8s-binaries bench-deps
 		-args -bench.command 'make bench-kube-proxy' $(BENCH_FLAGS)
 
 bench-quick: deps k8s-binaries bench-deps
-	$(GO) test -tags bench -run '^TestCompareProxies$$' -v -count=1 -timeout 10m ./tests/bench/ \
+	$(GO) test -tags bench -run '^TestCompareProxies$$' -v -count=1 -timeout 20m ./tests/bench/ \
 		-args -bench.scales 10,1000 -bench.rounds 2 -bench.command 'make bench-quick' $(BENCH_FLAGS)
 
 clean:

@@ -9,10 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,11 +92,20 @@ func TestCompareProxies(t *testing.T) {
 	})
 	h := newHarness(t, cp)
 	results := &Results{}
+	stop := stopOnSignal(t)
 	changesPerSession := (*changesFlag + *roundsFlag - 1) / *roundsFlag
+run:
 	for _, scale := range scales {
+		if stop() {
+			break
+		}
 		h.growServices(t, scale)
 		for round := 1; round <= *roundsFlag; round++ {
 			for _, name := range rotated(round) {
+				if stop() {
+					info.Notes = append(info.Notes, fmt.Sprintf("Stopped by a signal before %s, round %d, at %d Services: the tables hold what was measured until then.", name, round, scale))
+					break run
+				}
 				progress("scale %d, round %d/%d: %s", scale, round, *roundsFlag, name)
 				s := h.session(t, name, scale, round, changesPerSession)
 				results.Sessions = append(results.Sessions, s)
@@ -107,6 +118,24 @@ func TestCompareProxies(t *testing.T) {
 	// The raw sessions, for a reader who wants other cuts of the run.
 	if raw, err := json.Marshal(results.Sessions); err == nil {
 		fmt.Printf("sessions: %s\n", raw)
+	}
+}
+
+// stopOnSignal makes SIGINT and SIGTERM end the run after the current
+// session: the report is still written, and every cleanup runs.
+func stopOnSignal(t *testing.T) func() bool {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	t.Cleanup(func() { signal.Stop(signals) })
+	stopping := false
+	return func() bool {
+		select {
+		case sig := <-signals:
+			progress("%s: stopping after this session, then writing the report", sig)
+			stopping = true
+		default:
+		}
+		return stopping
 	}
 }
 

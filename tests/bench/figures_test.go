@@ -151,7 +151,7 @@ func TestKubeProxyRules(t *testing.T) {
 		want int
 	}{
 		{"empty", "", 0},
-		{"what --cleanup leaves", ":KUBE-FIREWALL - [0:0]\n-A INPUT -j KUBE-FIREWALL\n", 0},
+		{"the firewall chain kube-proxy --cleanup leaves", ":KUBE-FIREWALL - [0:0]\n-A INPUT -j KUBE-FIREWALL\n", 2},
 		{"a Service chain", ":KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n", 2},
 		{"the nftables table", "table ip kube-proxy {\n}\n", 1},
 	} {

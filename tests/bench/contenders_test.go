@@ -3,9 +3,11 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,7 +45,33 @@ func (h *harness) session(t *testing.T, name string, scale, round, changes int) 
 	}
 	h.stopProxy(t, name, proxy)
 	keepLog(t, s, proxy)
+	if name == socklbName {
+		agentProgramming(proxy.Stdout()+proxy.Stderr(), &s)
+	}
 	return s
+}
+
+// agentProgramming reads socklb's own programming latency of every
+// incremental sync from its log, to tell its share of the change →
+// datapath time from the API server's and the client's.
+func agentProgramming(log string, s *Session) {
+	var latencies []float64
+	for _, line := range strings.Split(log, "\n") {
+		var entry struct {
+			Msg         string   `json:"msg"`
+			Full        bool     `json:"full"`
+			Programming *float64 `json:"programming_latency"`
+		}
+		if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "synced" || entry.Full || entry.Programming == nil {
+			continue
+		}
+		latencies = append(latencies, *entry.Programming*1000)
+	}
+	if len(latencies) == 0 {
+		return
+	}
+	slices.Sort(latencies)
+	s.Values[agentProgP50], s.Values[agentProgP99] = percentile(latencies, 50), percentile(latencies, 99)
 }
 
 // keepLog writes the proxy's output to -bench.logs, named after the

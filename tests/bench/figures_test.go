@@ -205,3 +205,27 @@ func TestMarkdownSaysWhatIsMissingAndMissed(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentProgramming(t *testing.T) {
+	full := `{"msg":"synced","full":true,"programming_latency":0.9}`
+	inc := func(seconds string) string { return `{"msg":"synced","full":false,"programming_latency":` + seconds + `}` }
+	for _, tc := range []struct {
+		name     string
+		log      string
+		p50, p99 float64
+		found    bool
+	}{
+		{"no sync lines", "starting\n{\"msg\":\"source synced\"}", 0, 0, false},
+		{"the full sync is the cold start, not a change", full, 0, 0, false},
+		{"incremental syncs in milliseconds", strings.Join([]string{full, inc("0.001"), "not json", inc("0.002"), inc("0.010")}, "\n"), 2, 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Session{Values: map[string]float64{}}
+			agentProgramming(tc.log, &s)
+			p50, ok := s.Values[agentProgP50]
+			if ok != tc.found || p50 != tc.p50 || s.Values[agentProgP99] != tc.p99 {
+				t.Errorf("agentProgramming = p50 %v, p99 %v (found %t); want %v, %v (%t)", p50, s.Values[agentProgP99], ok, tc.p50, tc.p99, tc.found)
+			}
+		})
+	}
+}

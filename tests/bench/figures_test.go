@@ -208,7 +208,9 @@ func TestMarkdownSaysWhatIsMissingAndMissed(t *testing.T) {
 
 func TestAgentProgramming(t *testing.T) {
 	full := `{"msg":"synced","full":true,"programming_latency":0.9}`
-	inc := func(seconds string) string { return `{"msg":"synced","full":false,"programming_latency":` + seconds + `}` }
+	inc := func(seconds string) string {
+		return `{"msg":"synced","full":false,"programming_latency":` + seconds + `}`
+	}
 	for _, tc := range []struct {
 		name     string
 		log      string

@@ -46,6 +46,7 @@ const (
 	connect4Xlat = "connect4_translated_ns"
 	connect4Pass = "connect4_passthrough_ns"
 	sendmsg4Xlat = "sendmsg4_translated_ns"
+	getpeer4Xlat = "getpeername4_translated_ns"
 	// socklb's own programming latency of incremental syncs, from its log.
 	agentProgP50 = "agent_programming_p50_ms"
 	agentProgP99 = "agent_programming_p99_ms"

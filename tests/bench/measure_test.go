@@ -39,6 +39,17 @@ func (h *harness) directAddr(port int) string {
 	return fmt.Sprintf("%s:%d", h.backends[0].IPv4, port)
 }
 
+// directAddrs are every backend's own address: "direct" spreads over the
+// same three pods a Service's connections do, so that the ratio compares
+// the paths, not one warm server with three.
+func (h *harness) directAddrs() []string {
+	var addrs []string
+	for _, b := range h.backends {
+		addrs = append(addrs, fmt.Sprintf("%s:%d", b.IPv4, backendPort))
+	}
+	return addrs
+}
+
 // measureTraffic takes the datapath figures: direct always, through the
 // Services when a proxy runs.
 func (h *harness) measureTraffic(t *testing.T, s *Session, proxied bool) {
@@ -48,9 +59,10 @@ func (h *harness) measureTraffic(t *testing.T, s *Session, proxied bool) {
 	h.measureNodePort(t, s, proxied)
 }
 
-// probeTCP runs sockprobe tcp count times from client pod i and returns
-// the successful connections' durations (µs) and the failures.
-func (h *harness) probeTCP(t *testing.T, client int, addr string, count int) ([]int64, int) {
+// sockprobeTCP runs sockprobe tcp count times from client pod i (each
+// connection also calls getpeername, which runs socklb's getpeername4) and
+// returns the successful connections' durations (µs) and the failures.
+func (h *harness) sockprobeTCP(t *testing.T, client int, addr string, count int) ([]int64, int) {
 	ctx, cancel := boundedCtx(t, 2*time.Minute)
 	defer cancel()
 	out, err := h.c.Run(t, ctx, h.clients[client], true, h.sockprobe, "tcp", "--addr", addr, "--count", strconv.Itoa(count), "--timeout", "2s")
@@ -73,29 +85,59 @@ func (h *harness) probeTCP(t *testing.T, client int, addr string, count int) ([]
 	return durations, failures
 }
 
+// connections is connprobe's summary line.
+type connections struct {
+	OK          int     `json:"ok"`
+	Failures    int     `json:"failures"`
+	FirstErr    string  `json:"first_err"`
+	DurMS       int64   `json:"dur_ms"`
+	DurationsUS []int64 `json:"durations_us"`
+}
+
+// connprobe runs connprobe from client pod i to addrs (one at random per
+// connection) for count connections or duration.
+func (h *harness) connprobe(t *testing.T, client int, addrs []string, count int, duration time.Duration, latencies bool) connections {
+	ctx, cancel := boundedCtx(t, duration+time.Minute)
+	defer cancel()
+	argv := []string{h.connprobeBin, "--addrs", strings.Join(addrs, ","), "--count", strconv.Itoa(count), "--duration", duration.String(), "--timeout", "2s"}
+	if latencies {
+		argv = append(argv, "--latencies")
+	}
+	out, err := h.c.Run(t, ctx, h.clients[client], true, argv...)
+	if err != nil {
+		t.Fatalf("connprobe %v: %v", addrs, err)
+	}
+	var c connections
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &c); err != nil {
+		t.Fatalf("parsing connprobe's line %q: %v", out, err)
+	}
+	return c
+}
+
 func (h *harness) measureLatency(t *testing.T, s *Session, proxied bool) {
-	targets := []struct {
-		addr     string
+	type target struct {
+		addrs    []string
 		p50, p99 string
-	}{{h.directAddr(backendPort), latDirectP50, latDirectP99}}
+	}
+	targets := []target{{h.directAddrs(), latDirectP50, latDirectP99}}
 	if proxied {
 		targets = append(targets,
-			struct{ addr, p50, p99 string }{h.vips[0] + ":80", latFirstP50, latFirstP99},
-			struct{ addr, p50, p99 string }{h.vips[s.Scale-1] + ":80", latLastP50, latLastP99})
+			target{[]string{h.vips[0] + ":80"}, latFirstP50, latFirstP99},
+			target{[]string{h.vips[s.Scale-1] + ":80"}, latLastP50, latLastP99})
 	}
 	durations := make([][]int64, len(targets))
 	per := *connectsFlag / latencyChunks
 	for range latencyChunks {
 		for i, target := range targets {
-			d, failed := h.probeTCP(t, 0, target.addr, per)
-			durations[i] = append(durations[i], d...)
-			s.Failures += failed
+			c := h.connprobe(t, 0, target.addrs, per, time.Minute, true)
+			durations[i] = append(durations[i], c.DurationsUS...)
+			s.Failures += c.Failures
 		}
 	}
 	for i, target := range targets {
 		slices.Sort(durations[i])
 		if len(durations[i]) == 0 {
-			t.Fatalf("%s: no connection to %s succeeded", s.Contender, target.addr)
+			t.Fatalf("%s: no connection to %v succeeded", s.Contender, target.addrs)
 		}
 		s.Values[target.p50] = float64(percentile(durations[i], 50))
 		s.Values[target.p99] = float64(percentile(durations[i], 99))
@@ -104,45 +146,35 @@ func (h *harness) measureLatency(t *testing.T, s *Session, proxied bool) {
 
 // measureRate runs clientsPerPod tcp-loops on every client pod at once.
 func (h *harness) measureRate(t *testing.T, s *Session, proxied bool) {
-	s.Values[rateDirect] = h.parallelRate(t, s, h.directAddr(backendPort))
+	s.Values[rateDirect] = h.parallelRate(t, s, h.directAddrs())
 	if proxied {
-		s.Values[rateVIP] = h.parallelRate(t, s, h.vips[0]+":80")
+		s.Values[rateVIP] = h.parallelRate(t, s, []string{h.vips[0] + ":80"})
 	}
 }
 
-func (h *harness) parallelRate(t *testing.T, s *Session, addr string) float64 {
+// parallelRate runs clientsPerPod connprobes on every client pod at once,
+// each spreading its connections over addrs.
+func (h *harness) parallelRate(t *testing.T, s *Session, addrs []string) float64 {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var ok, longest int64
-	var firstErr error
-	for _, client := range h.clients {
+	for i := range h.clients {
 		for range clientsPerPod {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ctx, cancel := boundedCtx(t, time.Minute)
-				defer cancel()
-				out, err := h.c.Run(t, ctx, client, true, h.sockprobe, "tcp-loop", "--addr", addr,
-					"--duration", rateDuration.String(), "--max", "10000000", "--timeout", "2s")
-				var sum probe.Summary
-				if err == nil {
-					err = json.Unmarshal([]byte(strings.TrimSpace(out)), &sum)
-				}
+				c := h.connprobe(t, i, addrs, 10_000_000, rateDuration, false)
 				mu.Lock()
 				defer mu.Unlock()
-				if err != nil {
-					firstErr = err
-					return
-				}
-				ok += int64(sum.Attempts - sum.Failures)
-				s.Failures += sum.Failures
-				longest = max(longest, sum.DurMS)
+				ok += int64(c.OK)
+				s.Failures += c.Failures
+				longest = max(longest, c.DurMS)
 			}()
 		}
 	}
 	wg.Wait()
-	if firstErr != nil || longest == 0 {
-		t.Fatalf("tcp-loop to %s: %v", addr, firstErr)
+	if longest == 0 {
+		t.Fatalf("new connections to %v: the clients ran for no time", addrs)
 	}
 	return float64(ok) / (float64(longest) / 1000)
 }
@@ -229,8 +261,9 @@ func (h *harness) measureBPFStats(t *testing.T, s *Session) {
 		}
 		return float64((after.Runtime - before.Runtime).Nanoseconds()) / float64(runs)
 	}
-	s.Values[connect4Xlat] = perCall("cgroup-connect4", func() { h.probeTCP(t, 0, h.vips[0]+":80", bpfStatsCalls) })
-	s.Values[connect4Pass] = perCall("cgroup-connect4", func() { h.probeTCP(t, 0, h.directAddr(backendPort), bpfStatsCalls) })
+	s.Values[connect4Xlat] = perCall("cgroup-connect4", func() { h.sockprobeTCP(t, 0, h.vips[0]+":80", bpfStatsCalls) })
+	s.Values[getpeer4Xlat] = perCall("cgroup-getpeername4", func() { h.sockprobeTCP(t, 0, h.vips[0]+":80", bpfStatsCalls) })
+	s.Values[connect4Pass] = perCall("cgroup-connect4", func() { h.sockprobeTCP(t, 0, h.directAddr(backendPort), bpfStatsCalls) })
 	s.Values[sendmsg4Xlat] = perCall("cgroup-sendmsg4", func() {
 		ctx, cancel := boundedCtx(t, time.Minute)
 		defer cancel()

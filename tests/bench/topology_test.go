@@ -32,6 +32,7 @@ const (
 	iperfPort     = 5201
 	nodePort      = 30080
 	socklbPkg     = "./cmd/socklb"
+	connprobePkg  = "./tests/bench/cmd/connprobe"
 	serviceCIDR   = "10.96.0.0/16"
 	clusterCIDR   = "10.244.0.0/16"
 	backendPods   = 3
@@ -53,10 +54,11 @@ type harness struct {
 	clients  []*sandbox.Host
 	backends []*sandbox.Host
 	// kubeconfig reaches the API server from inside the node namespace.
-	kubeconfig string
-	socklb     string
-	sockprobe  string
-	kubeProxy  string
+	kubeconfig   string
+	socklb       string
+	sockprobe    string
+	connprobeBin string
+	kubeProxy    string
 
 	// vips[i] is svc-i's ClusterIP.
 	vips        []string
@@ -76,8 +78,8 @@ func newHarness(t *testing.T, cp *controlplane.ControlPlane) *harness {
 	if h.client, err = kubernetes.NewForConfig(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	bins := sandbox.Binaries(t, socklbPkg, sandbox.NameSrvPkg, sandbox.SockProbePkg)
-	h.socklb, h.sockprobe = bins[socklbPkg], bins[sandbox.SockProbePkg]
+	bins := sandbox.Binaries(t, socklbPkg, sandbox.NameSrvPkg, sandbox.SockProbePkg, connprobePkg)
+	h.socklb, h.sockprobe, h.connprobeBin = bins[socklbPkg], bins[sandbox.SockProbePkg], bins[connprobePkg]
 	requireTools(t)
 
 	h.c = sandbox.NewCluster(t, 1)

@@ -10,14 +10,14 @@ APT_PKGS  := clang llvm bpftool libbpf-dev iproute2 curl wrk
 # Kernel e2e tests need root; CI=true turns their skips into failures.
 TEST_FLAGS ?= -count=1
 
-.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean helm deploy-manifest test-deploy image test-image coredns names-deps
+.PHONY: all deps generate check-generate build test fuzz test-unit test-cluster demo demo-cluster bench bench-propagation k8s-binaries clean helm deploy-manifest test-deploy image test-image coredns names-deps bench-deps bench-kube-proxy bench-quick
 
-# Installs the Debian packages given that are missing (the index is refreshed
-# only when something must be installed).
+# Installs those of the Debian packages $(1) that are missing, with apt-get
+# options $(2) (the index is refreshed only when something must be installed).
 apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) $$missing >/dev/null; \
 	fi
 
 all: build
@@ -72,11 +72,7 @@ VM_APT_PKGS := qemu-system-x86 xz-utils
 VM_FLAGS ?=
 .PHONY: test-vm
 test-vm: deps
-	@missing=""; for p in $(VM_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(VM_APT_PKGS),--no-install-recommends)
 	./tests/vm/fetch.sh
 	$(GO) run ./tests/vm $(VM_FLAGS)
 
@@ -139,6 +135,24 @@ bench: deps build
 	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4|SocketState' -benchtime 2000x ./tests/e2e/
 	$(GO) test -run '^$$' -bench NodePortRequestRate -benchtime 1x ./tests/e2e/
 	$(GO) test -run '^$$' -bench 'ColdStart30000|OneFileChange30000' -benchtime 1x -timeout 20m ./pkg/source/dir/
+	$(MAKE) --no-print-directory bench-kube-proxy
+
+# socklb against kube-proxy (iptables and nftables modes) and no proxy, on one
+# node namespace and one control plane, in alternating rounds; writes
+# docs/benchmarks.md and docs/bench-*.png. bench-kube-proxy runs 10 to 30,000
+# Services (over an hour), bench-quick 10 and 1,000 (under 10 minutes).
+BENCH_APT_PKGS := iptables nftables iperf3 wrk conntrack
+BENCH_FLAGS    ?=
+bench-deps:
+	@$(call apt_install,$(BENCH_APT_PKGS))
+
+bench-kube-proxy: deps k8s-binaries bench-deps
+	$(GO) test -tags bench -run '^TestCompareProxies$$' -v -count=1 -timeout 6h ./tests/bench/ \
+		-args -bench.command 'make bench-kube-proxy' $(BENCH_FLAGS)
+
+bench-quick: deps k8s-binaries bench-deps
+	$(GO) test -tags bench -run '^TestCompareProxies$$' -v -count=1 -timeout 20m ./tests/bench/ \
+		-args -bench.scales 10,1000 -bench.rounds 2 -bench.command 'make bench-quick' $(BENCH_FLAGS)
 
 # The image (Dockerfile), built with podman against base images that
 # image/bases.sh makes locally under the public names (no registry is reachable

@@ -1,0 +1,154 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// serviceWriters is how many Service+EndpointSlice pairs are written at
+// once: the API server, not one client round trip, sets the pace.
+const serviceWriters = 48
+
+// serviceSpec is a selector-less Service and the EndpointSlice the harness
+// writes for it, as a controller of its own would.
+type serviceSpec struct {
+	name      string
+	port      corev1.ServicePort
+	target    int32
+	endpoints []string
+}
+
+func (h *harness) createService(ctx context.Context, spec serviceSpec) (*corev1.Service, error) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: spec.name},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{spec.port}},
+	}
+	if spec.port.NodePort != 0 {
+		svc.Spec.Type = corev1.ServiceTypeNodePort
+	}
+	created, err := h.client.CoreV1().Services(namespace).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating Service %s: %w", spec.name, err)
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: spec.name + "-bench", Labels: map[string]string{
+			discoveryv1.LabelServiceName: spec.name,
+			discoveryv1.LabelManagedBy:   "socklb-bench",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(spec.port.Name), Port: ptr.To(spec.target), Protocol: ptr.To(spec.port.Protocol)}},
+		Endpoints:   endpoints(spec.endpoints),
+	}
+	if _, err := h.client.DiscoveryV1().EndpointSlices(namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating the EndpointSlice of %s: %w", spec.name, err)
+	}
+	return created, nil
+}
+
+func endpoints(addrs []string) []discoveryv1.Endpoint {
+	var out []discoveryv1.Endpoint
+	for _, a := range addrs {
+		// The backends run on the node, and say so as the endpointslice
+		// controller would: socklb sends NodePort traffic for local
+		// backends straight to the stack, remote ones through SNAT.
+		out = append(out, discoveryv1.Endpoint{Addresses: []string{a}, NodeName: ptr.To(nodeName), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	return out
+}
+
+func httpPort() corev1.ServicePort {
+	return corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}
+}
+
+// createFixedServices makes the four Services the measurements use besides
+// svc-0..svc-(N-1).
+func (h *harness) createFixedServices(t *testing.T) {
+	np := httpPort()
+	np.NodePort = nodePort
+	fixed := []struct {
+		spec serviceSpec
+		vip  *string
+	}{
+		{serviceSpec{"bench-nodeport", np, backendPort, h.backendIPs()}, &h.nodePortVIP},
+		{serviceSpec{"bench-iperf", corev1.ServicePort{Name: "iperf", Port: iperfPort, Protocol: corev1.ProtocolTCP}, iperfPort, h.backendIPs()[:1]}, &h.iperfVIP},
+		{serviceSpec{"bench-udp", corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}, udpPort, h.backendIPs()}, &h.udpVIP},
+		{serviceSpec{"bench-prop", httpPort(), backendPort, h.backendIPs()[:1]}, &h.propVIP},
+	}
+	for _, f := range fixed {
+		svc, err := h.createService(t.Context(), f.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*f.vip = svc.Spec.ClusterIP
+	}
+}
+
+// growServices creates svc-len(vips) .. svc-(n-1) with serviceWriters at
+// once, printing the rate while it goes.
+func (h *harness) growServices(t *testing.T, n int) {
+	from := len(h.vips)
+	if n <= from {
+		return
+	}
+	h.vips = append(h.vips, make([]string, n-from)...)
+	started := time.Now()
+	var done atomic.Int64
+	stopProgress := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-tick.C:
+				d := done.Load()
+				progress("creating Services: %d/%d (%.0f/s)", d, n-from, float64(d)/time.Since(started).Seconds())
+			}
+		}
+	}()
+	defer close(stopProgress)
+
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for range serviceWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				svc, err := h.createService(t.Context(), serviceSpec{fmt.Sprintf("svc-%d", i), httpPort(), backendPort, h.backendIPs()})
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					h.vips[i] = svc.Spec.ClusterIP
+				}
+				mu.Unlock()
+				done.Add(1)
+			}
+		}()
+	}
+	for i := from; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("creating Services: %v", err)
+	}
+	progress("created %d Services (now %d) in %s", n-from, n, time.Since(started).Round(100*time.Millisecond))
+}

@@ -194,7 +194,7 @@ sock_xlate_fwd(struct bpf_sock_addr *ctx, int v6, int udp_sendmsg,
 
 	ctx_set_dst(ctx, v6, &baddr);
 	ctx_set_port(ctx, backend->port);
-	return LB_REASON_TRANSLATED;
+	return reason == LB_REASON_AFFINITY_HIT ? reason : LB_REASON_TRANSLATED;
 }
 
 /* Shows the VIP again where the socket would see the backend's address. */
@@ -274,8 +274,12 @@ static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6, int udp_s
 		return verdict(reason);
 	}
 	reason = sock_xlate_fwd(ctx, v6, udp_sendmsg, &key, master);
-	lb_count(reason);
 	monitor_sock(ctx, v6, udp_sendmsg, &key, master, reason);
+	if (reason == LB_REASON_AFFINITY_HIT) {
+		lb_count(reason);
+		reason = LB_REASON_TRANSLATED;
+	}
+	lb_count(reason);
 	return verdict(reason);
 }
 

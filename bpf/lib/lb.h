@@ -140,8 +140,8 @@ lb_affinity_backend(const struct lb_service_key *key, const struct lb_service_va
 }
 
 /* lb_select_backend for a frontend with LB_SVC_F_AFFINITY: the client of
- * akey keeps its backend while lb_affinity_backend allows, and a backend
- * picked anew becomes its entry. */
+ * akey keeps its backend while lb_affinity_backend allows (reason is then
+ * LB_REASON_AFFINITY_HIT), and a backend picked anew becomes its entry. */
 static __always_inline struct lb_backend *
 lb_select_affine(const struct lb_service_key *key, const struct lb_service_value *master,
 		 struct lb_affinity_key *akey, __u32 *backend_id, __u16 *slot, enum lb_reason *reason)
@@ -153,7 +153,7 @@ lb_select_affine(const struct lb_service_key *key, const struct lb_service_value
 	akey->service_id = master->service_id;
 	backend = lb_affinity_backend(key, master, akey, now, backend_id, slot);
 	if (backend) {
-		*reason = LB_REASON_TRANSLATED;
+		*reason = LB_REASON_AFFINITY_HIT;
 		return backend;
 	}
 	backend = lb_select_backend(key, master, backend_id, slot, reason);

@@ -90,6 +90,9 @@ enum lb_reason : __u32 {
 	/* sessionAffinity: the client's affinity entry could not be written;
 	 * translated anyway, its next connect may pick another backend. */
 	LB_REASON_AFFINITY_WRITE  = 16,
+	/* sessionAffinity: translated to the backend the client's affinity
+	 * entry names. Counted beside LB_REASON_TRANSLATED, not instead. */
+	LB_REASON_AFFINITY_HIT    = 17,
 	LB_REASON_MAX,
 };
 

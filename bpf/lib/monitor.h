@@ -130,8 +130,9 @@ static __always_inline void monitor_sock(struct bpf_sock_addr *ctx, int v6, int 
 	e->pad = 0;
 	__builtin_memset(e->backend, 0, 16);
 	e->backend_port = 0;
-	if (reason == LB_REASON_TRANSLATED) {
-		e->verdict = LB_MONITOR_TRANSLATED;
+	if (reason == LB_REASON_TRANSLATED || reason == LB_REASON_AFFINITY_HIT) {
+		e->verdict = reason == LB_REASON_AFFINITY_HIT ? LB_MONITOR_AFFINITY_HIT : LB_MONITOR_TRANSLATED;
+		e->reason = LB_REASON_TRANSLATED;
 		if (v6) {
 			__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1];
 			__u32 w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];

@@ -100,6 +100,7 @@ const (
 	ReasonNoPort         = layoutsLbReasonLB_REASON_NO_PORT
 	ReasonUnallocated    = layoutsLbReasonLB_REASON_UNALLOCATED
 	ReasonAffinityWrite  = layoutsLbReasonLB_REASON_AFFINITY_WRITE
+	ReasonAffinityHit    = layoutsLbReasonLB_REASON_AFFINITY_HIT
 	// ReasonMax is the number of reasons, the size of the counters map.
 	ReasonMax = layoutsLbReasonLB_REASON_MAX
 )
@@ -123,6 +124,7 @@ var reasonNames = [ReasonMax]string{
 	ReasonNoPort:         "no_port",
 	ReasonUnallocated:    "unallocated",
 	ReasonAffinityWrite:  "affinity_write",
+	ReasonAffinityHit:    "affinity_hit",
 }
 
 func (r Reason) String() string {

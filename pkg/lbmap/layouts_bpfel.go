@@ -162,7 +162,8 @@ const (
 	layoutsLbReasonLB_REASON_NO_PORT          layoutsLbReason = 14
 	layoutsLbReasonLB_REASON_UNALLOCATED      layoutsLbReason = 15
 	layoutsLbReasonLB_REASON_AFFINITY_WRITE   layoutsLbReason = 16
-	layoutsLbReasonLB_REASON_MAX              layoutsLbReason = 17
+	layoutsLbReasonLB_REASON_AFFINITY_HIT     layoutsLbReason = 17
+	layoutsLbReasonLB_REASON_MAX              layoutsLbReason = 18
 )
 
 type layoutsLbRefuseKey struct {

@@ -169,6 +169,7 @@ func TestConstantsMatchBTF(t *testing.T) {
 			"LB_REASON_NO_PORT":          uint64(ReasonNoPort),
 			"LB_REASON_UNALLOCATED":      uint64(ReasonUnallocated),
 			"LB_REASON_AFFINITY_WRITE":   uint64(ReasonAffinityWrite),
+			"LB_REASON_AFFINITY_HIT":     uint64(ReasonAffinityHit),
 			"LB_REASON_MAX":              uint64(ReasonMax),
 		}},
 	}

@@ -17,8 +17,9 @@ import (
 )
 
 const (
-	dnsVIP   = "10.96.0.70"
-	emptyVIP = "10.96.0.71"
+	dnsVIP    = "10.96.0.70"
+	emptyVIP  = "10.96.0.71"
+	stickyVIP = "10.96.0.72"
 )
 
 // monitorEvents parses the JSON lines a monitor printed so far.
@@ -114,10 +115,13 @@ func TestMonitor(t *testing.T) {
 	n.write(t, "dns.yaml", serviceYAML("dns", []string{dnsVIP}, dnsPort)+
 		sliceYAML("dns", "dns-1", "IPv4", []servicePort{dnsPort}, ready(pods[0])))
 	n.write(t, "empty.yaml", serviceYAML("empty", []string{emptyVIP}, httpPort))
+	n.write(t, "sticky.yaml", serviceYAML("sticky", []string{stickyVIP}, httpPort)+affinitySpec(60)+
+		sliceYAML("sticky", "sticky-1", "IPv4", []servicePort{httpPort}, ready(pods[0]), ready(pods[1])))
 	n.startAgent(t)
 	n.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
 	n.waitFrontend(t, dnsVIP+":53", "UDP", addrs(5353, pods[0])...)
 	n.waitFrontend(t, emptyVIP+":80", "TCP")
+	n.waitFrontend(t, stickyVIP+":80", "TCP", addrs(8080, pods...)...)
 	podAddr := map[string]string{}
 	for _, p := range pods {
 		podAddr[p.Name] = p.IPv4.String()
@@ -149,6 +153,22 @@ func TestMonitor(t *testing.T) {
 		e := waitEvent(t, mon, pid)
 		if e.Verdict != "refused-no-endpoints" || e.Backend != "" || e.Service != "default/empty:http" {
 			t.Errorf("event %+v, want a refusal for no endpoints of default/empty:http and no backend", e)
+		}
+		n.stopMonitor(t, mon)
+	})
+
+	t.Run("sessionAffinity: the first connect picks, the next is an affinity hit to the same backend", func(t *testing.T) {
+		mon := n.startMonitor(t, "--service", "default/sticky")
+		firstPid, first := n.probeProcess(t, "tcp", "--addr", stickyVIP+":80")
+		requireAllOK(t, first)
+		secondPid, second := n.probeProcess(t, "tcp", "--addr", stickyVIP+":80")
+		requireAllOK(t, second)
+		e1, e2 := waitEvent(t, mon, firstPid), waitEvent(t, mon, secondPid)
+		if e1.Verdict != "translated" {
+			t.Errorf("first connect: verdict %q, want translated (no affinity entry yet): %+v", e1.Verdict, e1)
+		}
+		if e2.Verdict != "affinity-hit" || e2.Backend != e1.Backend {
+			t.Errorf("second connect: verdict %q to %s, want affinity-hit to %s: %+v", e2.Verdict, e2.Backend, e1.Backend, e2)
 		}
 		n.stopMonitor(t, mon)
 	})

@@ -52,7 +52,7 @@ var optionalFeatures = []optionalFeature{
 		probeSockDestroy, func(f *Features) { f.SockDestroy = true }},
 	{"socket-local storage in socket hooks", "5.2", "per-socket state (reverse NAT, an unconnected UDP socket's backend) lives in the LRU maps lb_sock_rev_nat and lb_sock_backend, which other sockets can evict",
 		probeSockStorage, func(f *Features) { f.SockStorage = true }},
-	{"bpf_get_current_pid_tgid and bpf_get_current_comm in socket hooks", "6.1", "socklb monitor shows pid 0 and no command",
+	{"bpf_get_current_pid_tgid and bpf_get_current_comm in socket hooks", "5.10", "socklb monitor shows pid 0 and no command",
 		probeCurrentTask, func(f *Features) { f.CurrentTask = true }},
 }
 

@@ -2,6 +2,7 @@ package sockdestroy
 
 import (
 	"errors"
+	"github.com/cilium/ebpf/rlimit"
 	"net/netip"
 	"slices"
 	"testing"
@@ -93,6 +94,10 @@ func aborted(t *testing.T, s udpSocket) bool {
 // and peer or by peer alone (cookie 0), and never an unconnected one.
 func TestDestroy(t *testing.T) {
 	sandbox.Require(t)
+	// Before 5.11 maps are charged to the memlock rlimit.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatal(err)
+	}
 	maps, err := lbmap.Create("")
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,8 @@ var suite = []suiteEntry{
 	{pkg: "./pkg/lbmap"},
 	{pkg: "./pkg/datapath"},
 	{pkg: "./pkg/syncer"},
+	{pkg: "./pkg/metrics"},
+	{pkg: "./pkg/sockdestroy"},
 	{pkg: "./tests/sandbox"},
 	{pkg: "./tests/e2e", run: "^(" + strings.Join(e2eOnEveryKernel, "|") + ")$"},
 	// Untagged, its test is the netns relay's; 20 concurrent 64 KiB
@@ -55,6 +57,15 @@ var e2eOnEveryKernel = []string{
 	"TestBpftoolShowsFieldNames",
 	"TestCleanupRemovesOnlyWhatSocklbMade",
 	"TestSocketHooksSwitchToTheInternalScope",
+	// Features of their own: the netns cookie and the affinity LRU, the
+	// fail-fast LPM trie, bpf_sock_destroy with its socket iterator (6.5),
+	// the ring buffer and the task helpers of the monitor (6.1), Maglev's
+	// hash of maps.
+	"TestSessionAffinity",
+	"TestFailFast",
+	"TestUDPSocketToRemovedBackend",
+	"TestMonitor",
+	"TestMaglevFromOutside",
 }
 
 // selectSuite returns the entries of suite named in pkgs, or all of them.

@@ -36,7 +36,7 @@ COPY bpf/ bpf/
 COPY cmd/ cmd/
 COPY pkg/ pkg/
 # The packages bpf2go writes into (the Makefile's BPF2GO_PKGS).
-ARG BPF2GO_PKGS="./pkg/lbmap/ ./pkg/datapath/"
+ARG BPF2GO_PKGS="./pkg/lbmap/ ./pkg/datapath/ ./pkg/sockdestroy/"
 RUN --mount=type=cache,target=/go/pkg/mod \
 	--mount=type=cache,target=/root/.cache/go-build \
 	find ${BPF2GO_PKGS} -maxdepth 1 -name '*_bpfel.*' -exec sha256sum {} + > /tmp/committed.sha256 \

@@ -171,7 +171,7 @@ image:
 	./image/bases.sh
 	podman build --pull=never --isolation=chroot \
 		--volume $(GOMODCACHE_DOWNLOAD):/run/goproxy:ro --build-arg GOPROXY=file:///run/goproxy \
-		--build-arg VERSION=$(VERSION) --tag $(IMAGE):$(VERSION) --tag $(IMAGE):latest --tag $(CHART_IMAGE):$(VERSION) .
+		--build-arg VERSION=$(VERSION) --build-arg BPF2GO_PKGS="$(BPF2GO_PKGS)" --tag $(IMAGE):$(VERSION) --tag $(IMAGE):latest --tag $(CHART_IMAGE):$(VERSION) .
 	@podman image inspect --format '{{.Size}}' $(IMAGE):$(VERSION) | \
 		awk '{ printf "image $(IMAGE):$(VERSION): %.1f MB (%d bytes)\n", $$1 / 1e6, $$1 }'
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
@@ -89,25 +90,9 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	node, err := standaloneNode(f, nodeName)
+	node, opts, serviceCIDRs, err := buildInputs(f, nodeName)
 	if err != nil {
 		return err
-	}
-	opts, err := f.northSouth.options()
-	if err != nil {
-		return err
-	}
-	if err := f.maglev.apply(&opts); err != nil {
-		return err
-	}
-	serviceCIDRs, err := parsePrefixes("--service-cidr", f.serviceCIDRs)
-	if err != nil {
-		return err
-	}
-	if f.fromDir != "" {
-		if node, err = standaloneAddresses(node, f.northSouth.devices); err != nil {
-			return err
-		}
 	}
 	cgroup, err := f.node.cgroupDir()
 	if err != nil {
@@ -169,6 +154,33 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	err = agent.New(cfg, src, s, log.Named("agent")).Run(ctx)
 	log.Info("agent stopped; the datapath stays attached")
 	return err
+}
+
+// buildInputs reads from the flags what the desired state is built with:
+// the node (standalone mode: its addresses from --node-ip or --devices), the
+// build options and the Service CIDRs.
+func buildInputs(f agentFlags, nodeName string) (desired.NodeInfo, desired.Options, []netip.Prefix, error) {
+	node, err := standaloneNode(f, nodeName)
+	if err != nil {
+		return node, desired.Options{}, nil, err
+	}
+	opts, err := f.northSouth.options()
+	if err != nil {
+		return node, opts, nil, err
+	}
+	if err := f.maglev.apply(&opts); err != nil {
+		return node, opts, nil, err
+	}
+	serviceCIDRs, err := parsePrefixes("--service-cidr", f.serviceCIDRs)
+	if err != nil {
+		return node, opts, nil, err
+	}
+	if f.fromDir != "" {
+		if node, err = standaloneAddresses(node, f.northSouth.devices); err != nil {
+			return node, opts, nil, err
+		}
+	}
+	return node, opts, serviceCIDRs, nil
 }
 
 // newSource makes the source the flags choose, and in cluster mode the API

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -23,19 +24,37 @@ func TestNetworkProgrammingMetric(t *testing.T) {
 	w.apply(t, webService)
 	vip := w.clusterIP(t, "web")
 	w.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
+	// A pod added once the Service is programmed: the controller's slice
+	// update carries the trigger time of that change, the pod's Ready
+	// transition. That time has one-second precision (metav1.Time), and a
+	// trigger time from before the agent started is ignored, as kube-proxy
+	// ignores it: wait until a truncated time is surely after the start.
+	time.Sleep(1100 * time.Millisecond)
+	pods = append(pods, w.addPod(t, "web-late", map[string]string{"app": "web"}))
+	w.waitFrontend(t, vip+":80", "TCP", addrs(8080, pods...)...)
 
-	code, body := httpGet(t, "http://"+w.agentAddress(t, "serving metrics")+"/metrics")
-	if code != 200 {
-		t.Fatalf("GET /metrics = %d", code)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mf := mfs["kubeproxy_network_programming_duration_seconds"]
-	if mf == nil || len(mf.GetMetric()) == 0 {
-		t.Fatalf("/metrics has no kubeproxy_network_programming_duration_seconds:\n%s", body)
+	address := w.agentAddress(t, "serving metrics")
+	var body string
+	var mf *dto.MetricFamily
+	var mfs map[string]*dto.MetricFamily
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var code int
+		code, body = httpGet(t, "http://"+address+"/metrics")
+		if code != 200 {
+			t.Fatalf("GET /metrics = %d", code)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		var err error
+		if mfs, err = parser.TextToMetricFamilies(strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		if mf = mfs["kubeproxy_network_programming_duration_seconds"]; mf != nil && len(mf.GetMetric()) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics has no kubeproxy_network_programming_duration_seconds 10 s after an endpoint change:\n%s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	h := mf.GetMetric()[0].GetHistogram()
 	if h.GetSampleCount() < 1 || h.GetSampleSum() > 60*float64(h.GetSampleCount()) {
@@ -48,7 +67,7 @@ func TestNetworkProgrammingMetric(t *testing.T) {
 		}
 	}
 
-	code, body = httpGet(t, "http://"+w.agentAddress(t, "serving healthz")+"/healthz")
+	code, body := httpGet(t, "http://"+w.agentAddress(t, "serving healthz")+"/healthz")
 	var health struct {
 		NodeEligible *bool `json:"nodeEligible"`
 	}

@@ -92,18 +92,9 @@ func Binaries(ctx context.Context) (string, error) {
 		return binDir, err
 	}
 
-	repoRoot, err := RepoRoot()
-	if err != nil {
+	const buildScript = "tests/controlplane/build.sh"
+	if err := runBuildScript(ctx, buildScript); err != nil {
 		return "", err
-	}
-	buildScript := filepath.Join(repoRoot, "tests", "controlplane", "build.sh")
-	var output tailBuffer
-	build := exec.CommandContext(ctx, buildScript)
-	build.Dir = repoRoot
-	build.Stdout = io.Discard
-	build.Stderr = io.MultiWriter(os.Stderr, &output)
-	if err := build.Run(); err != nil {
-		return "", fmt.Errorf("running %s: %w\n%s", buildScript, err, output.String())
 	}
 	binDir, complete, err = CachedBinaries()
 	if err != nil {
@@ -137,3 +128,23 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *tailBuffer) String() string { return string(b.data) }
+
+// runBuildScript runs a build script of the repository (a path relative to
+// its root) from the root, its progress on stderr; a failure carries the
+// end of what it printed.
+func runBuildScript(ctx context.Context, script string) error {
+	repoRoot, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(repoRoot, script)
+	var output tailBuffer
+	build := exec.CommandContext(ctx, path)
+	build.Dir = repoRoot
+	build.Stdout = io.Discard
+	build.Stderr = io.MultiWriter(os.Stderr, &output)
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("running %s: %w\n%s", path, err, output.String())
+	}
+	return nil
+}

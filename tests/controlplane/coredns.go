@@ -3,9 +3,6 @@ package controlplane
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -153,18 +150,9 @@ func CoreDNSBinary(ctx context.Context) (string, error) {
 	if isExecutable(binary) {
 		return binary, nil
 	}
-	repoRoot, err := RepoRoot()
-	if err != nil {
+	const buildScript = "tests/coredns/build.sh"
+	if err := runBuildScript(ctx, buildScript); err != nil {
 		return "", err
-	}
-	buildScript := filepath.Join(repoRoot, "tests", "coredns", "build.sh")
-	var output tailBuffer
-	build := exec.CommandContext(ctx, buildScript)
-	build.Dir = repoRoot
-	build.Stdout = io.Discard
-	build.Stderr = io.MultiWriter(os.Stderr, &output)
-	if err := build.Run(); err != nil {
-		return "", fmt.Errorf("running %s: %w\n%s", buildScript, err, output.String())
 	}
 	if !isExecutable(binary) {
 		return "", fmt.Errorf("running %s: finished without producing %s", buildScript, binary)

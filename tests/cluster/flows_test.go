@@ -252,7 +252,7 @@ spec:
 	if err := cp.StartAPIServer(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("API server was away for %s", time.Since(stopped).Round(time.Second))
+	t.Logf("API server was away, until the controller-manager watched again, for %s", time.Since(stopped).Round(time.Second))
 
 	<-connects.Done()
 	<-established.Done()

@@ -303,6 +303,9 @@ func TestNodePortAcrossNodes(t *testing.T) {
 			netip.AddrPortFrom(netip.MustParseAddr(vip), 80).String(): both,
 		})
 		for _, v := range views {
+			if !strings.HasPrefix(v.Service, w.ns+"/") {
+				continue
+			}
 			// An IPv4-only Service has no frontend on the node's IPv6
 			// address, and no node serves another node's address.
 			if strings.HasPrefix(v.Frontend, "[") || strings.HasPrefix(v.Frontend, "198.51.100.") && v.Frontend != nodePortOf(n).String() {

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -343,7 +345,29 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 	if err := cp.startAPIServer(ctx); err != nil {
 		return fmt.Errorf("restarting kube-apiserver: %w", err)
 	}
+	if err := cp.waitNamespaceControllerWatching(ctx); err != nil {
+		return fmt.Errorf("restarting kube-apiserver: %w", err)
+	}
 	cp.logger.Info("kube-apiserver restarted", zap.Duration("startup", time.Since(startedAt)))
+	return nil
+}
+
+// waitNamespaceControllerWatching creates a namespace, deletes it and waits
+// until the namespace controller has removed it. After an apiserver restart
+// the controller-manager's informers list again with a back-off of up to
+// 30 s, and a test namespace deleted in that window stayed Terminating past
+// its test's cleanup, its Services still programmed in the next test.
+func (cp *ControlPlane) waitNamespaceControllerWatching(ctx context.Context) error {
+	name := fmt.Sprintf("socklb-restart-probe-%d", time.Now().UnixNano())
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating probe namespace %s: %w", name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := DeleteNamespace(ctx, cp.Client, name); err != nil {
+		return fmt.Errorf("waiting for the namespace controller to watch again: %w", err)
+	}
 	return nil
 }
 

@@ -135,6 +135,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench 'Connect4|Sendmsg4|SocketState' -benchtime 2000x ./tests/e2e/
 	$(GO) test -run '^$$' -bench NodePortRequestRate -benchtime 1x ./tests/e2e/
 	$(GO) test -run '^$$' -bench 'ColdStart30000|OneFileChange30000' -benchtime 1x -timeout 20m ./pkg/source/dir/
+	$(GO) test -run '^$$' -bench Standalone30000 -benchtime 1x -timeout 20m ./tests/e2e/
 	$(MAKE) --no-print-directory bench-kube-proxy
 
 # socklb against kube-proxy (iptables and nftables modes) and no proxy, on one

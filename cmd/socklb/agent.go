@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -47,10 +48,15 @@ type agentFlags struct {
 	mapSizes     lbmap.Sizes
 	serve        serveFlags
 	sockStorage  bool // --socket-storage
+	syncPeriod   time.Duration
 }
 
 func newAgentCommand() *cobra.Command {
-	var f agentFlags
+	return agentCommand(&agentFlags{})
+}
+
+// agentCommand is the agent command with its flags parsed into f.
+func agentCommand(f *agentFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: keep the BPF maps in sync with Services and EndpointSlices",
@@ -58,7 +64,7 @@ func newAgentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runAgent(ctx, f)
+			return runAgent(ctx, *f)
 		},
 	}
 	f.node.register(cmd)
@@ -74,6 +80,7 @@ func newAgentCommand() *cobra.Command {
 	cmd.Flags().StringSliceVar(&f.serviceCIDRs, "service-cidr", nil, "CIDRs ClusterIPs are allocated from, repeated or comma-separated: a connect to an address in one that no Service holds is refused at once (in a cluster the ServiceCIDR objects add theirs; default: none)")
 	cmd.Flags().Uint32Var(&f.mapSizes.Services, "map-size-services", 0, "entries of the services map (a frontend takes one per backend plus one), set when the map is created; changing it needs `socklb cleanup` (default: the size of the pinned map, else 262144)")
 	cmd.Flags().BoolVar(&f.sockStorage, "socket-storage", true, "keep per-socket state (reverse NAT, an unconnected UDP socket's backend) in socket-local storage where the kernel has it; false: in the LRU maps only")
+	cmd.Flags().DurationVar(&f.syncPeriod, "sync-period", agent.DefaultConfig().ResyncPeriod, "how often a full sync runs with nothing changed, rewriting what someone else changed in the maps (kube-proxy's --iptables-sync-period)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
@@ -127,6 +134,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.Node = node
 	cfg.Options = opts
 	cfg.ServiceCIDRs = serviceCIDRs
+	cfg.ResyncPeriod = f.syncPeriod
 	cfg.OnNode = devices.onNode
 	cfg.RepairDatapath = dp.RepairPins
 	cfg.AfterSync = func(state *desired.State) {
@@ -174,6 +182,9 @@ func buildInputs(f agentFlags, nodeName string) (desired.NodeInfo, desired.Optio
 	serviceCIDRs, err := parsePrefixes("--service-cidr", f.serviceCIDRs)
 	if err != nil {
 		return node, opts, nil, err
+	}
+	if f.syncPeriod <= 0 {
+		return node, opts, nil, fmt.Errorf("--sync-period %s: want a positive duration", f.syncPeriod)
 	}
 	if f.fromDir != "" {
 		if node, err = standaloneAddresses(node, f.northSouth.devices); err != nil {

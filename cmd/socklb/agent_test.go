@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -52,6 +53,42 @@ func TestStandaloneNode(t *testing.T) {
 			}
 			if !got.Equal(tc.want) {
 				t.Errorf("standaloneNode() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSyncPeriodFlag(t *testing.T) {
+	testCases := []struct {
+		name      string
+		args      []string
+		want      time.Duration
+		wantError string
+	}{
+		{"default: kube-proxy's five minutes", nil, 5 * time.Minute, ""},
+		{"set", []string{"--sync-period", "30s"}, 30 * time.Second, ""},
+		{"zero would sync without pause", []string{"--sync-period", "0s"}, 0, "--sync-period 0s: want a positive duration"},
+		{"negative", []string{"--sync-period", "-1m"}, 0, "--sync-period -1m0s: want a positive duration"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var f agentFlags
+			cmd := agentCommand(&f)
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatalf("parse %v: %v", tc.args, err)
+			}
+			_, _, _, err := buildInputs(f, "node-1")
+			if tc.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantError) {
+					t.Fatalf("error = %v, want one saying %q", err, tc.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error = %v", err)
+			}
+			if f.syncPeriod != tc.want {
+				t.Errorf("--sync-period = %s, want %s", f.syncPeriod, tc.want)
 			}
 		})
 	}

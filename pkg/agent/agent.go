@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"net/netip"
 	"slices"
@@ -14,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/workqueue"
 
@@ -316,8 +319,8 @@ func (a *Agent) syncOnce(full bool) error {
 	var stats syncer.Result
 	var err error
 	if full {
-		// Changes taken above are in the snapshot too.
-		a.buildAll(a.source.Snapshot())
+		// Changes taken above are in the full build too.
+		a.buildAll(a.fullObjects())
 		stats, err = a.syncer.Sync(a.desired.State())
 	} else {
 		stats, err = a.syncer.SyncFrontends(a.desired.State(), a.buildChanged(inc, changes.Services))
@@ -519,12 +522,23 @@ func (a *Agent) repairDatapath() []string {
 	return repaired
 }
 
-// buildAll rebuilds the whole desired state from snap, for the node the
-// source describes or, without one, the node of the config.
-func (a *Agent) buildAll(snap source.Snapshot) {
+// fullObjects is what a full build reads from the source: its node and
+// its objects one Service at a time when it can stream them, else its
+// Snapshot grouped by Service.
+func (a *Agent) fullObjects() (*desired.NodeInfo, iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice]) {
+	if s, ok := a.source.(source.Streaming); ok {
+		return s.Stream()
+	}
+	snap := a.source.Snapshot()
+	return snap.Node, desired.GroupByService(snap.Services, snap.EndpointSlices)
+}
+
+// buildAll rebuilds the whole desired state from objects, for the node the
+// source describes (sourceNode) or, without one, the node of the config.
+func (a *Agent) buildAll(sourceNode *desired.NodeInfo, objects iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice]) {
 	node := a.cfg.Node
-	if snap.Node != nil {
-		node = *snap.Node
+	if sourceNode != nil {
+		node = *sourceNode
 	}
 	if !a.built || !node.Equal(a.desired.Node()) {
 		a.log.Info("build for node", zap.String(logfield.Name, node.Name), zap.String(logfield.Zone, node.Zone),
@@ -533,7 +547,7 @@ func (a *Agent) buildAll(snap source.Snapshot) {
 			a.cfg.OnNode(node)
 		}
 	}
-	a.desired.Reset(node, snap.Services, snap.EndpointSlices)
+	a.desired.ResetEach(node, objects)
 	a.built = true
 	problems := a.desired.Errors()
 	a.countConflicts(problems, true)

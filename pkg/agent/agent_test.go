@@ -244,7 +244,7 @@ func TestUnusedSliceLoggedOnce(t *testing.T) {
 		{"the slice goes", nil, 1},
 		{"the slice is back", []*discoveryv1.EndpointSlice{orphan}, 2},
 	} {
-		a.buildAll(source.Snapshot{EndpointSlices: step.slices})
+		a.buildAll(nil, desired.GroupByService(nil, step.slices))
 		lines := logs.FilterMessage(msg).All()
 		if len(lines) != step.want {
 			t.Fatalf("%s: %d lines %q, want %d", step.desc, len(lines), msg, step.want)
@@ -276,7 +276,7 @@ func TestRestartKeepsTheFrontendOwner(t *testing.T) {
 	held := &holdingSyncer{owners: map[desired.Frontend]desired.ServiceRef{fe: {Namespace: "default", Name: "web"}}}
 	a := New(DefaultConfig(), nil, held, zaptest.NewLogger(t))
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	a.buildAll(source.Snapshot{Services: []*corev1.Service{svc("aaa", now.Add(-time.Hour)), svc("web", now)}})
+	a.buildAll(nil, desired.GroupByService([]*corev1.Service{svc("aaa", now.Add(-time.Hour)), svc("web", now)}, nil))
 	if got := a.desired.State().Frontends[fe]; got == nil || got.Name.Name != "web" {
 		t.Errorf("after a restart %s is held by %v, want default/web, which the maps hold", fe, got)
 	}
@@ -392,7 +392,7 @@ func TestConflictsReported(t *testing.T) {
 					all = append(all, clusterIP(name))
 				}
 				if st.full {
-					a.buildAll(source.Snapshot{Services: all})
+					a.buildAll(nil, desired.GroupByService(all, nil))
 				} else {
 					var refs []desired.ServiceRef
 					for _, name := range st.changed {

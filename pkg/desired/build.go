@@ -100,12 +100,10 @@ type serviceBuild struct {
 	ref       ServiceRef
 	created   time.Time // metadata.creationTimestamp: it orders new claims
 	frontends []*FrontendEntry
-	// endpoints holds, per frontend, the endpoints its backends were
-	// chosen from, with their locality.
-	endpoints map[Frontend][]Endpoint
 	errs      []error
 	// parsed holds each EndpointSlice validated once, so that its errors are
-	// reported once however many frontends read it.
+	// reported once however many frontends read it; it and slices live only
+	// while the build runs.
 	parsed map[*discoveryv1.EndpointSlice]*parsedSlice
 	slices []*discoveryv1.EndpointSlice
 	// health is the Service's health check, nil when it needs none.
@@ -116,15 +114,17 @@ type serviceBuild struct {
 // Service, its slices and the node to the frontends the Service asks for.
 func buildService(svc ServiceView, endpointSlices []*discoveryv1.EndpointSlice, node NodeInfo, opts Options) *serviceBuild {
 	b := &serviceBuild{
-		ref:       svc.Ref,
-		created:   svc.Created,
-		endpoints: map[Frontend][]Endpoint{},
-		parsed:    map[*discoveryv1.EndpointSlice]*parsedSlice{},
-		slices:    slices.DeleteFunc(slices.Clone(endpointSlices), func(s *discoveryv1.EndpointSlice) bool { return s == nil }),
+		ref:     svc.Ref,
+		created: svc.Created,
+		parsed:  map[*discoveryv1.EndpointSlice]*parsedSlice{},
+		slices:  slices.DeleteFunc(slices.Clone(endpointSlices), func(s *discoveryv1.EndpointSlice) bool { return s == nil }),
 	}
 	// Sorted by name so that errors come out in a stable order.
 	slices.SortFunc(b.slices, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
 	b.addService(svc, node, opts)
+	// The build keeps what it made, not what it read: a full build from a
+	// source that decodes one Service at a time then holds no object.
+	b.slices, b.parsed = nil, nil
 	return b
 }
 
@@ -162,18 +162,20 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 
 	claimed := map[Frontend]FrontendKind{}
 	seenFamily := map[bool]bool{}
+	var localReady map[netip.Addr]bool
 	for _, addr := range addrs {
 		firstOfFamily := !seenFamily[addr.Is4()]
 		seenFamily[addr.Is4()] = true
 		for _, p := range ports {
 			endpoints := b.endpointsOf(AddressTypeOf(addr), p)
+			localReady = addLocalReady(localReady, endpoints, node)
 			// kube-proxy follows the hints whenever they allow it: the
 			// EndpointSlice controller writes them only for a Service
 			// whose trafficDistribution asks (PreferClose, its alias
 			// PreferSameZone, PreferSameNode).
 			cats := CategorizeEndpoints(endpoints, node, FollowHints)
 			name := ServicePortName{Namespace: svc.Ref.Namespace, Name: svc.Ref.Name, Port: p.name}
-			b.claim(claimed, p, endpoints, &FrontendEntry{
+			b.claim(claimed, p, &FrontendEntry{
 				Frontend:        Frontend{Addr: addr, Port: p.port, Proto: p.proto},
 				Name:            name,
 				Kind:            ClusterIP,
@@ -188,12 +190,12 @@ func (b *serviceBuild) addService(svc ServiceView, node NodeInfo, opts Options) 
 				e.Name, e.Maglev = name, maglev
 				e.AffinityTimeout = affinity
 				ext.chooseBackends(e, cats)
-				b.claim(claimed, p, endpoints, e)
+				b.claim(claimed, p, e)
 			}
 		}
 	}
 	b.checkPortNames(addrs, ports)
-	b.health = b.healthCheck(svc, node)
+	b.health = b.healthCheck(svc, localReady)
 }
 
 // checkPortNames reports each Service port that no EndpointSlice port of
@@ -244,7 +246,7 @@ func (b *serviceBuild) slicePortNames(families []discoveryv1.AddressType, sp ser
 }
 
 // claim adds e unless another frontend of this Service has its address.
-func (b *serviceBuild) claim(claimed map[Frontend]FrontendKind, p servicePort, endpoints []Endpoint, e *FrontendEntry) {
+func (b *serviceBuild) claim(claimed map[Frontend]FrontendKind, p servicePort, e *FrontendEntry) {
 	fe := e.Frontend
 	if kind, ok := claimed[fe]; ok {
 		if kind == e.Kind {
@@ -258,7 +260,6 @@ func (b *serviceBuild) claim(claimed map[Frontend]FrontendKind, p servicePort, e
 	if err := capFrontend(e); err != nil {
 		b.serviceError(err)
 	}
-	b.endpoints[fe] = endpoints
 	b.frontends = append(b.frontends, e)
 }
 

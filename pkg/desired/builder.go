@@ -3,6 +3,7 @@ package desired
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"time"
@@ -57,12 +58,22 @@ func NewBuilderWithOptions(node NodeInfo, opts Options) *Builder {
 
 // Reset replaces everything with the state of services and their
 // EndpointSlices on node. Slices of a Service not listed translate nothing
-// and are left out. It is the one full build: Build and the agent's full
-// sync both come here. Of the past it keeps only who owns each frontend: an
-// owner that still claims its frontend keeps it, so that a periodic resync
-// never hands a running Service's traffic to a newcomer; every other
-// frontend goes to its first claimant by claimOrder.
+// and are left out. It is ResetEach over the objects grouped by Service.
 func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) {
+	x.ResetEach(node, GroupByService(services, endpointSlices))
+}
+
+// ResetEach replaces everything with the state on node of objects: each
+// Service with the EndpointSlices that name it and, with a nil Service, the
+// slices of Services that do not exist (they translate nothing). It is the
+// one full build: Reset, Build and the agent's full sync all come here, and
+// a source that keeps its objects encoded can decode them one Service at a
+// time for it, so that a full sync never holds every object decoded at
+// once. Of the past it keeps only who owns each frontend: an owner that
+// still claims its frontend keeps it, so that a periodic resync never hands
+// a running Service's traffic to a newcomer; every other frontend goes to
+// its first claimant by claimOrder.
+func (x *Builder) ResetEach(node NodeInfo, objects iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice]) {
 	previous := x.owners
 	if previous == nil {
 		previous = map[Frontend]ServiceRef{}
@@ -74,26 +85,26 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 	}
 	x.held = nil
 	x.state = &State{
-		Frontends:    make(map[Frontend]*FrontendEntry, len(services)),
+		Frontends:    map[Frontend]*FrontendEntry{},
 		Node:         node,
 		HealthChecks: map[ServiceRef]HealthCheck{},
 		SNAT:         snatConfig(node, x.opts),
 		ServiceCIDRs: x.serviceCIDRs,
 	}
-	x.builds = make(map[ServiceRef]*serviceBuild, len(services))
+	x.builds = map[ServiceRef]*serviceBuild{}
 	x.claims = map[Frontend][]ServiceRef{}
 	x.owners = map[Frontend]ServiceRef{}
-	x.unused = unusedSlices(services, endpointSlices)
-	index := indexEndpointSlices(endpointSlices)
-	for _, svc := range services {
+	x.unused = map[ServiceRef][]string{}
+	for svc, endpointSlices := range objects {
 		if svc == nil {
+			x.addUnused(endpointSlices)
 			continue
 		}
 		ref := ServiceRef{Namespace: svc.Namespace, Name: svc.Name}
 		if _, ok := x.builds[ref]; ok {
 			x.unclaim(ref, map[Frontend]bool{}) // listed twice: the last wins, as with Update
 		}
-		x.addBuild(ref, buildService(ServiceViewOf(svc), index[ref], node, x.opts), nil)
+		x.addBuild(ref, buildService(ServiceViewOf(svc), endpointSlices, node, x.opts), nil)
 	}
 	for fe, claimants := range x.claims {
 		if len(claimants) == 0 {
@@ -107,6 +118,52 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 		}
 		x.owners[fe] = owner
 		x.state.Frontends[fe] = x.builds[owner].frontend(fe)
+	}
+}
+
+// GroupByService is services with their slices one Service at a time, then
+// the slices of Services not among services with a nil Service: what
+// ResetEach reads.
+func GroupByService(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice] {
+	return func(yield func(*corev1.Service, []*discoveryv1.EndpointSlice) bool) {
+		index := indexEndpointSlices(endpointSlices)
+		exists := make(map[ServiceRef]bool, len(services))
+		for _, svc := range services {
+			if svc == nil {
+				continue
+			}
+			ref := ServiceRef{Namespace: svc.Namespace, Name: svc.Name}
+			exists[ref] = true
+			if !yield(svc, index[ref]) {
+				return
+			}
+		}
+		var orphans []*discoveryv1.EndpointSlice
+		for _, s := range endpointSlices {
+			if s == nil {
+				continue
+			}
+			if ref, ok := SliceServiceRef(s); !ok || !exists[ref] {
+				orphans = append(orphans, s)
+			}
+		}
+		if len(orphans) > 0 {
+			yield(nil, orphans)
+		}
+	}
+}
+
+// addUnused records endpointSlices as slices whose Service does not exist,
+// under that Service (under the namespace with an empty name for a slice
+// that names none).
+func (x *Builder) addUnused(endpointSlices []*discoveryv1.EndpointSlice) {
+	for _, s := range endpointSlices {
+		if s == nil {
+			continue
+		}
+		ref, _ := SliceServiceRef(s)
+		ref.Namespace = s.Namespace
+		x.unused[ref] = append(x.unused[ref], s.Name)
 	}
 }
 
@@ -145,16 +202,6 @@ func (x *Builder) Node() NodeInfo { return x.state.Node }
 
 // Options are the options the builder was made with.
 func (x *Builder) Options() Options { return x.opts }
-
-// Endpoints returns the endpoints, with their locality, that the backends
-// of frontend fe were chosen from; nil when no Service owns fe.
-func (x *Builder) Endpoints(fe Frontend) []Endpoint {
-	owner, ok := x.owners[fe]
-	if !ok {
-		return nil
-	}
-	return x.builds[owner].endpoints[fe]
-}
 
 // Update rebuilds Service ref from svc (nil when it was deleted), of which
 // it reads only the ServiceView, and the EndpointSlices that belong to it,
@@ -198,28 +245,6 @@ func (x *Builder) UnusedSlices() []UnusedSlice {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Service, b.Service))
 	})
 	return out
-}
-
-// unusedSlices groups the slices of Services not among services.
-func unusedSlices(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) map[ServiceRef][]string {
-	exists := make(map[ServiceRef]bool, len(services))
-	for _, svc := range services {
-		if svc != nil {
-			exists[ServiceRef{Namespace: svc.Namespace, Name: svc.Name}] = true
-		}
-	}
-	unused := map[ServiceRef][]string{}
-	for _, s := range endpointSlices {
-		if s == nil {
-			continue
-		}
-		ref, _ := SliceServiceRef(s)
-		ref.Namespace = s.Namespace
-		if !exists[ref] {
-			unused[ref] = append(unused[ref], s.Name)
-		}
-	}
-	return unused
 }
 
 // unclaim forgets Service ref, marking its frontends in touched.

@@ -131,7 +131,9 @@ func (x *external) chooseBackends(e *FrontendEntry, c EndpointCategories) {
 // healthCheck is the Service's health check: kube-proxy serves one for a
 // Service of type LoadBalancer with externalTrafficPolicy: Local
 // (apiservice.NeedsHealthCheck) that has a healthCheckNodePort.
-func (b *serviceBuild) healthCheck(svc ServiceView, node NodeInfo) *HealthCheck {
+// localReady holds the addresses of the ready endpoints on the node among
+// those of the Service's ports.
+func (b *serviceBuild) healthCheck(svc ServiceView, localReady map[netip.Addr]bool) *HealthCheck {
 	if svc.Type != corev1.ServiceTypeLoadBalancer || !svc.ExternalPolicyLocal || svc.HealthCheckNodePort == 0 {
 		return nil
 	}
@@ -139,13 +141,19 @@ func (b *serviceBuild) healthCheck(svc ServiceView, node NodeInfo) *HealthCheck 
 		b.serviceError(fmt.Errorf("healthCheckNodePort %d is outside 1-65535", svc.HealthCheckNodePort))
 		return nil
 	}
-	local := map[netip.Addr]bool{}
-	for _, endpoints := range b.endpoints {
-		for _, e := range endpoints {
-			if e.Ready && e.IsLocal(node) {
-				local[e.Addr] = true
+	return &HealthCheck{Port: uint16(svc.HealthCheckNodePort), LocalEndpoints: len(localReady)}
+}
+
+// addLocalReady adds to set the addresses of endpoints ready on node,
+// making set only when there is one.
+func addLocalReady(set map[netip.Addr]bool, endpoints []Endpoint, node NodeInfo) map[netip.Addr]bool {
+	for _, e := range endpoints {
+		if e.Ready && e.IsLocal(node) {
+			if set == nil {
+				set = map[netip.Addr]bool{}
 			}
+			set[e.Addr] = true
 		}
 	}
-	return &HealthCheck{Port: uint16(svc.HealthCheckNodePort), LocalEndpoints: len(local)}
+	return set
 }

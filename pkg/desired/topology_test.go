@@ -259,9 +259,9 @@ func TestCategorizeEndpoints(t *testing.T) {
 	}
 }
 
-// The builder keeps each endpoint's locality and conditions, merged across
+// The build reads each endpoint's locality and conditions, merged across
 // slices, and chooses the ClusterIP backends through the categorisation.
-func TestBuilderKeepsEndpointLocality(t *testing.T) {
+func TestBuilderReadsEndpointLocality(t *testing.T) {
 	svc := makeTestService("default", "web", func(s *corev1.Service) {
 		s.Spec.ClusterIP = "10.96.0.10"
 		s.Spec.Ports = []corev1.ServicePort{makeServicePort("http", 80, corev1.ProtocolTCP, intstr.FromInt32(8080))}
@@ -304,9 +304,11 @@ func TestBuilderKeepsEndpointLocality(t *testing.T) {
 			Hints: EndpointHints{ForZones: []string{"zone-b"}}},
 		{Backend: be("10.244.3.2"), Terminating: true},
 	}
-	got := x.Endpoints(fe)
+	// What the frontend's backends are chosen from, read as the build does.
+	inProgress := &serviceBuild{parsed: map[*discoveryv1.EndpointSlice]*parsedSlice{}, slices: []*discoveryv1.EndpointSlice{slice1, slice2}}
+	got := inProgress.endpointsOf(discoveryv1.AddressTypeIPv4, servicePort{name: "http", port: 80, proto: TCP})
 	if !slices.EqualFunc(got, want, Endpoint.Equal) {
-		t.Errorf("Endpoints(%s):\ngot  %+v\nwant %+v", fe, got, want)
+		t.Errorf("endpoints of %s:\ngot  %+v\nwant %+v", fe, got, want)
 	}
 	entry := x.State().Frontends[fe]
 	if entry == nil {

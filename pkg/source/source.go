@@ -7,6 +7,7 @@ package source
 
 import (
 	"context"
+	"iter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +38,19 @@ type Source interface {
 	HasSynced() bool
 	// Snapshot returns the current objects; the caller must not modify them.
 	Snapshot() Snapshot
+}
+
+// Streaming is a Source that can hand a full build its objects one Service
+// at a time, decoded for that Service alone: the directory source keeps its
+// objects encoded, and decoding all of them at once for a Snapshot made
+// every full sync's peak memory that of every object decoded.
+type Streaming interface {
+	Source
+	// Stream returns what Snapshot would, as the node and a sequence of each
+	// Service with the EndpointSlices that name it, then, with a nil
+	// Service, the slices of Services that do not exist. The objects of one
+	// step may be kept by the caller.
+	Stream() (node *desired.NodeInfo, objects iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice])
 }
 
 // ServiceRef names a Service.

@@ -56,6 +56,13 @@ type mirror struct {
 	refuse map[lbmap.RefuseKey]lbmap.RefuseKind
 }
 
+// empty reports whether the maps hold nothing socklb wrote or must
+// remove: a node's first sync.
+func (mr *mirror) empty() bool {
+	return len(mr.frontends) == 0 && len(mr.strays) == 0 && len(mr.backends) == 0 &&
+		len(mr.revNat) == 0 && len(mr.names) == 0 && len(mr.sourceRanges) == 0 && len(mr.refuse) == 0
+}
+
 func newMirror() *mirror {
 	return &mirror{
 		frontends:     map[frontendScope]*scopeEntries{},

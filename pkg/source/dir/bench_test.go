@@ -18,13 +18,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/source"
 )
 
-// The benchmarks measure the directory source alone (no agent, no syncer,
-// no maps): each runs it in a child process of this test binary so that
-// the RSS is the source's and not the fixture writer's. Figures, not
-// assertions: compare the rows of one run.
+// The benchmarks measure the directory source and the desired-state build
+// the agent's syncs run on it (no syncer, no maps): each runs in a child
+// process of this test binary so that the RSS is theirs and not the
+// fixture writer's. A full build reads the source one Service at a time
+// (Stream, what the agent does) or all of it decoded at once (Snapshot),
+// side by side. Figures, not assertions: compare the rows of one run.
 
 const (
 	benchServices = 30000
@@ -32,7 +35,13 @@ const (
 	// childEnv makes the test binary a benchmark's child: it measures the
 	// source on the directory named and prints the figures.
 	childEnv = "SOCKLB_DIR_BENCH_CHILD"
+	// buildEnv says how the child's full builds read the source: "stream"
+	// or "snapshot".
+	buildEnv = childEnv + "_BUILD"
 )
+
+// benchBuilds are the two ways a full build can read the source.
+var benchBuilds = []string{"stream", "snapshot"}
 
 // benchFigures is what a child measured.
 type benchFigures struct {
@@ -44,11 +53,16 @@ type benchFigures struct {
 	PeakRSSMiB  float64   `json:"peak_rss_mib"`
 	HeapMiB     float64   `json:"heap_mib"`
 	Services    int       `json:"services"`
+	Frontends   int       `json:"frontends"`
+	// ResyncMS and ResyncPeakRSSMiB are a second full build after the
+	// changes (the agent's periodic resync) and the peak after it.
+	ResyncMS         float64 `json:"resync_ms"`
+	ResyncPeakRSSMiB float64 `json:"resync_peak_rss_mib"`
 }
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
-		if err := runBenchChild(dir, os.Getenv(childEnv+"_CHANGES") != ""); err != nil {
+		if err := runBenchChild(dir, os.Getenv(buildEnv), os.Getenv(childEnv+"_CHANGES") != ""); err != nil {
 			fmt.Fprintln(os.Stderr, "bench child:", err)
 			os.Exit(1)
 		}
@@ -70,36 +84,42 @@ var benchLayouts = []struct {
 
 func BenchmarkColdStart30000(b *testing.B) {
 	for _, layout := range benchLayouts {
-		b.Run(layout.name, func(b *testing.B) {
-			dir := writeBenchDir(b, layout.files)
-			var fig benchFigures
-			for b.Loop() {
-				fig = runChild(b, dir, false)
-			}
-			b.ReportMetric(fig.ColdMS, "ms")
-			b.ReportMetric(fig.ColdRSSMiB, "rss-MiB")
-			b.ReportMetric(fig.PeakRSSMiB, "peak-rss-MiB")
-			b.ReportMetric(fig.HeapMiB, "heap-MiB")
-			b.ReportMetric(float64(fig.Services), "services")
-		})
+		dir := writeBenchDir(b, layout.files)
+		for _, build := range benchBuilds {
+			b.Run(layout.name+"/"+build, func(b *testing.B) {
+				var fig benchFigures
+				for b.Loop() {
+					fig = runChild(b, dir, build, false)
+				}
+				b.ReportMetric(fig.ColdMS, "ms")
+				b.ReportMetric(fig.ColdRSSMiB, "rss-MiB")
+				b.ReportMetric(fig.PeakRSSMiB, "peak-rss-MiB")
+				b.ReportMetric(fig.HeapMiB, "heap-MiB")
+				b.ReportMetric(float64(fig.Services), "services")
+				b.ReportMetric(float64(fig.Frontends), "frontends")
+			})
+		}
 	}
 }
 
 func BenchmarkOneFileChange30000(b *testing.B) {
 	for _, layout := range benchLayouts {
-		b.Run(layout.name, func(b *testing.B) {
-			dir := writeBenchDir(b, layout.files)
-			var fig benchFigures
-			for b.Loop() {
-				fig = runChild(b, dir, true)
-			}
-			sorted := slices.Sorted(slices.Values(fig.ChangeMS))
-			b.ReportMetric(sorted[len(sorted)/2], "p50-ms")
-			b.ReportMetric(sorted[len(sorted)-1], "max-ms")
-			b.ReportMetric(fig.FirstRSSMiB, "rss-MiB-after-1")
-			b.ReportMetric(fig.LastRSSMiB, "rss-MiB-after-20")
-			b.ReportMetric(fig.PeakRSSMiB, "peak-rss-MiB")
-		})
+		for _, build := range benchBuilds {
+			b.Run(layout.name+"/"+build, func(b *testing.B) {
+				dir := writeBenchDir(b, layout.files) // the changes edit it
+				var fig benchFigures
+				for b.Loop() {
+					fig = runChild(b, dir, build, true)
+				}
+				sorted := slices.Sorted(slices.Values(fig.ChangeMS))
+				b.ReportMetric(sorted[len(sorted)/2], "p50-ms")
+				b.ReportMetric(sorted[len(sorted)-1], "max-ms")
+				b.ReportMetric(fig.FirstRSSMiB, "rss-MiB-after-1")
+				b.ReportMetric(fig.LastRSSMiB, "rss-MiB-after-20")
+				b.ReportMetric(fig.ResyncMS, "resync-ms")
+				b.ReportMetric(fig.ResyncPeakRSSMiB, "peak-rss-MiB")
+			})
+		}
 	}
 }
 
@@ -128,10 +148,10 @@ func benchFileName(f, files int) string {
 	return fmt.Sprintf("part-%02d.yaml", f)
 }
 
-func runChild(b *testing.B, dir string, changes bool) benchFigures {
+func runChild(b *testing.B, dir, build string, changes bool) benchFigures {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Env = append(os.Environ(), childEnv+"="+dir, buildEnv+"="+build)
 	if changes {
 		cmd.Env = append(cmd.Env, childEnv+"_CHANGES=1")
 	}
@@ -148,24 +168,49 @@ func runChild(b *testing.B, dir string, changes bool) benchFigures {
 }
 
 // runBenchChild is the measured process: a cold start of the source on
-// dir (the read and the Snapshot the agent's first sync takes) and, with
+// dir (the read and the full build the agent's first sync runs) and, with
 // changes, benchChanges one-file changes through Run (an event, the
 // debounce, the read), each timed until Objects, which the agent's sync
-// of a change reads, shows it.
-func runBenchChild(dir string, changes bool) error {
+// of a change reads, shows it and the Service is built again; then one
+// more full build, as the agent's periodic resync.
+func runBenchChild(dir, build string, changes bool) error {
 	var fig benchFigures
 	src := NewSource(dir, zap.NewNop(), Options{})
+	builder := desired.NewBuilder(desired.NodeInfo{Name: "bench-node"})
+	fullBuild := func() error {
+		switch build {
+		case "stream":
+			_, objects := src.Stream()
+			builder.ResetEach(builder.Node(), objects)
+		case "snapshot":
+			snap := src.Snapshot()
+			builder.Reset(builder.Node(), snap.Services, snap.EndpointSlices)
+		default:
+			return fmt.Errorf("unknown full build %q", build)
+		}
+		return nil
+	}
 	start := time.Now()
 	if _, err := src.read(nil, nil, true); err != nil {
 		return err
 	}
-	fig.Services = len(src.Snapshot().Services)
+	if err := fullBuild(); err != nil {
+		return err
+	}
 	fig.ColdMS = msSince(start)
 	fig.ColdRSSMiB = rssMiB("VmRSS")
+	fig.Frontends = len(builder.State().Frontends)
+	fig.Services = len(src.assembled.services)
 	if changes {
-		if err := measureChanges(dir, src, &fig); err != nil {
+		if err := measureChanges(dir, src, builder, &fig); err != nil {
 			return err
 		}
+		start = time.Now()
+		if err := fullBuild(); err != nil {
+			return err
+		}
+		fig.ResyncMS = msSince(start)
+		fig.ResyncPeakRSSMiB = rssMiB("VmHWM")
 	}
 	runtime.GC()
 	var ms runtime.MemStats
@@ -173,10 +218,11 @@ func runBenchChild(dir string, changes bool) error {
 	fig.HeapMiB = float64(ms.HeapAlloc) / (1 << 20)
 	fig.PeakRSSMiB = rssMiB("VmHWM")
 	runtime.KeepAlive(src)
+	runtime.KeepAlive(builder)
 	return json.NewEncoder(os.Stdout).Encode(fig)
 }
 
-func measureChanges(dir string, src *Source, fig *benchFigures) error {
+func measureChanges(dir string, src *Source, builder *desired.Builder, fig *benchFigures) error {
 	// Run reads the directory once more (from the cache: nothing decoded)
 	// before it watches.
 	changed := make(chan struct{}, 1)
@@ -221,8 +267,11 @@ func measureChanges(dir string, src *Source, fig *benchFigures) error {
 				return fmt.Errorf("change %d not seen within 30 s", i)
 			}
 		}
+		for _, ref := range src.TakeChanges().Services { // as the agent's sync does
+			svc, slices := src.Objects(ref)
+			builder.Update(ref, svc, slices)
+		}
 		fig.ChangeMS = append(fig.ChangeMS, msSince(start))
-		src.TakeChanges() // as the agent's sync does
 		if i == 0 {
 			fig.FirstRSSMiB = rssMiB("VmRSS")
 		}

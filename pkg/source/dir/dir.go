@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
@@ -12,7 +13,10 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/logfield"
 	"github.com/socklb/socklb/pkg/source"
 )
@@ -106,6 +110,16 @@ func (s *Source) Snapshot() source.Snapshot {
 	a := s.assembled
 	s.mu.Unlock()
 	return a.snapshot()
+}
+
+// Stream returns the objects of the last read as Snapshot does, decoded
+// one Service at a time as the caller goes through them
+// (source.Streaming). The directory source has no Node.
+func (s *Source) Stream() (*desired.NodeInfo, iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice]) {
+	s.mu.Lock()
+	a := s.assembled
+	s.mu.Unlock()
+	return nil, a.stream()
 }
 
 // Run reads the directory, calls changed, and then rereads it after every

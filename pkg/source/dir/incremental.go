@@ -2,6 +2,7 @@ package dir
 
 import (
 	"bytes"
+	"iter"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -10,7 +11,10 @@ import (
 	"github.com/socklb/socklb/pkg/source"
 )
 
-var _ source.Incremental = (*Source)(nil)
+var (
+	_ source.Incremental = (*Source)(nil)
+	_ source.Streaming   = (*Source)(nil)
+)
 
 // assembly is the directory's objects that count, as the last read found
 // them, still encoded; it is not modified once made.
@@ -63,6 +67,37 @@ func (a *assembly) snapshot() source.Snapshot {
 		snap.EndpointSlices = append(snap.EndpointSlices, slice.slice())
 	}
 	return snap
+}
+
+// stream decodes the assembly one Service at a time (source.Streaming):
+// each Service with its slices, then the slices of Services that do not
+// exist, in the order Snapshot lists them.
+func (a *assembly) stream() iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice] {
+	return func(yield func(*corev1.Service, []*discoveryv1.EndpointSlice) bool) {
+		for _, stored := range a.services {
+			e := a.index[source.ServiceRef{Namespace: stored.namespace, Name: stored.name}]
+			if !yield(stored.service(), decodedSlices(e.slices)) {
+				return
+			}
+		}
+		var orphans []*discoveryv1.EndpointSlice
+		for _, slice := range a.slices {
+			if !slice.ofService || a.index[slice.service].service == nil {
+				orphans = append(orphans, slice.slice())
+			}
+		}
+		if len(orphans) > 0 {
+			yield(nil, orphans)
+		}
+	}
+}
+
+func decodedSlices(stored []*storedSlice) []*discoveryv1.EndpointSlice {
+	out := make([]*discoveryv1.EndpointSlice, 0, len(stored))
+	for _, slice := range stored {
+		out = append(out, slice.slice())
+	}
+	return out
 }
 
 // fileChange is one file's objects before and after a read.
@@ -145,9 +180,5 @@ func (s *Source) Objects(ref source.ServiceRef) (*corev1.Service, []*discoveryv1
 	if e.service != nil {
 		svc = e.service.service()
 	}
-	var slices []*discoveryv1.EndpointSlice
-	for _, slice := range e.slices {
-		slices = append(slices, slice.slice())
-	}
-	return svc, slices
+	return svc, decodedSlices(e.slices)
 }

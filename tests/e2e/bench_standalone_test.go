@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// standaloneServices is the scale of the standalone benchmark: the
+// hardening issue's 30,000 Services, each with one slice of three
+// endpoints.
+const (
+	standaloneServices = 30000
+	standaloneChanges  = 20
+	// standaloneSyncPeriod brings the periodic full sync, whose peak the
+	// benchmark reports, within the run.
+	standaloneSyncPeriod = 15 * time.Second
+)
+
+// BenchmarkStandalone30000 runs the real agent on a directory of 30,000
+// Services (one file per Service, and ten files of 3,000) with its maps
+// in the sandbox's pin directory, and reports the cold start (the process
+// started to the first full sync written), the agent's RSS then, the
+// time from a one-file change to its sync, the RSS after 20 changes, and
+// the peak RSS (VmHWM) after the next periodic full sync. Figures, not
+// assertions: the targets are a cold start within 3 s, a change within
+// 1 s, and RSS flat across changes and at most 150 MiB.
+func BenchmarkStandalone30000(b *testing.B) {
+	for _, layout := range []struct {
+		name  string
+		files int
+	}{{"one-file-per-service", standaloneServices}, {"ten-multi-document-files", 10}} {
+		b.Run(layout.name, func(b *testing.B) {
+			for b.Loop() {
+				n := newNode(b)
+				files := writeStandaloneDir(b, n.dir, layout.files)
+				fig := runStandalone(b, n, files)
+				b.ReportMetric(fig.coldS, "cold-start-s")
+				b.ReportMetric(fig.coldRSS, "rss-MiB-cold")
+				b.ReportMetric(fig.changeP50, "change-p50-ms")
+				b.ReportMetric(fig.changeMax, "change-max-ms")
+				b.ReportMetric(fig.afterRSS, "rss-MiB-after-20")
+				b.ReportMetric(fig.peakRSS, "peak-rss-MiB")
+				b.ReportMetric(fig.resyncS, "resync-s")
+			}
+		})
+	}
+}
+
+type standaloneFigures struct {
+	coldS, coldRSS, changeP50, changeMax, afterRSS, peakRSS, resyncS float64
+}
+
+// standaloneService is Service i and its slice, as ten or 30,000 files
+// hold them.
+func standaloneService(i int, clusterIP string) string {
+	name := fmt.Sprintf("svc-%05d", i)
+	ep := func(third int) endpoint {
+		return endpoint{addr: fmt.Sprintf("10.%d.%d.%d", 200+third, i/250, i%250+1), ready: true, serving: true}
+	}
+	return serviceYAML(name, []string{clusterIP}, httpPort) + sliceYAML(name, name+"-1", "IPv4", []servicePort{httpPort}, ep(0), ep(1), ep(2))
+}
+
+func standaloneClusterIP(i int) string { return fmt.Sprintf("10.100.%d.%d", i/250, i%250+1) }
+
+// writeStandaloneDir writes the Services into files files and returns
+// each file's first Service, by file name.
+func writeStandaloneDir(b *testing.B, dir string, files int) map[string]int {
+	b.Helper()
+	per := standaloneServices / files
+	first := map[string]int{}
+	for f := range files {
+		var content strings.Builder
+		for i := f * per; i < (f+1)*per; i++ {
+			content.WriteString(standaloneService(i, standaloneClusterIP(i)))
+			content.WriteString("---\n")
+		}
+		name := fmt.Sprintf("part-%05d.yaml", f)
+		first[name] = f * per
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return first
+}
+
+func runStandalone(b *testing.B, n *node, files map[string]int) standaloneFigures {
+	b.Helper()
+	var fig standaloneFigures
+	started := time.Now()
+	n.agent = n.sb.Start(b, n.sb.Node, false, n.socklb, "agent",
+		"--from-dir", n.dir, "--cgroup", n.sb.Cgroup, "--bpffs", n.sb.PinDir,
+		"--node-name", "test-node", "--sync-period", standaloneSyncPeriod.String(),
+		// A periodic sync that finds nothing to do logs at debug level.
+		"--log-level", "debug")
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("agent log (tail):\n%s", lastLines(n.agent.Stderr(), 30))
+		}
+	})
+	cold := n.waitSync(b, 0, 2*time.Minute, func(l syncLine) bool { return l.Full && l.Frontends == standaloneServices })
+	fig.coldS = time.Since(started).Seconds()
+	fig.coldRSS = procMiB(b, n.agent.Pid(), "VmRSS")
+
+	names := slices.Sorted(func(yield func(string) bool) {
+		for name := range files {
+			if !yield(name) {
+				return
+			}
+		}
+	})
+	var changes []float64
+	seen := cold
+	current := map[string]string{} // each changed file's first clusterIP
+	for name, i := range files {
+		current[name] = standaloneClusterIP(i)
+	}
+	for c := range standaloneChanges {
+		name := names[c*len(names)/standaloneChanges]
+		path := filepath.Join(n.dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The file's first Service moves to another clusterIP.
+		ip := fmt.Sprintf("10.101.0.%d", c+1)
+		next := strings.Replace(string(data), current[name], ip, 2)
+		current[name] = ip
+		at := time.Now()
+		n.write(b, name, next)
+		seen = n.waitSync(b, seen+1, 30*time.Second, func(l syncLine) bool { return !l.Full && l.ServicesChanged > 0 })
+		changes = append(changes, float64(time.Since(at).Microseconds())/1000)
+	}
+	fig.afterRSS = procMiB(b, n.agent.Pid(), "VmRSS")
+	slices.Sort(changes)
+	fig.changeP50, fig.changeMax = changes[len(changes)/2], changes[len(changes)-1]
+
+	resync := n.waitSync(b, seen+1, 2*standaloneSyncPeriod, func(l syncLine) bool { return l.Full })
+	fig.resyncS = n.syncLines(b)[resync].Took
+	fig.peakRSS = procMiB(b, n.agent.Pid(), "VmHWM")
+	return fig
+}
+
+// syncLine is what the benchmark reads of the agent's "synced" log line.
+type syncLine struct {
+	Msg             string  `json:"msg"`
+	Full            bool    `json:"full"`
+	Frontends       int     `json:"frontends"`
+	ServicesChanged int     `json:"services_changed"`
+	Took            float64 `json:"took"`
+}
+
+func (n *node) syncLines(b *testing.B) []syncLine {
+	b.Helper()
+	var out []syncLine
+	for _, line := range strings.Split(n.agent.Stderr(), "\n") {
+		var l syncLine
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "synced" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// waitSync waits for a "synced" line from the from-th on that ok accepts
+// and returns its index.
+func (n *node) waitSync(b *testing.B, from int, timeout time.Duration, ok func(syncLine) bool) int {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		lines := n.syncLines(b)
+		for i := from; i < len(lines); i++ {
+			if ok(lines[i]) {
+				return i
+			}
+		}
+		if n.agent.Exited() {
+			b.Fatalf("the agent exited:\n%s", lastLines(n.agent.Stderr(), 30))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("no sync line as wanted from the %d-th within %s", from, timeout)
+	return 0
+}
+
+// procMiB reads a memory figure (VmRSS, VmHWM) of process pid in MiB.
+func procMiB(b *testing.B, pid int, field string) float64 {
+	b.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		if rest, ok := strings.CutPrefix(scanner.Text(), field+":"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				b.Fatalf("read %s of %d: %v", field, pid, err)
+			}
+			return kb / 1024
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

@@ -13,8 +13,8 @@ type scopeEntries struct {
 	// master.ServiceId is the scope's service id even before the master is
 	// written, so that a retry keeps it.
 	master  lbmap.ServiceValue
-	written bool              // the master entry is in the map, not only its slots
-	slots   map[uint16]uint32 // slot number -> backend id
+	written bool // the master entry is in the map, not only its slots
+	slots   slotTable
 }
 
 // regions splits the slots into the active and terminating backend ids the
@@ -23,8 +23,17 @@ func (e *scopeEntries) regions() (active, terminating []uint32) {
 	if !e.written {
 		return nil, nil
 	}
-	f := lbmap.Frontend{Master: e.master, HasMaster: true, Slots: e.slots}
-	return f.Regions()
+	active = make([]uint32, 0, e.master.Count)
+	terminating = make([]uint32, 0, e.master.Terminating)
+	for slot := 1; slot <= int(e.master.Count)+int(e.master.Terminating); slot++ {
+		id, _ := e.slots.get(uint16(slot)) // a missing slot reads as id 0, as lbmap.Frontend.Regions has it
+		if slot <= int(e.master.Count) {
+			active = append(active, id)
+		} else {
+			terminating = append(terminating, id)
+		}
+	}
+	return active, terminating
 }
 
 // mirror is socklb's copy of the map contents, kept exactly in step with
@@ -108,7 +117,7 @@ func (mr *mirror) entry(fs frontendScope, id uint32) *scopeEntries {
 	if e, ok := mr.frontends[fs]; ok {
 		return e
 	}
-	e := &scopeEntries{master: lbmap.ServiceValue{ServiceId: id}, slots: map[uint16]uint32{}}
+	e := &scopeEntries{master: lbmap.ServiceValue{ServiceId: id}}
 	mr.frontends[fs] = e
 	mr.serviceIDRefs[id]++
 	return e
@@ -117,7 +126,7 @@ func (mr *mirror) entry(fs frontendScope, id uint32) *scopeEntries {
 // forgetIfEmpty drops fs once the maps hold nothing of it.
 func (mr *mirror) forgetIfEmpty(fs frontendScope) {
 	e, ok := mr.frontends[fs]
-	if !ok || e.written || len(e.slots) > 0 {
+	if !ok || e.written || e.slots.len() > 0 {
 		return
 	}
 	mr.unrefServiceID(e.master.ServiceId)
@@ -151,19 +160,17 @@ func (mr *mirror) setWritten(e *scopeEntries, written bool) {
 }
 
 func (mr *mirror) setSlot(e *scopeEntries, slot uint16, backendID uint32) {
-	if old, ok := e.slots[slot]; ok {
+	if old, ok := e.slots.set(slot, backendID); ok {
 		mr.unrefBackend(old)
 	} else {
 		mr.serviceEntries++
 	}
-	e.slots[slot] = backendID
 	mr.backendRefs[backendID]++
 	delete(mr.unreferenced, backendID)
 }
 
 func (mr *mirror) deleteSlot(e *scopeEntries, slot uint16) {
-	if old, ok := e.slots[slot]; ok {
-		delete(e.slots, slot)
+	if old, ok := e.slots.delete(slot); ok {
 		mr.serviceEntries--
 		mr.unrefBackend(old)
 	}

@@ -439,7 +439,7 @@ func (sp *scopePlan) newEntries() int {
 		need++
 	}
 	for i := range sp.layout {
-		if _, ok := sp.entry.slots[uint16(i+1)]; !ok {
+		if _, ok := sp.entry.slots.get(uint16(i + 1)); !ok {
 			need++
 		}
 	}
@@ -524,7 +524,7 @@ func (pl *planner) planSlotWrites(sp *scopePlan) {
 	for i, bid := range sp.layout {
 		slot := uint16(i + 1)
 		if sp.entry != nil {
-			old, ok := sp.entry.slots[slot]
+			old, ok := sp.entry.slots.get(slot)
 			if ok && old == bid {
 				continue
 			}
@@ -574,7 +574,7 @@ func (pl *planner) planRemovals(fps []*frontendPlan, gone []desired.Frontend, fu
 	for _, fs := range removed {
 		e := pl.mr.frontends[fs]
 		pl.release(pl.idDelta, pl.idReleasers, e.master.ServiceId, fs.fe)
-		if !e.written && len(e.slots) == 0 {
+		if !e.written && e.slots.len() == 0 {
 			pl.add(op{action: forgetScope, fs: fs})
 		}
 		pl.planSlotDeletes(fs, e, 0)
@@ -657,16 +657,11 @@ func (pl *planner) planSlotDeletes(fs frontendScope, e *scopeEntries, keep int) 
 	if e == nil {
 		return
 	}
-	var surplus []uint16
-	for slot := range e.slots {
+	for slot, id := range e.slots.all() {
 		if int(slot) > keep {
-			surplus = append(surplus, slot)
+			pl.release(pl.backendDelta, pl.backendReleasers, id, fs.fe)
+			pl.add(op{action: deleteSlot, fs: fs, key: serviceKey(fs, slot)})
 		}
-	}
-	slices.Sort(surplus)
-	for _, slot := range surplus {
-		pl.release(pl.backendDelta, pl.backendReleasers, e.slots[slot], fs.fe)
-		pl.add(op{action: deleteSlot, fs: fs, key: serviceKey(fs, slot)})
 	}
 }
 

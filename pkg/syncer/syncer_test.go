@@ -468,7 +468,7 @@ func TestRemovalKeepsOtherSlots(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := map[uint16]uint32{}
-			for slot, id := range scopeEntry(s, fe, lbmap.ScopeDefault).slots {
+			for slot, id := range scopeEntry(s, fe, lbmap.ScopeDefault).slots.all() {
 				before[slot] = id
 			}
 			res, err := s.Sync(state(svc("web", fe, slices.Delete(slices.Clone(abcd), 1, 2), nil)))
@@ -476,7 +476,7 @@ func TestRemovalKeepsOtherSlots(t *testing.T) {
 				t.Fatal(err)
 			}
 			moved := 0
-			for slot, id := range scopeEntry(s, fe, lbmap.ScopeDefault).slots {
+			for slot, id := range scopeEntry(s, fe, lbmap.ScopeDefault).slots.all() {
 				if before[slot] != id {
 					moved++
 				}

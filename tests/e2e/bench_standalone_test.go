@@ -49,6 +49,7 @@ func BenchmarkStandalone30000(b *testing.B) {
 				b.ReportMetric(fig.afterRSS, "rss-MiB-after-20")
 				b.ReportMetric(fig.peakRSS, "peak-rss-MiB")
 				b.ReportMetric(fig.resyncS, "resync-s")
+				b.ReportMetric(fig.heapGoal, "heap-goal-MiB")
 			}
 		})
 	}
@@ -56,6 +57,10 @@ func BenchmarkStandalone30000(b *testing.B) {
 
 type standaloneFigures struct {
 	coldS, coldRSS, changeP50, changeMax, afterRSS, peakRSS, resyncS float64
+	// heapGoal is the Go heap goal after the resync's collection, twice
+	// the heap it found live: what the agent holds, without the
+	// collector's headroom and the noise RSS has.
+	heapGoal float64
 }
 
 // standaloneService is Service i and its slice, as ten or 30,000 files
@@ -145,6 +150,8 @@ func runStandalone(b *testing.B, n *node, files map[string]int) standaloneFigure
 	resync := n.waitSync(b, seen+1, 2*standaloneSyncPeriod, func(l syncLine) bool { return l.Full })
 	fig.resyncS = n.syncLines(b)[resync].Took
 	fig.peakRSS = procMiB(b, n.agent.Pid(), "VmHWM")
+	metrics := scrape(b, n, "http://"+loggedAddress(b, n.agent, "serving metrics")+"/metrics")
+	fig.heapGoal = metrics.value(b, "go_memstats_next_gc_bytes", "") / (1 << 20)
 	return fig
 }
 

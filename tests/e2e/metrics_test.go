@@ -180,7 +180,7 @@ func fillerYAML(pod *sandbox.Host, count int, triggered time.Time) string {
 }
 
 // loggedAddress waits for the agent's line msg and returns its address.
-func loggedAddress(t *testing.T, agent *sandbox.Process, msg string) string {
+func loggedAddress(t testing.TB, agent *sandbox.Process, msg string) string {
 	t.Helper()
 	if err := agent.WaitStderr(`"msg":"`+msg+`"`, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func loggedAddress(t *testing.T, agent *sandbox.Process, msg string) string {
 
 // get fetches url from inside the node's netns (where the agent listens on
 // its loopback), outside the sandbox cgroup.
-func get(t *testing.T, n *node, url string) (int, string) {
+func get(t testing.TB, n *node, url string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -234,7 +234,7 @@ type scraped struct {
 	families map[string]*dto.MetricFamily
 }
 
-func scrape(t *testing.T, n *node, url string) scraped {
+func scrape(t testing.TB, n *node, url string) scraped {
 	t.Helper()
 	code, body := get(t, n, url)
 	if code != 200 {
@@ -250,7 +250,7 @@ func scrape(t *testing.T, n *node, url string) scraped {
 
 // metric is the series of name whose one label has the value label ("":
 // the series without labels).
-func (s scraped) metric(t *testing.T, name, label string) *dto.Metric {
+func (s scraped) metric(t testing.TB, name, label string) *dto.Metric {
 	t.Helper()
 	mf := s.families[name]
 	if mf == nil {
@@ -265,7 +265,7 @@ func (s scraped) metric(t *testing.T, name, label string) *dto.Metric {
 	return nil
 }
 
-func (s scraped) value(t *testing.T, name, label string) float64 {
+func (s scraped) value(t testing.TB, name, label string) float64 {
 	t.Helper()
 	m := s.metric(t, name, label)
 	switch {

@@ -109,13 +109,27 @@ func NewSource(client kubernetes.Interface, nodeName string, log *zap.Logger) (*
 }
 
 // trimForCache drops what socklb never reads and what weighs most in the
-// caches at 10,000 Services: managed fields and kubectl's copy of the object.
+// caches at 10,000 Services: managed fields, kubectl's copy of the object,
+// each endpoint's reference to its pod (some 200 bytes, 30,000 of them)
+// and deprecated topology, a Service's status conditions, and the parts of
+// the Node's status other than its addresses.
 func trimForCache(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
 		if ann := m.GetAnnotations(); ann != nil {
 			delete(ann, corev1.LastAppliedConfigAnnotation)
 		}
+	}
+	switch o := obj.(type) {
+	case *discoveryv1.EndpointSlice:
+		for i := range o.Endpoints {
+			o.Endpoints[i].TargetRef = nil
+			o.Endpoints[i].DeprecatedTopology = nil
+		}
+	case *corev1.Service:
+		o.Status.Conditions = nil
+	case *corev1.Node:
+		o.Status = corev1.NodeStatus{Addresses: o.Status.Addresses}
 	}
 	return obj, nil
 }

@@ -25,8 +25,6 @@ type Builder struct {
 	// claims lists, per frontend, the Services asking for it, oldest claim
 	// first (claimOrder).
 	claims map[Frontend][]ServiceRef
-	// owners holds, per frontend, the Service whose entry State holds.
-	owners map[Frontend]ServiceRef
 	// held is what Hold was given, for the next Reset.
 	held map[Frontend]ServiceRef
 	// unused holds, per Service that does not exist, its EndpointSlices'
@@ -74,14 +72,15 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 // a running Service's traffic to a newcomer; every other frontend goes to
 // its first claimant by claimOrder.
 func (x *Builder) ResetEach(node NodeInfo, objects iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice]) {
-	previous := x.owners
-	if previous == nil {
-		previous = map[Frontend]ServiceRef{}
-	}
-	for fe, ref := range x.held {
-		if _, ok := previous[fe]; !ok {
-			previous[fe] = ref
+	previous, held := x.state, x.held
+	previousOwner := func(fe Frontend) (ServiceRef, bool) {
+		if previous != nil {
+			if e := previous.Frontends[fe]; e != nil {
+				return e.Name.ref(), true
+			}
 		}
+		ref, ok := held[fe]
+		return ref, ok
 	}
 	x.held = nil
 	x.state = &State{
@@ -93,7 +92,6 @@ func (x *Builder) ResetEach(node NodeInfo, objects iter.Seq2[*corev1.Service, []
 	}
 	x.builds = map[ServiceRef]*serviceBuild{}
 	x.claims = map[Frontend][]ServiceRef{}
-	x.owners = map[Frontend]ServiceRef{}
 	x.unused = map[ServiceRef][]string{}
 	for svc, endpointSlices := range objects {
 		if svc == nil {
@@ -113,10 +111,9 @@ func (x *Builder) ResetEach(node NodeInfo, objects iter.Seq2[*corev1.Service, []
 		}
 		slices.SortFunc(claimants, x.claimOrder)
 		owner := claimants[0]
-		if held, ok := previous[fe]; ok && slices.Contains(claimants, held) {
+		if held, ok := previousOwner(fe); ok && slices.Contains(claimants, held) {
 			owner = held
 		}
-		x.owners[fe] = owner
 		x.state.Frontends[fe] = x.builds[owner].frontend(fe)
 	}
 }
@@ -281,19 +278,17 @@ func (x *Builder) addBuild(ref ServiceRef, b *serviceBuild, touched map[Frontend
 // else to its first claimant, and reports whether its entry changed.
 func (x *Builder) resolve(fe Frontend) bool {
 	claimants := x.claims[fe]
+	have := x.state.Frontends[fe]
 	var want *FrontendEntry
 	if len(claimants) == 0 {
 		delete(x.claims, fe)
-		delete(x.owners, fe)
 	} else {
-		owner, ok := x.owners[fe]
+		owner, ok := x.owner(fe)
 		if !ok || !slices.Contains(claimants, owner) {
 			owner = claimants[0]
 		}
-		x.owners[fe] = owner
 		want = x.builds[owner].frontend(fe)
 	}
-	have := x.state.Frontends[fe]
 	switch {
 	case want == nil && have == nil:
 		return false
@@ -306,6 +301,15 @@ func (x *Builder) resolve(fe Frontend) bool {
 	}
 	x.state.Frontends[fe] = want
 	return true
+}
+
+// owner is the Service whose entry State holds for fe: the state is the
+// one record of who owns each frontend.
+func (x *Builder) owner(fe Frontend) (ServiceRef, bool) {
+	if e := x.state.Frontends[fe]; e != nil {
+		return e.Name.ref(), true
+	}
+	return ServiceRef{}, false
 }
 
 // claimOrder orders the claims on one frontend that no owner decides: the
@@ -350,7 +354,7 @@ func (x *Builder) ErrorsOf(ref ServiceRef) []error {
 	}
 	errs := slices.Clone(b.errs)
 	for _, s := range b.frontends {
-		if owner := x.owners[s.Frontend]; owner != ref {
+		if owner, _ := x.owner(s.Frontend); owner != ref {
 			errs = append(errs, &ObjectError{Kind: "Service", Namespace: ref.Namespace, Name: ref.Name,
 				Err: x.conflict(s.Frontend, owner), Reason: ReasonFrontendConflict})
 		}

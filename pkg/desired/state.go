@@ -131,6 +131,9 @@ type ServicePortName struct {
 	Port            string // the Service port's name, "" when unnamed
 }
 
+// ref is the Service the port belongs to.
+func (n ServicePortName) ref() ServiceRef { return ServiceRef{Namespace: n.Namespace, Name: n.Name} }
+
 // String reads like "default/nginx:http", or "default/nginx" for an unnamed port.
 func (n ServicePortName) String() string {
 	if n.Port == "" {

@@ -3,6 +3,7 @@ package lbmap
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 )
 
 // The one place where socklb converts between the maps' network byte order
@@ -89,6 +90,17 @@ func NewServiceName(name string) ServiceName {
 		n.Name[i] = int8(name[i])
 	}
 	return n
+}
+
+// ServiceNameText is the name NewServiceName(name).Get() returns: name cut
+// to what the map's fixed size holds and at a NUL byte, without the
+// 160-byte value.
+func ServiceNameText(name string) string {
+	var n ServiceName
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return name[:min(len(name), len(n.Name)-1)]
 }
 
 // Get returns the stored name.

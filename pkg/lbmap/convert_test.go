@@ -2,6 +2,7 @@ package lbmap_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/socklb/socklb/pkg/lbmap"
@@ -61,6 +62,25 @@ func TestRefuseKeyRoundTrip(t *testing.T) {
 			}
 			if got := k.Prefix(); got != netip.MustParsePrefix(tc.wantPrefix) {
 				t.Errorf("Prefix() = %s, want %s", got, tc.wantPrefix)
+			}
+		})
+	}
+}
+
+// The syncer keeps the text of name entries; it must be what the entry
+// reads back as, or every sync would rewrite the entry.
+func TestServiceNameTextIsWhatTheEntryHolds(t *testing.T) {
+	for _, tc := range []struct{ name, in string }{
+		{"short", "default/web:http"},
+		{"empty", ""},
+		{"exactly what fits", strings.Repeat("a", 159)},
+		{"longer than the entry", strings.Repeat("b", 200)},
+		{"a NUL byte cuts it", "default/we\x00b"},
+		{"bytes beyond ASCII", "default/wéb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, want := lbmap.ServiceNameText(tc.in), lbmap.NewServiceName(tc.in).Get(); got != want {
+				t.Errorf("ServiceNameText(%q) = %q, the entry reads back %q", tc.in, got, want)
 			}
 		})
 	}

@@ -158,6 +158,46 @@ func Dump[K, V any](m *ebpf.Map) ([]K, []V, error) {
 	}
 }
 
+// Count returns how many entries m holds, reading them in batches into
+// one reused buffer: a metrics scrape counting the services map of 30,000
+// Services through Dump made 10 MB of garbage each time.
+func Count[K, V any](m *ebpf.Map) (int, error) {
+	const chunk = 4096
+	kbuf := make([]K, chunk)
+	vbuf := make([]V, chunk)
+	var cursor ebpf.MapBatchCursor
+	total := 0
+	for {
+		n, err := m.BatchLookup(&cursor, kbuf, vbuf, nil)
+		if errors.Is(err, ebpf.ErrNotSupported) && total == 0 {
+			return countByIteration[K, V](m)
+		}
+		total += n
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return total, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("count %s: %w", m, err)
+		}
+	}
+}
+
+// countByIteration counts m's entries one at a time, for a map without
+// batch lookups.
+func countByIteration[K, V any](m *ebpf.Map) (int, error) {
+	var k K
+	var v V
+	n := 0
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("count %s: %w", m, err)
+	}
+	return n, nil
+}
+
 // eachEntry runs op for each of keys (whose indexes start at offset), for a
 // map without batch operations, and returns the failures.
 func eachEntry[K any](keys []K, offset int, doing string, m *ebpf.Map, op func(i int) error) []EntryError {

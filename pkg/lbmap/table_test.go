@@ -181,3 +181,46 @@ func TestSourceRangesTableRoundTrip(t *testing.T) {
 		t.Errorf("after deleting two: %v %v, want only %v", got, err, keys[2])
 	}
 }
+
+// Count reads a map in batches into one buffer: every entry counts once,
+// across batch boundaries, in a map that is empty or full.
+func TestCount(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		capacity, fill uint32
+	}{
+		{"empty", 16, 0},
+		{"one", 16, 1},
+		{"exactly one batch", 8192, 4096},
+		{"more than one batch", 10000, 9999},
+		{"full", 5000, 5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sandbox.Require(t)
+			if err := rlimit.RemoveMemlock(); err != nil {
+				t.Fatal(err)
+			}
+			spec, err := lbmap.LoadSpec()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms := spec.Maps[lbmap.BackendsMap].Copy()
+			ms.Pinning = ebpf.PinNone
+			ms.MaxEntries = tc.capacity
+			m, err := ebpf.NewMap(ms)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			for id := range tc.fill {
+				if err := m.Put(id+1, lbmap.Backend{}); err != nil {
+					t.Fatalf("put %d: %v", id+1, err)
+				}
+			}
+			n, err := lbmap.Count[uint32, lbmap.Backend](m)
+			if err != nil || n != int(tc.fill) {
+				t.Errorf("Count = %d, %v; want %d", n, err, tc.fill)
+			}
+		})
+	}
+}

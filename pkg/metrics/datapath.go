@@ -19,10 +19,7 @@ type mapCounter struct {
 func counted[K, V any](name string, of func(*lbmap.Maps) *ebpf.Map) mapCounter {
 	return mapCounter{
 		name: name,
-		count: func(m *lbmap.Maps) (int, error) {
-			keys, _, err := lbmap.Dump[K, V](of(m))
-			return len(keys), err
-		},
+		count: func(m *lbmap.Maps) (int, error) { return lbmap.Count[K, V](of(m)) },
 		max: func(m *lbmap.Maps) uint32 { return of(m).MaxEntries() },
 	}
 }

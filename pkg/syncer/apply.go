@@ -176,7 +176,7 @@ func (a *applier) done(o *op) {
 		mr.revNat[o.id] = o.revNat
 	case writeName:
 		mr.entry(o.fs, o.id)
-		mr.names[o.id] = *o.name
+		mr.names[o.id] = o.name.Get()
 	case writeSlot:
 		e := mr.entry(o.fs, o.value.ServiceId)
 		if e.written {

@@ -246,7 +246,7 @@ func (pl *planner) heldName(fe desired.Frontend) string {
 	for _, scope := range scopes {
 		if e, ok := pl.mr.frontends[frontendScope{fe, scope}]; ok {
 			if n, ok := pl.mr.names[e.master.ServiceId]; ok {
-				return n.Get()
+				return n
 			}
 		}
 	}
@@ -464,7 +464,8 @@ func (pl *planner) planWrites(fps []*frontendPlan) {
 	}
 	for _, fp := range live {
 		fs := frontendScope{fp.svc.Frontend, lbmap.ScopeDefault}
-		if name := nameValue(fp.svc.Name); pl.mr.names[fp.id] != name {
+		if pl.mr.names[fp.id] != lbmap.ServiceNameText(fp.svc.Name.String()) {
+			name := nameValue(fp.svc.Name)
 			pl.add(op{action: writeName, fs: fs, id: fp.id, name: &name})
 		}
 	}

@@ -142,8 +142,8 @@ func nameValue(n desired.ServicePortName) lbmap.ServiceName {
 // serviceRefOfName is the Service a name entry names: the inverse of
 // nameValue ("namespace/name" or "namespace/name:port"; neither a namespace
 // nor a name holds '/' or ':'); false for anything else.
-func serviceRefOfName(n lbmap.ServiceName) (desired.ServiceRef, bool) {
-	ns, rest, ok := strings.Cut(n.Get(), "/")
+func serviceRefOfName(text string) (desired.ServiceRef, bool) {
+	ns, rest, ok := strings.Cut(text, "/")
 	name, _, _ := strings.Cut(rest, ":")
 	if !ok || ns == "" || name == "" {
 		return desired.ServiceRef{}, false

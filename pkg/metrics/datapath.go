@@ -18,9 +18,9 @@ type mapCounter struct {
 
 func counted[K, V any](name string, of func(*lbmap.Maps) *ebpf.Map) mapCounter {
 	return mapCounter{
-		name: name,
+		name:  name,
 		count: func(m *lbmap.Maps) (int, error) { return lbmap.Count[K, V](of(m)) },
-		max: func(m *lbmap.Maps) uint32 { return of(m).MaxEntries() },
+		max:   func(m *lbmap.Maps) uint32 { return of(m).MaxEntries() },
 	}
 }
 

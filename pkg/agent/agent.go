@@ -299,31 +299,41 @@ func (a *Agent) processOne(ctx context.Context) bool {
 }
 
 // syncOnce rebuilds and diffs only the Services the source reports changed
-// when it can; the first sync, every periodic resync and the sync after a
-// failure are full.
+// when it can. The first sync, every periodic resync, the sync after a
+// failure and one after a pin repair diff every frontend against the maps
+// (full); the desired state is rebuilt from every object only when it must
+// be (the first build, a change every Service reads, a source that cannot
+// say what changed). As kube-proxy's periodic sync renders its
+// change-tracked state rather than its informers' objects, a resync then
+// decodes nothing and holds one desired state, not two: at 30,000 Services
+// the rebuild was the agent's memory peak. FuzzBuild holds the builder to
+// building the same state either way.
 func (a *Agent) syncOnce(full bool) error {
 	start := time.Now()
 	inc, incremental := a.source.(source.Incremental)
-	full = full || !incremental || !a.built || a.lastFailed
 	var changes source.Changes
 	if incremental {
 		changes = inc.TakeChanges()
 		a.keepTriggers(changes)
-		full = full || changes.All
 	}
-
+	rebuild := !incremental || !a.built || changes.All
 	repaired := a.repairDatapath()
-	full = full || len(repaired) > 0
+	full = full || rebuild || a.lastFailed || len(repaired) > 0
 	a.setServiceCIDRs()
 
+	var changed []desired.Frontend
+	if rebuild {
+		// Changes taken above are in the full build too.
+		a.buildAll(a.fullObjects())
+	} else {
+		changed = a.buildChanged(inc, changes.Services)
+	}
 	var stats syncer.Result
 	var err error
 	if full {
-		// Changes taken above are in the full build too.
-		a.buildAll(a.fullObjects())
 		stats, err = a.syncer.Sync(a.desired.State())
 	} else {
-		stats, err = a.syncer.SyncFrontends(a.desired.State(), a.buildChanged(inc, changes.Services))
+		stats, err = a.syncer.SyncFrontends(a.desired.State(), changed)
 	}
 	a.lastFailed = err != nil
 	if err == nil && a.cfg.AfterSync != nil {

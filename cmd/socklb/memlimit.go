@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,33 +41,62 @@ func setMemoryLimit(log *zap.Logger) {
 	log.Info("soft memory limit from the cgroup", zap.Int64(logfield.Limit, soft), zap.Int64(logfield.CgroupLimit, limit))
 }
 
-// cgroupMemoryMax reads the memory.max of the cgroup v2 that selfCgroup
-// (a /proc/<pid>/cgroup file) names, under mount; 0 means no limit.
+// cgroupMemoryMax reads the memory limit of the cgroup that selfCgroup (a
+// /proc/<pid>/cgroup file) names, under mount (/sys/fs/cgroup): cgroup
+// v2's memory.max, at mount or, on a host with both versions, at
+// mount/unified; else, where the memory controller is cgroup v1's (those
+// hosts), memory.limit_in_bytes under mount/memory. 0 means no limit.
 func cgroupMemoryMax(selfCgroup, mount string) (int64, error) {
 	b, err := os.ReadFile(selfCgroup)
 	if err != nil {
 		return 0, fmt.Errorf("read own cgroup: %w", err)
 	}
-	var path string
+	var candidates []string
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			path = rest
+		fields := strings.SplitN(line, ":", 3)
+		if len(fields) != 3 {
+			continue
+		}
+		switch {
+		case fields[0] == "0" && fields[1] == "":
+			candidates = append(candidates, filepath.Join(mount, fields[2], "memory.max"), filepath.Join(mount, "unified", fields[2], "memory.max"))
+		case slices.Contains(strings.Split(fields[1], ","), "memory"):
+			// In a cgroup namespace the path is "/" and the mount is the
+			// pod's own cgroup.
+			candidates = append(candidates, filepath.Join(mount, "memory", fields[2], "memory.limit_in_bytes"))
 		}
 	}
-	if path == "" {
-		return 0, fmt.Errorf("read own cgroup: no cgroup v2 entry in %s", selfCgroup)
+	if len(candidates) == 0 {
+		return 0, fmt.Errorf("read own cgroup: no cgroup v2 or memory controller entry in %s", selfCgroup)
 	}
-	raw, err := os.ReadFile(filepath.Join(mount, path, "memory.max"))
-	if err != nil {
-		return 0, fmt.Errorf("read cgroup memory limit: %w", err)
+	var errs []error
+	for _, path := range candidates {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return parseMemoryLimit(strings.TrimSpace(string(raw)))
 	}
-	v := strings.TrimSpace(string(raw))
+	return 0, fmt.Errorf("read cgroup memory limit: %w", errors.Join(errs...))
+}
+
+// noLimitV1 is where cgroup v1's memory.limit_in_bytes starts meaning no
+// limit (it reads 9223372036854771712, the page counter's maximum).
+const noLimitV1 = 1 << 62
+
+// parseMemoryLimit reads memory.max ("max" or bytes) or
+// memory.limit_in_bytes; 0 means no limit.
+func parseMemoryLimit(v string) (int64, error) {
 	if v == "max" {
 		return 0, nil
 	}
 	limit, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("read cgroup memory limit %q: %w", v, err)
+	}
+	if limit >= noLimitV1 {
+		return 0, nil
 	}
 	return limit, nil
 }

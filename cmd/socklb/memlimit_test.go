@@ -8,15 +8,27 @@ import (
 
 func TestCgroupMemoryMax(t *testing.T) {
 	for _, tc := range []struct {
-		name, self, max string
-		want            int64
-		wantErr         bool
+		name, self string
+		files      map[string]string // under the mount
+		want       int64
+		wantErr    bool
 	}{
-		{name: "a limit in bytes", self: "0::/kubepods/pod1/agent\n", max: "268435456\n", want: 268435456},
-		{name: "no limit", self: "0::/kubepods/pod1/agent\n", max: "max\n", want: 0},
-		{name: "cgroup v1 lines are skipped", self: "12:memory:/x\n0::/kubepods/pod1/agent\n", max: "1048576\n", want: 1048576},
-		{name: "no cgroup v2 entry", self: "12:memory:/x\n", wantErr: true},
-		{name: "a limit that is not a number", self: "0::/kubepods/pod1/agent\n", max: "lots\n", wantErr: true},
+		{name: "a limit in bytes", self: "0::/kubepods/pod1/agent\n",
+			files: map[string]string{"kubepods/pod1/agent/memory.max": "268435456\n"}, want: 268435456},
+		{name: "no limit", self: "0::/kubepods/pod1/agent\n",
+			files: map[string]string{"kubepods/pod1/agent/memory.max": "max\n"}, want: 0},
+		{name: "cgroup v2 on a host with both, at unified", self: "4:memory:/x\n0::/kubepods/pod1/agent\n",
+			files: map[string]string{"unified/kubepods/pod1/agent/memory.max": "1048576\n"}, want: 1048576},
+		{name: "the memory controller on cgroup v1", self: "12:memory:/kubepods/pod1/agent\n3:cpu,cpuacct:/kubepods/pod1/agent\n0::/kubepods/pod1/agent\n",
+			files: map[string]string{"memory/kubepods/pod1/agent/memory.limit_in_bytes": "178257920\n"}, want: 178257920},
+		{name: "cgroup v1 without a limit", self: "12:memory:/\n",
+			files: map[string]string{"memory/memory.limit_in_bytes": "9223372036854771712\n"}, want: 0},
+		{name: "memory among other v1 controllers", self: "7:cpuset,memory:/pod\n",
+			files: map[string]string{"memory/pod/memory.limit_in_bytes": "4096\n"}, want: 4096},
+		{name: "no cgroup v2 entry and no memory controller", self: "12:cpu:/x\n", wantErr: true},
+		{name: "no limit file anywhere", self: "0::/kubepods/pod1/agent\n", wantErr: true},
+		{name: "a limit that is not a number", self: "0::/kubepods/pod1/agent\n",
+			files: map[string]string{"kubepods/pod1/agent/memory.max": "lots\n"}, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -25,12 +37,12 @@ func TestCgroupMemoryMax(t *testing.T) {
 				t.Fatal(err)
 			}
 			mount := filepath.Join(dir, "mnt")
-			if tc.max != "" {
-				cg := filepath.Join(mount, "kubepods/pod1/agent")
-				if err := os.MkdirAll(cg, 0o755); err != nil {
+			for name, content := range tc.files {
+				path := filepath.Join(mount, name)
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(filepath.Join(cg, "memory.max"), []byte(tc.max), 0o644); err != nil {
+				if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -36,8 +36,18 @@ func BenchmarkStandalone30000(b *testing.B) {
 	for _, layout := range []struct {
 		name  string
 		files int
-	}{{"one-file-per-service", standaloneServices}, {"ten-multi-document-files", 10}} {
+		// goMemLimit is the soft memory limit the agent gives the Go
+		// runtime: none, or what it sets in a pod limited to 160Mi (90%).
+		goMemLimit string
+	}{
+		{"one-file-per-service", standaloneServices, ""},
+		{"ten-multi-document-files", 10, ""},
+		{"ten-multi-document-files/pod-limit-160Mi", 10, "144MiB"},
+	} {
 		b.Run(layout.name, func(b *testing.B) {
+			if layout.goMemLimit != "" {
+				b.Setenv("GOMEMLIMIT", layout.goMemLimit) // the agent inherits it
+			}
 			for b.Loop() {
 				n := newNode(b)
 				files := writeStandaloneDir(b, n.dir, layout.files)

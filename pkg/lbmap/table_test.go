@@ -17,6 +17,13 @@ import (
 // newKernelBackends is a kernel backends map of capacity entries.
 func newKernelBackends(t *testing.T, capacity uint32) lbmap.Table[uint32, lbmap.Backend] {
 	t.Helper()
+	return lbmap.NewKernelTable[uint32, lbmap.Backend](newBackendsMap(t, capacity))
+}
+
+// newBackendsMap is an unpinned kernel map with the backends map's layout
+// and capacity entries, closed when the test ends.
+func newBackendsMap(t *testing.T, capacity uint32) *ebpf.Map {
+	t.Helper()
 	sandbox.Require(t)
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatal(err)
@@ -33,7 +40,7 @@ func newKernelBackends(t *testing.T, capacity uint32) lbmap.Table[uint32, lbmap.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return lbmap.NewKernelTable[uint32, lbmap.Backend](m)
+	return m
 }
 
 // The in-memory table fails where a kernel hash map fails, so that the
@@ -196,22 +203,7 @@ func TestCount(t *testing.T) {
 		{"full", 5000, 5000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sandbox.Require(t)
-			if err := rlimit.RemoveMemlock(); err != nil {
-				t.Fatal(err)
-			}
-			spec, err := lbmap.LoadSpec()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ms := spec.Maps[lbmap.BackendsMap].Copy()
-			ms.Pinning = ebpf.PinNone
-			ms.MaxEntries = tc.capacity
-			m, err := ebpf.NewMap(ms)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := newBackendsMap(t, tc.capacity)
 			for id := range tc.fill {
 				if err := m.Put(id+1, lbmap.Backend{}); err != nil {
 					t.Fatalf("put %d: %v", id+1, err)

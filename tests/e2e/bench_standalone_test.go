@@ -1,16 +1,16 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/socklb/socklb/tests/sandbox"
 )
 
 // standaloneServices is the scale of the standalone benchmark: the
@@ -210,23 +210,11 @@ func (n *node) waitSync(b *testing.B, from int, timeout time.Duration, ok func(s
 // procMiB reads a memory figure (VmRSS, VmHWM) of process pid in MiB.
 func procMiB(b *testing.B, pid int, field string) float64 {
 	b.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	mib, err := sandbox.ProcStatusMiB(pid, field)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		if rest, ok := strings.CutPrefix(scanner.Text(), field+":"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err != nil {
-				b.Fatalf("read %s of %d: %v", field, pid, err)
-			}
-			return kb / 1024
-		}
-	}
-	b.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return mib
 }
 
 func lastLines(s string, n int) string {

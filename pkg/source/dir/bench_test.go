@@ -1,7 +1,6 @@
 package dir
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/socklb/socklb/pkg/desired"
 	"github.com/socklb/socklb/pkg/source"
+	"github.com/socklb/socklb/tests/sandbox"
 )
 
 // The benchmarks measure the directory source and the desired-state build
@@ -311,22 +310,12 @@ func objectsHaveClusterIP(src *Source, ref source.ServiceRef, ip string) bool {
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
-// rssMiB reads a memory figure of this process (VmRSS, VmHWM) in MiB.
+// rssMiB reads a memory figure of this process (VmRSS, VmHWM) in MiB, -1
+// when it cannot.
 func rssMiB(field string) float64 {
-	f, err := os.Open("/proc/self/status")
+	mib, err := sandbox.ProcStatusMiB(os.Getpid(), field)
 	if err != nil {
 		return -1
 	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		if rest, ok := strings.CutPrefix(scanner.Text(), field+":"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err != nil {
-				return -1
-			}
-			return kb / 1024
-		}
-	}
-	return -1
+	return mib
 }

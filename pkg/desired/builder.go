@@ -64,13 +64,13 @@ func (x *Builder) Reset(node NodeInfo, services []*corev1.Service, endpointSlice
 // ResetEach replaces everything with the state on node of objects: each
 // Service with the EndpointSlices that name it and, with a nil Service, the
 // slices of Services that do not exist (they translate nothing). It is the
-// one full build: Reset, Build and the agent's full sync all come here, and
-// a source that keeps its objects encoded can decode them one Service at a
-// time for it, so that a full sync never holds every object decoded at
-// once. Of the past it keeps only who owns each frontend: an owner that
-// still claims its frontend keeps it, so that a periodic resync never hands
-// a running Service's traffic to a newcomer; every other frontend goes to
-// its first claimant by claimOrder.
+// one full build: Reset, Build and the agent's first build and rebuilds
+// after a Node change all come here, and a source that keeps its objects
+// encoded can decode them one Service at a time for it, so that a full
+// build never holds every object decoded at once. Of the past it keeps only
+// who owns each frontend: an owner that still claims its frontend keeps it,
+// so that a rebuild never hands a running Service's traffic to a newcomer;
+// every other frontend goes to its first claimant by claimOrder.
 func (x *Builder) ResetEach(node NodeInfo, objects iter.Seq2[*corev1.Service, []*discoveryv1.EndpointSlice]) {
 	previous, held := x.state, x.held
 	previousOwner := func(fe Frontend) (ServiceRef, bool) {

@@ -3,7 +3,10 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
+
+	"go.uber.org/zap"
 )
 
 func TestCgroupMemoryMax(t *testing.T) {
@@ -52,6 +55,32 @@ func TestCgroupMemoryMax(t *testing.T) {
 			}
 			if got != tc.want {
 				t.Fatalf("cgroupMemoryMax = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSteadyGC(t *testing.T) {
+	for _, tc := range []struct {
+		name, gogc  string
+		afterFirst  int // the collector's target after the first sync
+		afterSecond int // after a second, the target having been put back to 100
+	}{
+		{"lowered once, after the first sync", "", steadyGCPercent, 100},
+		{"GOGC set by the operator wins", "200", 100, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("GOGC", tc.gogc)
+			previous := debug.SetGCPercent(100)
+			defer debug.SetGCPercent(previous)
+			synced := steadyGC(zap.NewNop())
+			synced()
+			if got := debug.SetGCPercent(100); got != tc.afterFirst {
+				t.Errorf("GC percent after the first sync = %d, want %d", got, tc.afterFirst)
+			}
+			synced()
+			if got := debug.SetGCPercent(100); got != tc.afterSecond {
+				t.Errorf("GC percent after a second sync = %d, want %d", got, tc.afterSecond)
 			}
 		})
 	}

@@ -28,6 +28,7 @@ const (
 	CurrentTask        = "current_task"
 	Frontends          = "frontends"
 	Limit              = "limit"
+	GCPercent          = "gc_percent"
 	FrontendsAdded     = "frontends_added"
 	FrontendsChanged   = "frontends_changed"
 	FrontendsRemoved   = "frontends_removed"

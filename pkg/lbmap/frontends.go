@@ -38,14 +38,24 @@ func (f *Frontend) Exposed() int {
 // Regions returns the backend ids the master exposes, active and
 // terminating; a missing slot reads as id 0.
 func (f *Frontend) Regions() (active, terminating []uint32) {
-	active = make([]uint32, 0, f.Master.Count)
-	terminating = make([]uint32, 0, f.Master.Terminating)
-	for slot := 1; slot <= f.Exposed(); slot++ {
-		id := f.Slots[uint16(slot)]
-		if slot <= int(f.Master.Count) {
-			active = append(active, id)
+	if !f.HasMaster {
+		return []uint32{}, []uint32{}
+	}
+	return SlotRegions(f.Master, func(slot uint16) uint32 { return f.Slots[slot] })
+}
+
+// SlotRegions splits the slots master exposes into the active backend ids
+// and the terminating tail, reading each slot's id from slotID (0 for a
+// missing slot): the one reading of the slot layout for decoded dumps and
+// the syncer's mirror.
+func SlotRegions(master ServiceValue, slotID func(slot uint16) uint32) (active, terminating []uint32) {
+	active = make([]uint32, 0, master.Count)
+	terminating = make([]uint32, 0, master.Terminating)
+	for slot := 1; slot <= int(master.Count)+int(master.Terminating); slot++ {
+		if slot <= int(master.Count) {
+			active = append(active, slotID(uint16(slot)))
 		} else {
-			terminating = append(terminating, id)
+			terminating = append(terminating, slotID(uint16(slot)))
 		}
 	}
 	return active, terminating

@@ -23,17 +23,10 @@ func (e *scopeEntries) regions() (active, terminating []uint32) {
 	if !e.written {
 		return nil, nil
 	}
-	active = make([]uint32, 0, e.master.Count)
-	terminating = make([]uint32, 0, e.master.Terminating)
-	for slot := 1; slot <= int(e.master.Count)+int(e.master.Terminating); slot++ {
-		id, _ := e.slots.get(uint16(slot)) // a missing slot reads as id 0, as lbmap.Frontend.Regions has it
-		if slot <= int(e.master.Count) {
-			active = append(active, id)
-		} else {
-			terminating = append(terminating, id)
-		}
-	}
-	return active, terminating
+	return lbmap.SlotRegions(e.master, func(slot uint16) uint32 {
+		id, _ := e.slots.get(slot)
+		return id
+	})
 }
 
 // mirror is socklb's copy of the map contents, kept exactly in step with

@@ -42,6 +42,9 @@ func steadyGC(log *zap.Logger) func() {
 				return
 			}
 			debug.SetGCPercent(steadyGCPercent)
+			// The first sync's garbage goes back to the OS now rather than
+			// as the heap grows into it.
+			debug.FreeOSMemory()
 			log.Info("garbage collector target after the first sync", zap.Int(logfield.GCPercent, steadyGCPercent))
 		})
 	}

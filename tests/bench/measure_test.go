@@ -111,6 +111,10 @@ func (h *harness) connprobe(t *testing.T, client int, addrs []string, count int,
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &c); err != nil {
 		t.Fatalf("parsing connprobe's line %q: %v", out, err)
 	}
+	if c.Failures > 0 {
+		// The report counts them; the log says what they were.
+		t.Logf("connprobe from client %d to %v: %d of %d connects failed, the first with %s", client, addrs, c.Failures, c.OK+c.Failures, c.FirstErr)
+	}
 	return c
 }
 

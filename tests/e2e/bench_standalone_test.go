@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -124,13 +125,7 @@ func runStandalone(b *testing.B, n *node, files map[string]int) standaloneFigure
 	fig.coldS = time.Since(started).Seconds()
 	fig.coldRSS = procMiB(b, n.agent.Pid(), "VmRSS")
 
-	names := slices.Sorted(func(yield func(string) bool) {
-		for name := range files {
-			if !yield(name) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(files))
 	var changes []float64
 	seen := cold
 	current := map[string]string{} // each changed file's first clusterIP

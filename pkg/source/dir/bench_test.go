@@ -54,7 +54,8 @@ type benchFigures struct {
 	Services    int       `json:"services"`
 	Frontends   int       `json:"frontends"`
 	// ResyncMS and ResyncPeakRSSMiB are a second full build after the
-	// changes (the agent's periodic resync) and the peak after it.
+	// changes (what a Node change makes the agent do) and the peak after
+	// it.
 	ResyncMS         float64 `json:"resync_ms"`
 	ResyncPeakRSSMiB float64 `json:"resync_peak_rss_mib"`
 }
@@ -171,7 +172,7 @@ func runChild(b *testing.B, dir, build string, changes bool) benchFigures {
 // changes, benchChanges one-file changes through Run (an event, the
 // debounce, the read), each timed until Objects, which the agent's sync
 // of a change reads, shows it and the Service is built again; then one
-// more full build, as the agent's periodic resync.
+// more full build, as the agent runs after a Node change.
 func runBenchChild(dir, build string, changes bool) error {
 	var fig benchFigures
 	src := NewSource(dir, zap.NewNop(), Options{})

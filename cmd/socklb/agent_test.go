@@ -34,22 +34,13 @@ func TestStandaloneNode(t *testing.T) {
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			var f agentFlags
-			cmd := newAgentCommand()
+			cmd := agentCommand(&f)
 			if err := cmd.ParseFlags(tc.args); err != nil {
 				t.Fatalf("parse %v: %v", tc.args, err)
 			}
-			f.fromDir, _ = cmd.Flags().GetString("from-dir")
-			f.zone, _ = cmd.Flags().GetString("zone")
-			f.nodeIPs, _ = cmd.Flags().GetStringSlice("node-ip")
 			got, err := standaloneNode(f, "node-1")
-			if tc.wantError != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantError) {
-					t.Fatalf("error = %v, want one saying %q", err, tc.wantError)
-				}
+			if wantedError(t, err, tc.wantError) {
 				return
-			}
-			if err != nil {
-				t.Fatalf("error = %v", err)
 			}
 			if !got.Equal(tc.want) {
 				t.Errorf("standaloneNode() = %+v, want %+v", got, tc.want)
@@ -78,18 +69,28 @@ func TestSyncPeriodFlag(t *testing.T) {
 				t.Fatalf("parse %v: %v", tc.args, err)
 			}
 			_, _, _, err := buildInputs(f, "node-1")
-			if tc.wantError != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantError) {
-					t.Fatalf("error = %v, want one saying %q", err, tc.wantError)
-				}
+			if wantedError(t, err, tc.wantError) {
 				return
-			}
-			if err != nil {
-				t.Fatalf("error = %v", err)
 			}
 			if f.syncPeriod != tc.want {
 				t.Errorf("--sync-period = %s, want %s", f.syncPeriod, tc.want)
 			}
 		})
 	}
+}
+
+// wantedError fails the test unless err is what the case wants: an error
+// saying want, or none when want is "". It reports whether one was wanted.
+func wantedError(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want != "" {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error = %v, want one saying %q", err, want)
+		}
+		return true
+	}
+	if err != nil {
+		t.Fatalf("error = %v", err)
+	}
+	return false
 }

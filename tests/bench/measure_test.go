@@ -5,7 +5,6 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -256,9 +254,9 @@ func (h *harness) measureBPFStats(t *testing.T, s *Session) {
 	}
 	defer stats.Close()
 	perCall := func(pin string, run func()) float64 {
-		before := h.linkedProgStats(t, pin)
+		before := sandbox.LinkedProgStats(t, h.node.PinDir, pin)
 		run()
-		after := h.linkedProgStats(t, pin)
+		after := sandbox.LinkedProgStats(t, h.node.PinDir, pin)
 		runs := after.RunCount - before.RunCount
 		if runs == 0 {
 			t.Fatalf("%s did not run", pin)
@@ -275,28 +273,6 @@ func (h *harness) measureBPFStats(t *testing.T, s *Session) {
 			t.Fatalf("sockprobe udp: %v\n%s", err, tail(out, 1000))
 		}
 	})
-}
-
-func (h *harness) linkedProgStats(t *testing.T, pin string) ebpf.ProgramStats {
-	l, err := link.LoadPinnedLink(filepath.Join(h.node.PinDir, "links", pin), nil)
-	if err != nil {
-		t.Fatalf("opening socklb's link %s: %v", pin, err)
-	}
-	defer l.Close()
-	info, err := l.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := ebpf.NewProgramFromID(info.Program)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Close()
-	st, err := prog.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return *st
 }
 
 // measurePropagation switches the propagation Service's one endpoint

@@ -71,11 +71,11 @@ func (n *node) benchMonitor(b *testing.B, watched bool) func() {
 // benchProg runs sockprobe args and reports the run time per run of the
 // program attached through links/pin.
 func (n *node) benchProg(b *testing.B, pin, unit string, args ...string) {
-	before := linkedProgStats(b, n.sb.PinDir, pin)
+	before := sandbox.LinkedProgStats(b, n.sb.PinDir, pin)
 	b.ResetTimer()
 	rs := n.probe(b, args...)
 	b.StopTimer()
-	after := linkedProgStats(b, n.sb.PinDir, pin)
+	after := sandbox.LinkedProgStats(b, n.sb.PinDir, pin)
 	sandbox.RequireAllOK(b, rs)
 	runs := after.RunCount - before.RunCount
 	if runs == 0 {

@@ -2,43 +2,18 @@ package e2e
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/socklb/socklb/tests/sandbox"
 )
 
 // connect4Stats reads the kernel's run count and run time of the connect4
 // program attached through the pinned link.
 func connect4Stats(b *testing.B, pinDir string) ebpf.ProgramStats {
-	return linkedProgStats(b, pinDir, "cgroup-connect4")
-}
-
-// linkedProgStats reads the run count and run time of the program attached
-// through the link pinned as links/<pin>.
-func linkedProgStats(b *testing.B, pinDir, pin string) ebpf.ProgramStats {
-	b.Helper()
-	l, err := link.LoadPinnedLink(filepath.Join(pinDir, "links", pin), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	info, err := l.Info()
-	if err != nil {
-		b.Fatal(err)
-	}
-	prog, err := ebpf.NewProgramFromID(info.Program)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prog.Close()
-	st, err := prog.Stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return *st
+	return sandbox.LinkedProgStats(b, pinDir, "cgroup-connect4")
 }
 
 // BenchmarkConnect4 measures with the kernel's bpf_stats what the connect4

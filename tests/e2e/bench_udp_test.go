@@ -6,6 +6,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/socklb/socklb/tests/sandbox"
 )
 
 // BenchmarkSendmsg4 measures with the kernel's bpf_stats what the sendmsg4
@@ -27,11 +29,11 @@ func BenchmarkSendmsg4(b *testing.B) {
 	}
 	defer stats.Close()
 
-	before := linkedProgStats(b, n.sb.PinDir, "cgroup-sendmsg4")
+	before := sandbox.LinkedProgStats(b, n.sb.PinDir, "cgroup-sendmsg4")
 	b.ResetTimer()
 	rs := n.probe(b, "udp", "--addr", vip+":53", "--count", fmt.Sprint(b.N))
 	b.StopTimer()
-	after := linkedProgStats(b, n.sb.PinDir, "cgroup-sendmsg4")
+	after := sandbox.LinkedProgStats(b, n.sb.PinDir, "cgroup-sendmsg4")
 	requireAllOK(b, rs)
 	runs := after.RunCount - before.RunCount
 	if runs == 0 {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/socklb/socklb/tests/sandbox"
@@ -402,20 +401,7 @@ func pinnedMapID(t *testing.T, pin string) ebpf.MapID {
 // at pin.
 func programMapIDs(t *testing.T, pin string) map[ebpf.MapID]bool {
 	t.Helper()
-	l, err := link.LoadPinnedLink(pin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	info, err := l.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := ebpf.NewProgramFromID(info.Program)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Close()
+	prog := sandbox.LinkedProgram(t, pin)
 	pinfo, err := prog.Info()
 	if err != nil {
 		t.Fatal(err)

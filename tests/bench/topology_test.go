@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -107,7 +106,7 @@ func newHarness(t *testing.T, cp *controlplane.ControlPlane) *harness {
 	}
 
 	h.registerNode(t)
-	h.kubeconfig = h.relayedKubeconfig(t)
+	h.kubeconfig = h.cp.RelayedKubeconfig(t, h.node.Host.Netns, filepath.Join(t.TempDir(), "node.kubeconfig"))
 	h.createNamespace(t)
 	h.createFixedServices(t)
 	return h
@@ -245,19 +244,6 @@ func (h *harness) registerNode(t *testing.T) {
 	if _, err := controlplane.EnsureNodeWithAddresses(t.Context(), h.client, nodeName, addrs); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func (h *harness) relayedKubeconfig(t *testing.T) string {
-	addr, stop, err := controlplane.ServeInNetns(h.node.Host.Netns, strings.TrimPrefix(h.cp.APIServerURL, "https://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	path := filepath.Join(t.TempDir(), "node.kubeconfig")
-	if err := h.cp.WriteKubeconfigVia(path, addr); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func (h *harness) createNamespace(t *testing.T) {

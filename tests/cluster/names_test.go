@@ -128,15 +128,7 @@ func (w *dnsCluster) startCoreDNS(t *testing.T, n *sandbox.ClusterNode, binary s
 	t.Helper()
 	name := fmt.Sprintf("coredns-%c", 'a'+n.Index-1)
 	pod := w.c.AddPod(t, n.Index, name)
-	relay, stop, err := controlplane.ServeInNetns(pod.Netns, strings.TrimPrefix(cp.APIServerURL, "https://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	kubeconfig := filepath.Join(w.dir, name+".kubeconfig")
-	if err := cp.WriteKubeconfigVia(kubeconfig, relay); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := cp.RelayedKubeconfig(t, pod.Netns, filepath.Join(w.dir, name+".kubeconfig"))
 	corefile := filepath.Join(w.dir, name+".Corefile")
 	if err := os.WriteFile(corefile, []byte(controlplane.Corefile(kubeconfig)), 0o644); err != nil {
 		t.Fatal(err)
@@ -150,7 +142,7 @@ func (w *dnsCluster) startCoreDNS(t *testing.T, n *sandbox.ClusterNode, binary s
 			t.Logf("%s log (tail):\n%s", name, tail(p.Stdout()+p.Stderr(), 40))
 		}
 	})
-	_, err = controlplane.CreatePod(t.Context(), w.client, controlplane.PodSpec{
+	_, err := controlplane.CreatePod(t.Context(), w.client, controlplane.PodSpec{
 		Namespace: controlplane.KubeDNSNamespace, Name: name, Labels: controlplane.KubeDNSLabels(),
 		NodeName: n.Host.Name, IP: pod.IPv4.String(), ContainerPorts: controlplane.CoreDNSContainerPorts(),
 	})

@@ -61,7 +61,7 @@ func newNSCluster(t *testing.T) *nsCluster {
 	w.createNamespace(t)
 	kubeconfigs := t.TempDir()
 	for _, n := range c.Nodes {
-		w.startAgent(t, n, w.relayedKubeconfig(t, n, kubeconfigs))
+		w.startAgent(t, n, cp.RelayedKubeconfig(t, n.Host.Netns, filepath.Join(kubeconfigs, n.Host.Name+".kubeconfig")))
 	}
 	for _, n := range c.Nodes {
 		pod := c.AddPod(t, n.Index, fmt.Sprintf("web-%c", 'a'+n.Index-1))
@@ -112,22 +112,6 @@ func (w *nsCluster) createNamespace(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-}
-
-// relayedKubeconfig starts the relay from n's 127.0.0.1 to the API server
-// and writes a kubeconfig pointing at it.
-func (w *nsCluster) relayedKubeconfig(t *testing.T, n *sandbox.ClusterNode, dir string) string {
-	t.Helper()
-	addr, stop, err := controlplane.ServeInNetns(n.Host.Netns, strings.TrimPrefix(cp.APIServerURL, "https://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	path := filepath.Join(dir, n.Host.Name+".kubeconfig")
-	if err := cp.WriteKubeconfigVia(path, addr); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // startAgent runs socklb agent in cluster mode inside n's netns. Generic

@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
+	"testing"
 
 	"github.com/vishvananda/netns"
 	"k8s.io/client-go/tools/clientcmd"
@@ -172,4 +174,21 @@ func (cp *ControlPlane) WriteKubeconfigVia(path, addr string) error {
 		return fmt.Errorf("write kubeconfig %s: %w", path, err)
 	}
 	return nil
+}
+
+// RelayedKubeconfig starts a relay from 127.0.0.1 of the network namespace
+// at netnsPath to the API server, stopped when the test ends, and writes to
+// path a kubeconfig that reaches the API server through it: what an agent
+// or CoreDNS in a node or pod namespace uses.
+func (cp *ControlPlane) RelayedKubeconfig(t testing.TB, netnsPath, path string) string {
+	t.Helper()
+	addr, stop, err := ServeInNetns(netnsPath, strings.TrimPrefix(cp.APIServerURL, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	if err := cp.WriteKubeconfigVia(path, addr); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -95,7 +94,7 @@ func newMigrationNode(t *testing.T, cp *controlplane.ControlPlane) *migrationNod
 	m.client = c.AddPod(t, 1, "client")
 	c.StartNameServer(t, m.web, []int{8080}, nil)
 	routeServicesToNode(t, m.client, m.node)
-	m.kubeconfig = m.relayedKubeconfig(t)
+	m.kubeconfig = m.cp.RelayedKubeconfig(t, m.node.Host.Netns, filepath.Join(t.TempDir(), "node.kubeconfig"))
 	m.createObjects(t)
 	return m
 }
@@ -128,20 +127,6 @@ func routeServicesToNode(t *testing.T, pod *sandbox.Host, node *sandbox.ClusterN
 
 // relayedKubeconfig serves the API server on the node's 127.0.0.1 and
 // writes a kubeconfig pointing there, for kube-proxy and the agent.
-func (m *migrationNode) relayedKubeconfig(t *testing.T) string {
-	t.Helper()
-	addr, stop, err := controlplane.ServeInNetns(m.node.Host.Netns, strings.TrimPrefix(m.cp.APIServerURL, "https://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	path := filepath.Join(t.TempDir(), "node.kubeconfig")
-	if err := m.cp.WriteKubeconfigVia(path, addr); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // createObjects makes the Node, the web pod and its NodePort Service, and
 // waits for the EndpointSlice controller to list the pod.
 func (m *migrationNode) createObjects(t *testing.T) {

@@ -188,6 +188,9 @@ func buildInputs(f agentFlags, nodeName string) (desired.NodeInfo, desired.Optio
 	if f.syncPeriod <= 0 {
 		return node, opts, nil, fmt.Errorf("--sync-period %s: want a positive duration", f.syncPeriod)
 	}
+	if f.serve.profiling && f.serve.metricsAddress == "" {
+		return node, opts, nil, errors.New("--profiling: the profiles are served on --metrics-address, which is empty")
+	}
 	if f.fromDir != "" {
 		if node, err = standaloneAddresses(node, f.northSouth.devices); err != nil {
 			return node, opts, nil, err

@@ -79,6 +79,34 @@ func TestSyncPeriodFlag(t *testing.T) {
 	}
 }
 
+func TestProfilingFlag(t *testing.T) {
+	testCases := []struct {
+		name      string
+		args      []string
+		want      bool
+		wantError string
+	}{
+		{"off by default, as kube-proxy's", nil, false, ""},
+		{"on, served on the default metrics address", []string{"--profiling"}, true, ""},
+		{"on with no metrics server to serve it", []string{"--profiling", "--metrics-address", ""}, false, "--profiling: the profiles are served on --metrics-address, which is empty"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var f agentFlags
+			if err := agentCommand(&f).ParseFlags(tc.args); err != nil {
+				t.Fatalf("parse %v: %v", tc.args, err)
+			}
+			_, _, _, err := buildInputs(f, "node-1")
+			if wantedError(t, err, tc.wantError) {
+				return
+			}
+			if f.serve.profiling != tc.want {
+				t.Errorf("--profiling = %v, want %v", f.serve.profiling, tc.want)
+			}
+		})
+	}
+}
+
 // wantedError fails the test unless err is what the case wants: an error
 // saying want, or none when want is "". It reports whether one was wanted.
 func wantedError(t *testing.T, err error, want string) bool {

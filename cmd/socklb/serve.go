@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,11 +25,13 @@ type serveFlags struct {
 	metricsAddress string
 	healthzAddress string
 	healthzTimeout time.Duration
+	profiling      bool
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.metricsAddress, "metrics-address", metrics.DefaultAddress, "address of the Prometheus /metrics endpoint, kube-proxy's metrics names where the meaning is the same; empty: none")
 	cmd.Flags().StringVar(&f.healthzAddress, "healthz-address", proxyhealth.DefaultAddress, "address of the /healthz and /livez endpoints, answered like kube-proxy's; empty: none")
+	cmd.Flags().BoolVar(&f.profiling, "profiling", false, "serve Go's profiles under /debug/pprof/ on the metrics address, as kube-proxy's --profiling does")
 	cmd.Flags().DurationVar(&f.healthzTimeout, "healthz-timeout", proxyhealth.DefaultTimeout, "how long a change may wait for a successful sync before /healthz and /livez answer 503")
 }
 
@@ -52,6 +55,15 @@ func startServers(ctx context.Context, f serveFlags, maps *lbmap.Maps, src sourc
 		o.metrics = metrics.New(maps, changes)
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", o.metrics.Handler(log.Named("metrics")))
+		if f.profiling {
+			// pprof.Index serves every named profile (heap, goroutine, ...)
+			// below its prefix; the other four are not named profiles.
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		go serve(ctx, "metrics", f.metricsAddress, mux, log)
 	}
 	if f.healthzAddress != "" {

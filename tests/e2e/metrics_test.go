@@ -40,7 +40,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	n.agent = n.sb.Start(t, n.sb.Node, false, n.socklb, "agent",
 		"--from-dir", n.dir, "--cgroup", n.sb.Cgroup, "--bpffs", n.sb.PinDir, "--node-name", "test-node",
 		"--metrics-address", "127.0.0.1:0", "--healthz-address", "127.0.0.1:0", "--healthz-timeout", "2s",
-		"--map-size-services", "16")
+		"--map-size-services", "16", "--profiling")
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("agent log:\n%s", n.agent.Stderr())
@@ -78,6 +78,13 @@ func TestMetricsAndHealth(t *testing.T) {
 		}
 		if m.families["go_goroutines"] == nil || m.families["process_resident_memory_bytes"] == nil {
 			t.Error("the Go and process collectors are missing")
+		}
+	})
+
+	t.Run("--profiling serves Go's heap profile beside the metrics", func(t *testing.T) {
+		url := strings.TrimSuffix(metricsURL, "/metrics") + "/debug/pprof/heap?debug=1"
+		if code, body := get(t, n, url); code != 200 || !strings.Contains(body, "heap profile:") {
+			t.Fatalf("GET %s = %d %.200s, want 200 and a heap profile", url, code, body)
 		}
 	})
 

@@ -22,9 +22,11 @@ type Builder struct {
 	opts   Options
 	state  *State
 	builds map[ServiceRef]*serviceBuild
-	// claims lists, per frontend, the Services asking for it, oldest claim
-	// first (claimOrder).
-	claims map[Frontend][]ServiceRef
+	// rivals lists, per contested frontend, the Services claiming it besides
+	// its owner (the Service whose entry State holds), in claimOrder. A
+	// frontend that one Service claims, nearly every one, has none: a list
+	// of claimants per frontend cost 5 MB at 30,000 Services.
+	rivals map[Frontend][]ServiceRef
 	// held is what Hold was given, for the next Reset.
 	held map[Frontend]ServiceRef
 	// unused holds, per Service that does not exist, its EndpointSlices'
@@ -91,7 +93,7 @@ func (x *Builder) ResetEach(node NodeInfo, objects iter.Seq2[*corev1.Service, []
 		ServiceCIDRs: x.serviceCIDRs,
 	}
 	x.builds = map[ServiceRef]*serviceBuild{}
-	x.claims = map[Frontend][]ServiceRef{}
+	x.rivals = map[Frontend][]ServiceRef{}
 	x.unused = map[ServiceRef][]string{}
 	for svc, endpointSlices := range objects {
 		if svc == nil {
@@ -100,14 +102,25 @@ func (x *Builder) ResetEach(node NodeInfo, objects iter.Seq2[*corev1.Service, []
 		}
 		ref := ServiceRef{Namespace: svc.Namespace, Name: svc.Name}
 		if _, ok := x.builds[ref]; ok {
-			x.unclaim(ref, map[Frontend]bool{}) // listed twice: the last wins, as with Update
-		}
-		x.addBuild(ref, buildService(ServiceViewOf(svc), endpointSlices, node, x.opts), nil)
-	}
-	for fe, claimants := range x.claims {
-		if len(claimants) == 0 {
-			delete(x.claims, fe) // only a Service listed twice claimed it
+			x.Update(ref, svc, endpointSlices) // listed twice: the last wins, as with Update
 			continue
+		}
+		b := buildService(ServiceViewOf(svc), endpointSlices, node, x.opts)
+		// The first claimant holds a frontend until the claims are all in.
+		x.builds[ref] = b
+		x.addHealthCheck(ref, b)
+		for _, s := range b.frontends {
+			if _, held := x.state.Frontends[s.Frontend]; held {
+				x.rivals[s.Frontend] = append(x.rivals[s.Frontend], ref)
+			} else {
+				x.state.Frontends[s.Frontend] = s
+			}
+		}
+	}
+	for fe, rivals := range x.rivals {
+		claimants := rivals
+		if first, ok := x.owner(fe); ok {
+			claimants = append(claimants, first)
 		}
 		slices.SortFunc(claimants, x.claimOrder)
 		owner := claimants[0]
@@ -115,6 +128,7 @@ func (x *Builder) ResetEach(node NodeInfo, objects iter.Seq2[*corev1.Service, []
 			owner = held
 		}
 		x.state.Frontends[fe] = x.builds[owner].frontend(fe)
+		x.rivals[fe] = slices.DeleteFunc(claimants, func(r ServiceRef) bool { return r == owner })
 	}
 }
 
@@ -217,7 +231,14 @@ func (x *Builder) Update(ref ServiceRef, svc *corev1.Service, endpointSlices []*
 			}
 		}
 	} else {
-		x.addBuild(ref, buildService(ServiceViewOf(svc), endpointSlices, x.state.Node, x.opts), touched)
+		b := buildService(ServiceViewOf(svc), endpointSlices, x.state.Node, x.opts)
+		x.builds[ref] = b
+		x.addHealthCheck(ref, b)
+		for _, s := range b.frontends {
+			touched[s.Frontend] = true
+			// A claimant until resolve says whether it owns the frontend.
+			x.rivals[s.Frontend] = append(x.rivals[s.Frontend], ref)
+		}
 	}
 	var changed []Frontend
 	for fe := range touched {
@@ -244,51 +265,55 @@ func (x *Builder) UnusedSlices() []UnusedSlice {
 	return out
 }
 
-// unclaim forgets Service ref, marking its frontends in touched.
+// unclaim forgets Service ref, marking its frontends in touched. State
+// still holds the entries of the frontends it owned until resolve.
 func (x *Builder) unclaim(ref ServiceRef, touched map[Frontend]bool) {
 	if old, ok := x.builds[ref]; ok {
 		for _, s := range old.frontends {
 			touched[s.Frontend] = true
-			x.claims[s.Frontend] = slices.DeleteFunc(x.claims[s.Frontend], func(r ServiceRef) bool { return r == ref })
+			x.setRivals(s.Frontend, slices.DeleteFunc(x.rivals[s.Frontend], func(r ServiceRef) bool { return r == ref }))
 		}
 		delete(x.builds, ref)
 	}
 	delete(x.state.HealthChecks, ref)
 }
 
-// addBuild records Service ref's build and its claims, marking its
-// frontends in touched when touched is not nil (Update keeps each frontend's
-// claims sorted; Reset sorts them once at the end).
-func (x *Builder) addBuild(ref ServiceRef, b *serviceBuild, touched map[Frontend]bool) {
-	x.builds[ref] = b
+func (x *Builder) addHealthCheck(ref ServiceRef, b *serviceBuild) {
 	if b.health != nil {
 		x.state.HealthChecks[ref] = *b.health
 	}
-	for _, s := range b.frontends {
-		claimants := append(x.claims[s.Frontend], ref)
-		if touched != nil {
-			touched[s.Frontend] = true
-			slices.SortFunc(claimants, x.claimOrder)
-		}
-		x.claims[s.Frontend] = claimants
+}
+
+func (x *Builder) setRivals(fe Frontend, rivals []ServiceRef) {
+	if len(rivals) == 0 {
+		delete(x.rivals, fe)
+	} else {
+		x.rivals[fe] = rivals
 	}
 }
 
 // resolve gives frontend fe to its owner if the owner still claims it,
-// else to its first claimant, and reports whether its entry changed.
+// else to its first claimant by claimOrder, keeps the other claimants as
+// its rivals, and reports whether its entry changed.
 func (x *Builder) resolve(fe Frontend) bool {
-	claimants := x.claims[fe]
 	have := x.state.Frontends[fe]
+	claimants := x.rivals[fe]
+	owner, owned := x.owner(fe)
+	if owned && x.builds[owner].frontend(fe) == nil {
+		owned = false // deleted, or no longer asking for fe
+	}
+	if owned && !slices.Contains(claimants, owner) {
+		claimants = append(claimants, owner)
+	}
 	var want *FrontendEntry
-	if len(claimants) == 0 {
-		delete(x.claims, fe)
-	} else {
-		owner, ok := x.owner(fe)
-		if !ok || !slices.Contains(claimants, owner) {
+	if len(claimants) > 0 {
+		slices.SortFunc(claimants, x.claimOrder)
+		if !owned {
 			owner = claimants[0]
 		}
 		want = x.builds[owner].frontend(fe)
 	}
+	x.setRivals(fe, slices.DeleteFunc(claimants, func(r ServiceRef) bool { return r == owner }))
 	switch {
 	case want == nil && have == nil:
 		return false
@@ -319,7 +344,11 @@ func (x *Builder) claimOrder(a, b ServiceRef) int {
 	return cmp.Or(x.builds[a].created.Compare(x.builds[b].created), a.compare(b))
 }
 
+// frontend is b's entry for fe, nil when b is nil or does not claim fe.
 func (b *serviceBuild) frontend(fe Frontend) *FrontendEntry {
+	if b == nil {
+		return nil
+	}
 	for _, s := range b.frontends {
 		if s.Frontend == fe {
 			return s

@@ -239,3 +239,51 @@ func checkConflictReason(t *testing.T, errs []error) {
 		}
 	}
 }
+
+// With three claims on one frontend, the holder keeps it while it claims
+// it, then it passes to the oldest of the others, and so on; the Builder
+// records rivals only for contested frontends.
+func TestFrontendPassesDownTheClaims(t *testing.T) {
+	svc := func(name string, created time.Time, clusterIP string) *corev1.Service {
+		return makeTestService("default", name, func(s *corev1.Service) {
+			s.CreationTimestamp = metav1.NewTime(created)
+			s.Spec.ClusterIP = clusterIP
+			s.Spec.Ports = []corev1.ServicePort{makeServicePort("", 80, corev1.ProtocolTCP, intstr.FromInt32(8080))}
+		})
+	}
+	day := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	contested := []string{"10.96.0.10:80/TCP"}
+	x := NewBuilder(NodeInfo{Name: "node-1"})
+	steps := []struct {
+		name      string
+		ref       string
+		svc       *corev1.Service // nil: deleted
+		wantOwner string          // "": nobody holds it
+		wantRival int
+	}{
+		{"the first claim holds it", "mid", svc("mid", day.Add(time.Hour), "10.96.0.10"), "mid", 0},
+		{"an older newcomer is left out", "old", svc("old", day, "10.96.0.10"), "mid", 1},
+		{"a younger newcomer is left out", "new", svc("new", day.Add(2*time.Hour), "10.96.0.10"), "mid", 2},
+		{"the holder updated keeps it", "mid", svc("mid", day.Add(time.Hour), "10.96.0.10"), "mid", 2},
+		{"the holder deleted: the oldest claim takes it", "mid", nil, "old", 1},
+		{"that holder moves away: the last claim takes it", "old", svc("old", day, "10.96.0.11"), "new", 0},
+		{"the last claim deleted: nobody holds it", "new", nil, "", 0},
+	}
+	for _, step := range steps {
+		x.Update(ServiceRef{"default", step.ref}, step.svc, nil)
+		fe := frontendOf(t, contested[0])
+		if step.wantOwner == "" {
+			if e := x.State().Frontends[fe]; e != nil {
+				t.Errorf("%s: %s holds %s, want nobody", step.name, e.Name, contested[0])
+			}
+		} else {
+			checkOwners(t, step.name, x.State(), contested, step.wantOwner)
+		}
+		if got := len(x.rivals[fe]); got != step.wantRival {
+			t.Errorf("%s: %d rivals recorded, want %d", step.name, got, step.wantRival)
+		}
+		if len(x.rivals) > 1 {
+			t.Errorf("%s: rivals recorded for %d frontends, want only the contested one", step.name, len(x.rivals))
+		}
+	}
+}

@@ -235,6 +235,10 @@ func FuzzYAMLToJSON(f *testing.F) {
 		"a: 1\na: 2\n",
 		"big: 18446744073709551615\nneg: -9223372036854775808\n",
 		"",
+		// What the fast path reads (fastYAMLToJSON).
+		kubectlService,
+		"items:\n-   name: a\n    ports:\n    - port: 1\n-\n  name: b\n- c\nd: {e: [], f: {}}\ng:\n",
+		"a: [0, -12, 10.0.0.1, /healthz, 'q\"', \"<>\"]\nb: http://x:80\nc: fd00::10\nd: 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0\n",
 	} {
 		f.Add([]byte(seed))
 	}

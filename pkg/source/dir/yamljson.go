@@ -14,8 +14,12 @@ import (
 // parsed document: the library builds a second tree of the document and
 // hands it to encoding/json, which was a fifth of a cold start. Anything
 // unusual (a key that is not a string, a float, an error) goes to the
-// library, so its messages stay the same.
+// library, so its messages stay the same. Before either, fastYAMLToJSON
+// takes the documents it can read whole.
 func yamlToJSONStrict(doc []byte) ([]byte, error) {
+	if j, ok := fastYAMLToJSON(doc); ok {
+		return j, nil
+	}
 	var obj any
 	if yamlv2.UnmarshalStrict(doc, &obj) == nil {
 		if j, ok := appendJSON(make([]byte, 0, len(doc)+len(doc)/4), obj); ok {

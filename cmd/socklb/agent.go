@@ -137,7 +137,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.ResyncPeriod = f.syncPeriod
 	cfg.OnNode = devices.onNode
 	cfg.RepairDatapath = dp.RepairPins
-	synced := steadyGC(log)
+	synced := collectorTargets(log)
 	cfg.AfterSync = func(state *desired.State) {
 		synced()
 		if err := health.Sync(healthChecksOf(state)); err != nil {

@@ -60,20 +60,24 @@ func TestCgroupMemoryMax(t *testing.T) {
 	}
 }
 
-func TestSteadyGC(t *testing.T) {
+func TestCollectorTargets(t *testing.T) {
 	for _, tc := range []struct {
 		name, gogc  string
-		afterFirst  int // the collector's target after the first sync
+		beforeFirst int // the collector's target during the first sync
+		afterFirst  int // after it
 		afterSecond int // after a second, the target having been put back to 100
 	}{
-		{"lowered once, after the first sync", "", steadyGCPercent, 100},
-		{"GOGC set by the operator wins", "200", 100, 100},
+		{"lower for the first sync, lowest after it, once", "", coldGCPercent, steadyGCPercent, 100},
+		{"GOGC set by the operator wins", "200", 100, 100, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOGC", tc.gogc)
 			previous := debug.SetGCPercent(100)
 			defer debug.SetGCPercent(previous)
-			synced := steadyGC(zap.NewNop())
+			synced := collectorTargets(zap.NewNop())
+			if got := debug.SetGCPercent(100); got != tc.beforeFirst {
+				t.Errorf("GC percent before the first sync = %d, want %d", got, tc.beforeFirst)
+			}
 			synced()
 			if got := debug.SetGCPercent(100); got != tc.afterFirst {
 				t.Errorf("GC percent after the first sync = %d, want %d", got, tc.afterFirst)

@@ -2,13 +2,14 @@ package dir
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,10 +22,10 @@ import (
 // directory, so that a change to one file reads and decodes that file only.
 type fileState struct {
 	sig     fileSig
-	readAt  time.Time
-	sum     [sha256.Size]byte // of the content last read, good or not
-	handled bool              // whether sum's content was decoded (or refused)
-	failed  bool              // whether sum's content did not decode
+	readAt  int64   // Unix nanoseconds, as sig's times
+	sum     textSum // of the content last read, good or not
+	handled bool    // whether sum's content was decoded (or refused)
+	failed  bool    // whether sum's content did not decode
 	// objs is the last version of the file that decoded; it stays while a
 	// later version cannot be read or decoded. nil until one decodes.
 	objs *storedFile
@@ -76,7 +77,7 @@ type job struct {
 	// filled in by run:
 	data    []byte
 	sig     fileSig
-	sum     [sha256.Size]byte
+	sum     textSum
 	err     error
 	decoded bool // whether err is the decoder's
 	emptied bool // see keepsWhileEmpty
@@ -106,10 +107,17 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 	if err != nil {
 		return false, readStats{}, err
 	}
-	entries, err := os.ReadDir(r.dir) // sorted by name
+	d, err := os.Open(r.dir)
 	if err != nil {
 		return false, readStats{}, err
 	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return false, readStats{}, err
+	}
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) }) // as os.ReadDir
+	dirFD := int(d.Fd())
 	var jobs []*job
 	order := make([]string, 0, len(entries))
 	now := time.Now()
@@ -126,7 +134,7 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 			held[name] = r.held[name]
 			continue
 		}
-		c, err := checkEntry(root, r.dir, name, r.maxSize)
+		c, err := checkEntry(dirFD, root, r.dir, name, r.maxSize)
 		if errors.Is(err, errVanished) {
 			continue
 		}
@@ -139,7 +147,10 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 		switch {
 		case err != nil:
 			r.refuse(name, st, err, false)
-		case all || dirty[name] || r.held[name] || !st.handled || c.sig != st.sig || st.readAt.Sub(c.sig.mtime) < racyWindow:
+		case all || dirty[name] || r.held[name] || !st.handled || c.sig != st.sig || time.Duration(st.readAt-c.sig.mtime) < racyWindow:
+			if c.path == "" {
+				c.path = filepath.Join(r.dir, name)
+			}
 			jobs = append(jobs, &job{c: c, st: st, checkWriters: r.checkWriters(name, st, now)})
 		}
 	}
@@ -152,7 +163,7 @@ func (r *files) update(dirty, settling map[string]bool, all bool) (bool, readSta
 			held[j.c.name] = true
 			continue
 		}
-		j.st.readAt = now
+		j.st.readAt = now.UnixNano()
 		if r.apply(j, &stats) {
 			differs = true
 		}
@@ -197,7 +208,7 @@ func (r *files) hold(j *job, now time.Time) bool {
 	j.st.writingSince = time.Time{}
 	// A file replaced by a rename (a new inode) was written whole.
 	inPlace := j.sig.dev == j.st.sig.dev && j.sig.inode == j.st.sig.inode
-	age := now.Sub(j.sig.mtime) // a file dated in the future is not waited for
+	age := now.Sub(j.sig.modTime()) // a file dated in the future is not waited for
 	return r.waitForWriters && j.err == nil && j.objs != nil && inPlace && age >= 0 && age < withdrawQuiet && withdraws(j.st.objs, j.objs)
 }
 

@@ -40,10 +40,18 @@ func (a *applier) run(ops []op) {
 }
 
 func (a *applier) batch(ops []op) {
-	run := make([]op, 0, len(ops))
+	// Copied only when an op is cancelled: a first sync's batches hold
+	// tens of thousands of ops of some 250 bytes, and none is.
+	run := ops
 	for i := range ops {
-		if !a.cancelled(&ops[i]) {
-			run = append(run, ops[i])
+		if a.cancelled(&ops[i]) {
+			run = make([]op, 0, len(ops))
+			for j := range ops {
+				if !a.cancelled(&ops[j]) {
+					run = append(run, ops[j])
+				}
+			}
+			break
 		}
 	}
 	if len(run) == 0 {

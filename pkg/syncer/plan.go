@@ -151,10 +151,17 @@ type planner struct {
 // plan diffs every frontend when changed is nil, only those listed otherwise.
 // It reads the mirror and allocators and changes neither.
 func (s *Syncer) plan(state *desired.State, changed []desired.Frontend) *plan {
+	return s.planInto(state, changed, nil)
+}
+
+// planInto is plan with its ops appended to ops, a buffer the caller no
+// longer needs.
+func (s *Syncer) planInto(state *desired.State, changed []desired.Frontend, ops []op) *plan {
 	pl := &planner{
 		mr:   s.mirror,
 		caps: s.caps,
 		p: &plan{
+			ops:        ops,
 			state:      state,
 			removing:   map[desired.Frontend]string{},
 			leftOut:    map[string]int{},

@@ -168,12 +168,16 @@ const firstSyncChunk = 2048
 func (s *Syncer) syncInChunks(state *desired.State) (Result, error) {
 	var res Result
 	var errs []error
+	// One buffer holds each chunk's ops in turn: some 20,000 of 250 bytes,
+	// which a plan of its own would grow by doubling, chunk after chunk.
+	var ops []op
 	for chunk := range slices.Chunk(state.Sorted(), firstSyncChunk) {
 		changed := make([]desired.Frontend, len(chunk))
 		for i, e := range chunk {
 			changed[i] = e.Frontend
 		}
-		p := s.plan(state, changed)
+		p := s.planInto(state, changed, ops[:0])
+		ops = p.ops
 		part, applyErrs := s.apply(p)
 		res.add(part, p.leftOut)
 		errs = append(errs, p.errs...)

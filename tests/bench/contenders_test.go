@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,31 +236,11 @@ func attachedNetPrograms(out string) []string {
 // processCost is a process's resident memory (MiB) and CPU seconds, its
 // own and its waited-for children's (kube-proxy's iptables-restore, nft).
 func processCost(pid int) (rss, cpu float64, err error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("reading the proxy's status: %w", err)
+	if rss, err = sandbox.ProcStatusMiB(pid, "VmRSS"); err != nil {
+		return 0, 0, fmt.Errorf("reading the proxy's RSS: %w", err)
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			rss = kb / 1024
-		}
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("reading the proxy's stat: %w", err)
-	}
-	// Fields after the command name, which may hold spaces: utime is the
-	// 14th field overall, the 12th after ") ".
-	_, rest, _ := strings.Cut(string(stat), ") ")
-	fields := strings.Fields(rest)
-	if len(fields) < 15 {
-		return 0, 0, fmt.Errorf("parsing /proc/%d/stat: %d fields", pid, len(fields))
-	}
-	const clockTicks = 100 // USER_HZ on Linux
-	for _, f := range fields[11:15] {
-		ticks, _ := strconv.ParseFloat(f, 64)
-		cpu += ticks / clockTicks
+	if cpu, err = sandbox.ProcCPUSeconds(pid); err != nil {
+		return 0, 0, fmt.Errorf("reading the proxy's CPU time: %w", err)
 	}
 	return rss, cpu, nil
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"os"
@@ -23,6 +24,17 @@ const (
 	// standaloneSyncPeriod brings the periodic full sync, whose peak the
 	// benchmark reports, within the run.
 	standaloneSyncPeriod = 15 * time.Second
+)
+
+// diagnoseFlag names a directory for what explains the figures: per
+// layout, the agent's heap profile and mappings after the changes, and in
+// the benchmark's log the Go memory figures and the cold start's log lines.
+var (
+	diagnoseFlag = flag.String("standalone.diagnose", "", "directory to save the agent's heap profile, mappings and log in after the changes, logging its memory figures (default: none)")
+	// coldCPUFlag is apart: symbolizing a profile reads much of the binary,
+	// which the RSS figures then count.
+	coldCPUFlag    = flag.Bool("standalone.cold-cpu-profile", false, "save the CPU profile of the cold start in the -standalone.diagnose directory (RSS figures then count the profiling)")
+	changesCPUFlag = flag.Bool("standalone.changes-cpu-profile", false, "save the CPU profile of the first 8 s of changes in the -standalone.diagnose directory (RSS figures then count the profiling)")
 )
 
 // BenchmarkStandalone30000 runs the real agent on a directory of 30,000
@@ -55,6 +67,8 @@ func BenchmarkStandalone30000(b *testing.B) {
 				fig := runStandalone(b, n, files)
 				b.ReportMetric(fig.coldS, "cold-start-s")
 				b.ReportMetric(fig.coldRSS, "rss-MiB-cold")
+				b.ReportMetric(fig.coldCPU, "cpu-s-cold")
+				b.ReportMetric(fig.changesCPU, "cpu-s-20-changes")
 				b.ReportMetric(fig.changeP50, "change-p50-ms")
 				b.ReportMetric(fig.changeMax, "change-max-ms")
 				b.ReportMetric(fig.afterRSS, "rss-MiB-after-20")
@@ -68,6 +82,9 @@ func BenchmarkStandalone30000(b *testing.B) {
 
 type standaloneFigures struct {
 	coldS, coldRSS, changeP50, changeMax, afterRSS, peakRSS, resyncS float64
+	// coldCPU is the agent's CPU seconds up to its first sync, changesCPU
+	// those the 20 changes took: what a lower collector target costs.
+	coldCPU, changesCPU float64
 	// heapGoal is the Go heap goal after the resync's collection, twice
 	// the heap it found live: what the agent holds, without the
 	// collector's headroom and the noise RSS has.
@@ -115,16 +132,26 @@ func runStandalone(b *testing.B, n *node, files map[string]int) standaloneFigure
 		"--from-dir", n.dir, "--cgroup", n.sb.Cgroup, "--bpffs", n.sb.PinDir,
 		"--node-name", "test-node", "--sync-period", standaloneSyncPeriod.String(),
 		// A periodic sync that finds nothing to do logs at debug level.
-		"--log-level", "debug")
+		"--log-level", "debug", "--profiling")
 	b.Cleanup(func() {
 		if b.Failed() {
 			b.Logf("agent log (tail):\n%s", lastLines(n.agent.Stderr(), 30))
 		}
 	})
+	saveColdProfile := func() {}
+	if *diagnoseFlag != "" && *coldCPUFlag {
+		saveColdProfile = cpuProfile(b, n, "cold")
+	}
 	cold := n.waitSync(b, 0, 2*time.Minute, func(l syncLine) bool { return l.Full && l.Frontends == standaloneServices })
 	fig.coldS = time.Since(started).Seconds()
+	saveColdProfile()
 	fig.coldRSS = procMiB(b, n.agent.Pid(), "VmRSS")
+	fig.coldCPU = procCPU(b, n.agent.Pid())
 
+	saveChangesProfile := func() {}
+	if *diagnoseFlag != "" && *changesCPUFlag {
+		saveChangesProfile = cpuProfile(b, n, "changes")
+	}
 	names := slices.Sorted(maps.Keys(files))
 	var changes []float64
 	seen := cold
@@ -149,6 +176,13 @@ func runStandalone(b *testing.B, n *node, files map[string]int) standaloneFigure
 		changes = append(changes, float64(time.Since(at).Microseconds())/1000)
 	}
 	fig.afterRSS = procMiB(b, n.agent.Pid(), "VmRSS")
+	saveChangesProfile()
+	fig.changesCPU = procCPU(b, n.agent.Pid()) - fig.coldCPU
+	if *diagnoseFlag != "" {
+		os.WriteFile(filepath.Join(*diagnoseFlag, "agent.log"), []byte(n.agent.Stderr()), 0o644)
+		logColdStart(b, n, started)
+		saveHeapProfile(b, n, filepath.Join(*diagnoseFlag, strings.ReplaceAll(b.Name(), "/", "_")+".heap"))
+	}
 	slices.Sort(changes)
 	fig.changeP50, fig.changeMax = changes[len(changes)/2], changes[len(changes)-1]
 
@@ -158,6 +192,82 @@ func runStandalone(b *testing.B, n *node, files map[string]int) standaloneFigure
 	metrics := scrape(b, n, "http://"+loggedAddress(b, n.agent, "serving metrics")+"/metrics")
 	fig.heapGoal = metrics.value(b, "go_memstats_next_gc_bytes", "") / (1 << 20)
 	return fig
+}
+
+// cpuProfile starts the agent's CPU profile of the next 8 s and returns
+// what saves it, named after the benchmark and what, in the
+// -standalone.diagnose directory.
+func cpuProfile(b *testing.B, n *node, what string) (save func()) {
+	url := "http://" + loggedAddress(b, n.agent, "serving metrics") + "/debug/pprof/profile?seconds=8"
+	profile := make(chan []byte, 1)
+	go func() {
+		_, body := get(b, n, url)
+		profile <- []byte(body)
+	}()
+	return func() {
+		path := filepath.Join(*diagnoseFlag, strings.ReplaceAll(b.Name(), "/", "_")+"."+what+".cpu")
+		if err := os.WriteFile(path, <-profile, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// logColdStart logs each line of the agent up to its first full sync with
+// its time since the process started.
+func logColdStart(b *testing.B, n *node, started time.Time) {
+	b.Helper()
+	for _, line := range strings.Split(n.agent.Stderr(), "\n") {
+		var entry struct {
+			Time      string `json:"time"`
+			Msg       string `json:"msg"`
+			Frontends int    `json:"frontends"`
+		}
+		if json.Unmarshal([]byte(line), &entry) != nil {
+			continue
+		}
+		at, err := time.Parse("2006-01-02T15:04:05.000Z0700", entry.Time)
+		if err != nil {
+			b.Fatalf("agent log time %q: %v", entry.Time, err)
+		}
+		b.Logf("cold start +%6.3fs %s", at.Sub(started).Seconds(), entry.Msg)
+		if entry.Msg == "synced" && entry.Frontends == standaloneServices {
+			return
+		}
+	}
+}
+
+// saveHeapProfile writes the agent's heap profile to path, after a
+// collection so that it shows what is live.
+func saveHeapProfile(b *testing.B, n *node, path string) {
+	b.Helper()
+	url := "http://" + loggedAddress(b, n.agent, "serving metrics") + "/debug/pprof/heap?gc=1"
+	code, body := get(b, n, url)
+	if code != 200 {
+		b.Fatalf("GET %s = %d", url, code)
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	// The mappings say what of the RSS is not Go heap.
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", n.agent.Pid()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path+".smaps", smaps, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("heap profile in %s, mappings in %[1]s.smaps, Go's memory figures in %[1]s.memstats", path)
+	// The Go runtime's own figures, in the log: a benchmark's log keeps
+	// only its first lines.
+	metrics := scrape(b, n, "http://"+loggedAddress(b, n.agent, "serving metrics")+"/metrics")
+	var figures strings.Builder
+	for _, name := range []string{"go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes",
+		"go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_memstats_next_gc_bytes"} {
+		fmt.Fprintf(&figures, "%s %.1f MiB\n", name, metrics.value(b, name, "")/(1<<20))
+	}
+	if err := os.WriteFile(path+".memstats", []byte(figures.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // syncLine is what the benchmark reads of the agent's "synced" log line.
@@ -203,6 +313,15 @@ func (n *node) waitSync(b *testing.B, from int, timeout time.Duration, ok func(s
 }
 
 // procMiB reads a memory figure (VmRSS, VmHWM) of process pid in MiB.
+func procCPU(b *testing.B, pid int) float64 {
+	b.Helper()
+	cpu, err := sandbox.ProcCPUSeconds(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpu
+}
+
 func procMiB(b *testing.B, pid int, field string) float64 {
 	b.Helper()
 	mib, err := sandbox.ProcStatusMiB(pid, field)

@@ -8,14 +8,15 @@ import (
 	"sync"
 )
 
-// docSum identifies the text of one document: the first half of its
-// SHA-256, as unlikely to collide between two versions of a file as the
-// whole (2^-64 for a file of 2^32 documents), in half the space.
-type docSum [16]byte
+// textSum identifies a text (a file's content, one document of it): the
+// first half of its SHA-256, as unlikely as the whole to collide between
+// two versions of a file (2^-64 for a file of 2^32 documents), in half the
+// space.
+type textSum [16]byte
 
-func sumOf(doc []byte) docSum {
-	full := sha256.Sum256(doc)
-	return docSum(full[:16])
+func sumOf(text []byte) textSum {
+	full := sha256.Sum256(text)
+	return textSum(full[:16])
 }
 
 // docIndex locates, in the stored version of a file it was made with, the
@@ -28,7 +29,7 @@ func sumOf(doc []byte) docSum {
 type docIndex []indexedDoc
 
 type indexedDoc struct {
-	sum docSum
+	sum textSum
 	docRange
 }
 
@@ -36,8 +37,8 @@ type indexedDoc struct {
 type docRange struct{ services, slices, endpoints [2]int32 }
 
 // find is where the document with sum is, if the index has it.
-func (idx docIndex) find(sum docSum) (docRange, bool) {
-	i, ok := slices.BinarySearchFunc(idx, sum, func(d indexedDoc, sum docSum) int { return bytes.Compare(d.sum[:], sum[:]) })
+func (idx docIndex) find(sum textSum) (docRange, bool) {
+	i, ok := slices.BinarySearchFunc(idx, sum, func(d indexedDoc, sum textSum) int { return bytes.Compare(d.sum[:], sum[:]) })
 	if !ok {
 		return docRange{}, false
 	}
@@ -51,7 +52,7 @@ const indexedDocuments = 64
 
 // decodedDoc is what one document gave: its objects, stored, and notes.
 type decodedDoc struct {
-	sum   docSum
+	sum   textSum
 	objs  *storedFile
 	notes []note
 }

@@ -19,8 +19,11 @@ import (
 // compares both with sigs.k8s.io/yaml.
 func fastYAMLToJSON(doc []byte) ([]byte, bool) {
 	p := yamlParser{}
-	if !p.split(doc) || len(p.lines) == 0 {
+	if !p.split(doc) {
 		return nil, false
+	}
+	if len(p.lines) == 0 {
+		return []byte("null"), true // blank or comments only, as the end of a file after its last ---
 	}
 	root, ok := p.block(p.lines[0].indent)
 	if !ok || p.next != len(p.lines) {
@@ -72,6 +75,11 @@ func (p *yamlParser) split(doc []byte) bool {
 		} else {
 			doc = nil
 		}
+		for _, b := range line {
+			if b < 0x20 || b >= 0x7f {
+				return false // tabs, CR, non-ASCII (even in a comment: it may not be UTF-8)
+			}
+		}
 		indent := 0
 		for indent < len(line) && line[indent] == ' ' {
 			indent++
@@ -80,10 +88,8 @@ func (p *yamlParser) split(doc []byte) bool {
 		if len(text) == 0 || text[0] == '#' {
 			continue
 		}
-		for _, b := range text {
-			if b < 0x20 || b >= 0x7f || b == '#' {
-				return false // tabs, CR, non-ASCII, comments after content
-			}
+		if bytes.IndexByte(text, '#') >= 0 {
+			return false // a comment after content, or a '#' in a scalar
 		}
 		p.lines = append(p.lines, yamlLine{indent, text})
 	}

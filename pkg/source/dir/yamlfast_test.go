@@ -62,6 +62,8 @@ func TestFastYAMLToJSONReadsTheUsualDocuments(t *testing.T) {
 		{"a sequence at its key's indentation and one indented", "a:\n- 1\n- x\nb:\n  - z\n"},
 		{"compact mappings in a sequence, nested", "items:\n-   name: a\n    ports:\n    - port: 1\n-\n  name: b\n- c\n"},
 		{"empty values and collections", "a:\nb: {}\nc: []\nd: {e: [], f: {}}\n"},
+		{"an empty document", ""},
+		{"comments and blank lines only", "# nothing\n\n   \n# here: 1\n"},
 		{"quoted strings with JSON's escapes", "a: \"<&>\"\nb: 'it \"is\"'\nc: \"\"\n"},
 		{"words, numbers and addresses", "a: [0, -12, 123456789012345678, 10.0.0.1, /healthz, _x, a.b/c-d]\nb: http://x:80\nc: fd00::10\n"},
 		{"UUIDs, as the uid of a Service", "a: 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0\nb: 12345678-1234-1234-1234-123456789012\n"},
@@ -110,7 +112,6 @@ func TestFastYAMLToJSONLeavesTheRestToGoYAML(t *testing.T) {
 		{"a plain scalar with spaces", "a: hello world\n"},
 		{"a continuation line", "a: b\n  c\n"},
 		{"a scalar document", "hello\n"},
-		{"an empty document", ""},
 		{"a nested compact sequence", "- - a\n"},
 		{"a mapping in a mapping's value", "a: b: c\n"},
 	}

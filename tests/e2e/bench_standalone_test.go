@@ -26,11 +26,11 @@ const (
 	standaloneSyncPeriod = 15 * time.Second
 )
 
-// diagnoseFlag names a directory for what explains the figures: per
-// layout, the agent's heap profile and mappings after the changes, and in
-// the benchmark's log the Go memory figures and the cold start's log lines.
+// diagnoseFlag names a directory for what explains the figures, per
+// layout, after the changes: the agent's heap profile, its mappings, Go's
+// memory figures and the agent's log.
 var (
-	diagnoseFlag = flag.String("standalone.diagnose", "", "directory to save the agent's heap profile, mappings and log in after the changes, logging its memory figures (default: none)")
+	diagnoseFlag = flag.String("standalone.diagnose", "", "directory to save the agent's heap profile, mappings, Go memory figures and log in after the changes (default: none)")
 	// coldCPUFlag is apart: symbolizing a profile reads much of the binary,
 	// which the RSS figures then count.
 	coldCPUFlag    = flag.Bool("standalone.cold-cpu-profile", false, "save the CPU profile of the cold start in the -standalone.diagnose directory (RSS figures then count the profiling)")
@@ -71,6 +71,7 @@ func BenchmarkStandalone30000(b *testing.B) {
 				b.ReportMetric(fig.changesCPU, "cpu-s-20-changes")
 				b.ReportMetric(fig.changeP50, "change-p50-ms")
 				b.ReportMetric(fig.changeMax, "change-max-ms")
+				b.ReportMetric(fig.halfwayRSS, "rss-MiB-after-10")
 				b.ReportMetric(fig.afterRSS, "rss-MiB-after-20")
 				b.ReportMetric(fig.peakRSS, "peak-rss-MiB")
 				b.ReportMetric(fig.resyncS, "resync-s")
@@ -82,6 +83,9 @@ func BenchmarkStandalone30000(b *testing.B) {
 
 type standaloneFigures struct {
 	coldS, coldRSS, changeP50, changeMax, afterRSS, peakRSS, resyncS float64
+	// halfwayRSS is the RSS after half the changes: beside afterRSS, it
+	// says whether RSS stays flat once the heap has reached its target.
+	halfwayRSS float64
 	// coldCPU is the agent's CPU seconds up to its first sync, changesCPU
 	// those the 20 changes took: what a lower collector target costs.
 	coldCPU, changesCPU float64
@@ -174,14 +178,19 @@ func runStandalone(b *testing.B, n *node, files map[string]int) standaloneFigure
 		n.write(b, name, next)
 		seen = n.waitSync(b, seen+1, 30*time.Second, func(l syncLine) bool { return !l.Full && l.ServicesChanged > 0 })
 		changes = append(changes, float64(time.Since(at).Microseconds())/1000)
+		if c+1 == standaloneChanges/2 {
+			fig.halfwayRSS = procMiB(b, n.agent.Pid(), "VmRSS")
+		}
 	}
 	fig.afterRSS = procMiB(b, n.agent.Pid(), "VmRSS")
 	saveChangesProfile()
 	fig.changesCPU = procCPU(b, n.agent.Pid()) - fig.coldCPU
 	if *diagnoseFlag != "" {
-		os.WriteFile(filepath.Join(*diagnoseFlag, "agent.log"), []byte(n.agent.Stderr()), 0o644)
-		logColdStart(b, n, started)
-		saveHeapProfile(b, n, filepath.Join(*diagnoseFlag, strings.ReplaceAll(b.Name(), "/", "_")+".heap"))
+		base := filepath.Join(*diagnoseFlag, strings.ReplaceAll(b.Name(), "/", "_"))
+		if err := os.WriteFile(base+".log", []byte(n.agent.Stderr()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		saveHeapProfile(b, n, base+".heap")
 	}
 	slices.Sort(changes)
 	fig.changeP50, fig.changeMax = changes[len(changes)/2], changes[len(changes)-1]
@@ -208,30 +217,6 @@ func cpuProfile(b *testing.B, n *node, what string) (save func()) {
 		path := filepath.Join(*diagnoseFlag, strings.ReplaceAll(b.Name(), "/", "_")+"."+what+".cpu")
 		if err := os.WriteFile(path, <-profile, 0o644); err != nil {
 			b.Fatal(err)
-		}
-	}
-}
-
-// logColdStart logs each line of the agent up to its first full sync with
-// its time since the process started.
-func logColdStart(b *testing.B, n *node, started time.Time) {
-	b.Helper()
-	for _, line := range strings.Split(n.agent.Stderr(), "\n") {
-		var entry struct {
-			Time      string `json:"time"`
-			Msg       string `json:"msg"`
-			Frontends int    `json:"frontends"`
-		}
-		if json.Unmarshal([]byte(line), &entry) != nil {
-			continue
-		}
-		at, err := time.Parse("2006-01-02T15:04:05.000Z0700", entry.Time)
-		if err != nil {
-			b.Fatalf("agent log time %q: %v", entry.Time, err)
-		}
-		b.Logf("cold start +%6.3fs %s", at.Sub(started).Seconds(), entry.Msg)
-		if entry.Msg == "synced" && entry.Frontends == standaloneServices {
-			return
 		}
 	}
 }

@@ -42,7 +42,14 @@ type yamlLine struct {
 type yamlParser struct {
 	lines []yamlLine
 	next  int // the first line not read yet
+	depth int // of the collection being read
 }
+
+// maxYAMLDepth is the deepest nesting the fast path reads, of block and
+// flow collections each: a Service nests a dozen levels, and a file of
+// 16 MiB of "[" must not recurse as deep (go-yaml refuses it with its own
+// limit).
+const maxYAMLDepth = 64
 
 // yamlValue is a parsed node: a scalar's text (JSON as it is for literals,
 // a string to quote otherwise), or a collection.
@@ -111,6 +118,10 @@ func isSequenceItem(text []byte) bool {
 
 // mapping reads the entries of a block mapping at indent.
 func (p *yamlParser) mapping(indent int) (*yamlValue, bool) {
+	if p.depth++; p.depth > maxYAMLDepth {
+		return nil, false
+	}
+	defer func() { p.depth-- }()
 	m := &yamlValue{kind: yamlMapping}
 	for p.next < len(p.lines) {
 		line := p.lines[p.next]
@@ -146,6 +157,10 @@ func (p *yamlParser) mapping(indent int) (*yamlValue, bool) {
 
 // sequence reads the items of a block sequence at indent.
 func (p *yamlParser) sequence(indent int) (*yamlValue, bool) {
+	if p.depth++; p.depth > maxYAMLDepth {
+		return nil, false
+	}
+	defer func() { p.depth-- }()
 	s := &yamlValue{kind: yamlSequence}
 	for p.next < len(p.lines) {
 		line := p.lines[p.next]
@@ -210,21 +225,22 @@ func splitEntry(text []byte) (key, rest []byte, ok bool) {
 // parseInline reads text, the rest of a line, as one flow collection or
 // scalar.
 func parseInline(text []byte) (*yamlValue, bool) {
-	v, pos, ok := parseFlow(text, 0, false)
+	v, pos, ok := parseFlow(text, 0, 0)
 	return v, ok && pos == len(text)
 }
 
-// parseFlow reads the value at text[pos:] (inside a flow collection when
-// inFlow) and returns where it ends, spaces after it skipped.
-func parseFlow(text []byte, pos int, inFlow bool) (*yamlValue, int, bool) {
-	if pos >= len(text) {
+// parseFlow reads the value at text[pos:], inside depth flow collections,
+// and returns where it ends, spaces after it skipped.
+func parseFlow(text []byte, pos int, depth int) (*yamlValue, int, bool) {
+	if pos >= len(text) || depth >= maxYAMLDepth {
 		return nil, pos, false
 	}
+	inFlow := depth > 0
 	switch text[pos] {
 	case '{':
-		return parseFlowCollection(text, pos, yamlMapping, '}')
+		return parseFlowCollection(text, pos, depth+1, yamlMapping, '}')
 	case '[':
-		return parseFlowCollection(text, pos, yamlSequence, ']')
+		return parseFlowCollection(text, pos, depth+1, yamlSequence, ']')
 	case '"', '\'':
 		end := bytes.IndexByte(text[pos+1:], text[pos])
 		if end < 0 {
@@ -258,7 +274,7 @@ func parseFlow(text []byte, pos int, inFlow bool) (*yamlValue, int, bool) {
 }
 
 // parseFlowCollection reads "{k: v, ...}" or "[v, ...]" from text[pos].
-func parseFlowCollection(text []byte, pos int, kind yamlKind, closer byte) (*yamlValue, int, bool) {
+func parseFlowCollection(text []byte, pos, depth int, kind yamlKind, closer byte) (*yamlValue, int, bool) {
 	c := &yamlValue{kind: kind}
 	pos = skipSpaces(text, pos+1)
 	if pos < len(text) && text[pos] == closer {
@@ -276,7 +292,7 @@ func parseFlowCollection(text []byte, pos int, kind yamlKind, closer byte) (*yam
 			c.keys = append(c.keys, text[pos:end])
 			pos = skipSpaces(text, end+1)
 		}
-		v, next, ok := parseFlow(text, pos, true)
+		v, next, ok := parseFlow(text, pos, depth)
 		if !ok {
 			return nil, pos, false
 		}

@@ -66,6 +66,8 @@ func TestFastYAMLToJSONReadsTheUsualDocuments(t *testing.T) {
 		{"comments and blank lines only", "# nothing\n\n   \n# here: 1\n"},
 		{"quoted strings with JSON's escapes", "a: \"<&>\"\nb: 'it \"is\"'\nc: \"\"\n"},
 		{"words, numbers and addresses", "a: [0, -12, 123456789012345678, 10.0.0.1, /healthz, _x, a.b/c-d]\nb: http://x:80\nc: fd00::10\n"},
+		{"flow nesting to the limit", "a: " + strings.Repeat("[", maxYAMLDepth) + strings.Repeat("]", maxYAMLDepth) + "\n"},
+		{"block nesting to the limit", blockNesting(maxYAMLDepth)},
 		{"UUIDs, as the uid of a Service", "a: 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0\nb: 12345678-1234-1234-1234-123456789012\n"},
 	}
 	for _, tc := range testCases {
@@ -114,6 +116,8 @@ func TestFastYAMLToJSONLeavesTheRestToGoYAML(t *testing.T) {
 		{"a scalar document", "hello\n"},
 		{"a nested compact sequence", "- - a\n"},
 		{"a mapping in a mapping's value", "a: b: c\n"},
+		{"flow nesting past the limit", "a: " + strings.Repeat("[", maxYAMLDepth+1) + strings.Repeat("]", maxYAMLDepth+1) + "\n"},
+		{"block nesting past the limit", blockNesting(maxYAMLDepth + 1)},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,4 +126,13 @@ func TestFastYAMLToJSONLeavesTheRestToGoYAML(t *testing.T) {
 			}
 		})
 	}
+}
+
+// blockNesting is a document of depth block mappings, one in another.
+func blockNesting(depth int) string {
+	var b strings.Builder
+	for i := range depth {
+		b.WriteString(strings.Repeat(" ", i) + "a:\n")
+	}
+	return b.String()
 }

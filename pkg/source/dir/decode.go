@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/scheme"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/socklb/socklb/pkg/logfield"
@@ -32,6 +33,44 @@ import (
 // and nobody told why. The strict decoder still returns the object. It is
 // only ever given JSON, so it converts nothing a second time.
 var decoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+
+// knownKinds are the kinds most documents are, with how the JSON of one
+// starts when yamlToJSONStrict wrote it: keys sorted and none twice, so
+// that its apiVersion and kind are the first two. Such a document skips
+// the serializer's first pass over it to find them (a seventh of a cold
+// start) and is decoded as the serializer would: into a new object,
+// strictly, with the same errors.
+var knownKinds = []struct {
+	prefix string
+	gvk    schema.GroupVersionKind
+	new    func() runtime.Object
+}{
+	{`{"apiVersion":"v1","kind":"Service",`, corev1.SchemeGroupVersion.WithKind("Service"), func() runtime.Object { return &corev1.Service{} }},
+	{`{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",`, discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
+		func() runtime.Object { return &discoveryv1.EndpointSlice{} }},
+}
+
+// decodeObject decodes j as decoder does; sorted says j was written by
+// yamlToJSONStrict.
+func decodeObject(j []byte, sorted bool) (runtime.Object, *schema.GroupVersionKind, error) {
+	if sorted {
+		for _, k := range knownKinds {
+			if !bytes.HasPrefix(j, []byte(k.prefix)) {
+				continue
+			}
+			obj, gvk := k.new(), k.gvk
+			strictErrs, err := kjson.UnmarshalStrict(j, obj)
+			switch {
+			case err != nil:
+				return nil, &gvk, err
+			case len(strictErrs) > 0:
+				return obj, &gvk, runtime.NewStrictDecodingError(strictErrs)
+			}
+			return obj, &gvk, nil
+		}
+	}
+	return decoder.Decode(j, nil, nil)
+}
 
 // fileObjects are the objects one version of a file defines, in the order
 // written, and what decoding them had to say.
@@ -173,7 +212,7 @@ func decodeDocuments(name string, docs []document) (*fileObjects, error) {
 
 // addDocument converts a document to JSON once and decodes that.
 func (objs *fileObjects) addDocument(file string, doc document) error {
-	j, err := toJSON(doc.data)
+	j, converted, err := toJSON(doc.data)
 	if errors.Is(err, errDuplicateKey) {
 		objs.note(zapcore.WarnLevel, "ignore duplicate fields: the last one counts", zap.String(logfield.File, file),
 			zap.String(logfield.Object, describe(j)), zap.Error(fmt.Errorf("document %d at line %d: %w", doc.index, doc.line, err)))
@@ -183,7 +222,7 @@ func (objs *fileObjects) addDocument(file string, doc document) error {
 	if j == nil {
 		return nil // a leading "---", a trailing one, or only comments
 	}
-	if err := objs.add(j, file); err != nil {
+	if err := objs.add(j, converted && err == nil, file); err != nil {
 		return &documentError{index: doc.index, line: doc.line, object: describe(j), err: err}
 	}
 	return nil
@@ -194,25 +233,26 @@ func (objs *fileObjects) addDocument(file string, doc document) error {
 var errDuplicateKey = errors.New("a key is repeated")
 
 // toJSON converts one document to JSON; nil when it holds nothing.
-func toJSON(doc []byte) ([]byte, error) {
+// converted says the JSON was written from YAML, keys sorted.
+func toJSON(doc []byte) (j []byte, converted bool, err error) {
 	trimmed := bytes.TrimSpace(doc)
 	if len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed) {
-		return trimmed, nil // JSON already; the decoder's strict mode finds duplicates
+		return trimmed, false, nil // JSON already; the decoder's strict mode finds duplicates
 	}
-	j, err := yamlToJSONStrict(doc)
+	j, err = yamlToJSONStrict(doc)
 	if err != nil {
 		// Strict conversion refuses repeated keys; a second, lenient one
 		// tells that apart from a document that is not YAML at all.
 		lenient, lerr := yaml.YAMLToJSON(doc)
 		if lerr != nil {
-			return nil, sanitize(lerr)
+			return nil, false, sanitize(lerr)
 		}
 		j, err = lenient, fmt.Errorf("%w: %v", errDuplicateKey, sanitize(err))
 	}
 	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
-		return nil, err
+		return nil, false, err
 	}
-	return j, err
+	return j, true, err
 }
 
 // describe names the object a JSON document is about as well as it can,
@@ -249,8 +289,8 @@ func defaultNamespace(ns string) string {
 }
 
 // add decodes one JSON document into objs.
-func (objs *fileObjects) add(j []byte, file string) error {
-	obj, gvk, err := decoder.Decode(j, nil, nil)
+func (objs *fileObjects) add(j []byte, sorted bool, file string) error {
+	obj, gvk, err := decodeObject(j, sorted)
 	switch {
 	case err == nil:
 	case runtime.IsStrictDecodingError(err) && obj != nil:
@@ -281,7 +321,7 @@ func (objs *fileObjects) addObject(obj runtime.Object, gvk *schema.GroupVersionK
 		return objs.addEndpoints(o, file)
 	case *corev1.List:
 		for i, item := range o.Items {
-			if err := objs.add(item.Raw, file); err != nil {
+			if err := objs.add(item.Raw, false, file); err != nil {
 				return fmt.Errorf("decode List item %d: %w", i, err)
 			}
 		}

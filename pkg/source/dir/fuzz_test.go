@@ -222,7 +222,9 @@ func quotedFrom(text string, data []byte) string {
 }
 
 // FuzzYAMLToJSON checks that the source's YAML to JSON conversion writes
-// what sigs.k8s.io/yaml does, byte for byte, error for error.
+// what sigs.k8s.io/yaml does, byte for byte, error for error, and that
+// decodeObject's short way for the known kinds decodes that JSON as the
+// serializer does.
 func FuzzYAMLToJSON(f *testing.F) {
 	for _, seed := range []string{
 		seedExample,
@@ -239,6 +241,11 @@ func FuzzYAMLToJSON(f *testing.F) {
 		kubectlService,
 		"items:\n-   name: a\n    ports:\n    - port: 1\n-\n  name: b\n- c\nd: {e: [], f: {}}\ng:\n",
 		"a: [0, -12, 10.0.0.1, /healthz, 'q\"', \"<>\"]\nb: http://x:80\nc: fd00::10\nd: 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0\n",
+		// What decodeObject reads the short way, and its errors.
+		strings.Split(seedExample, "---\n")[1],
+		"apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIp: 10.96.0.1, ports: [{port: 80, bogus: 1}]}\n",
+		"apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: http}]}\n",
+		"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: a}\nendpoints: [{addresses: [1.2.3.4], conditions: {ready: 1}}]\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -250,6 +257,17 @@ func FuzzYAMLToJSON(f *testing.F) {
 		}
 		if !bytes.Equal(got, want) && !collidingKeys(data) {
 			t.Fatalf("JSON\n%s\nwant\n%s", got, want)
+		}
+		if gotErr != nil {
+			return
+		}
+		obj, gvk, err := decodeObject(got, true)
+		wantObj, wantGVK, wantErr := decoder.Decode(got, nil, nil)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Fatalf("decode error %v, want %v", err, wantErr)
+		}
+		if !apiequality.Semantic.DeepEqual(obj, wantObj) || (wantErr == nil && *gvk != *wantGVK) {
+			t.Fatalf("decoded %v %#v, want %v %#v", gvk, obj, wantGVK, wantObj)
 		}
 	})
 }

@@ -38,8 +38,8 @@ const coldGCPercent = 50
 // allocates little beside it: a collection costs what the state costs to
 // scan, and a target of 100 let garbage double the heap. At 30,000
 // Services in standalone mode, one file each (BenchmarkStandalone30000),
-// 20 changes left an RSS of 160 MiB at 50, 158 at 25, 148 at 15 and 145 at
-// 10, where a change took 0.34 CPU seconds against 0.30 at 15.
+// 20 changes left an RSS of 158 MiB at 25, 148 at 15 and 144-146 at 10,
+// where a change took 0.34 CPU seconds against 0.30 at 15.
 const steadyGCPercent = 10
 
 // collectorTargets sets the collector's target for the first sync and

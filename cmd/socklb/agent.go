@@ -111,6 +111,9 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if err != nil {
 		return err
 	}
+	if p, ok := src.(source.Prefetching); ok {
+		p.Prefetch() // while the datapath loads
+	}
 
 	mode := datapath.XDPMode(f.northSouth.xdpMode)
 	dp, err := datapath.Load(datapath.Config{PinDir: f.node.pinDir, Cgroup: cgroup, Devices: f.northSouth.devices, XDPMode: mode, MapSizes: f.mapSizes, NoSockStorage: !f.sockStorage}, log.Named("datapath"))

@@ -70,14 +70,24 @@ type Source struct {
 	// tracker hears of them: a sync taking a change must find it in Objects.
 	fileChanges []fileChange
 
-	// files is what the last reads found; only Run touches it.
+	// files is what the last reads found; only Run (and the first read it
+	// takes from Prefetch) touches it.
 	files *files
+
+	prefetch sync.Once
+	first    chan firstRead // the first read's result, once started
+}
+
+// firstRead is the directory watched and read for the first time.
+type firstRead struct {
+	watcher *fsnotify.Watcher
+	err     error
 }
 
 var _ source.Source = (*Source)(nil)
 
 // NewSource returns a source of the objects in dir. Nothing is read until
-// Run.
+// Run or Prefetch.
 func NewSource(dir string, log *zap.Logger, opts Options) *Source {
 	dir = filepath.Clean(dir) // as fsnotify names the directory in its events
 	if opts.MaxFileSize <= 0 {
@@ -122,7 +132,8 @@ func (s *Source) Stream() (*desired.NodeInfo, iter.Seq2[*corev1.Service, []*disc
 	return nil, a.stream()
 }
 
-// Run reads the directory, calls changed, and then rereads it after every
+// Run reads the directory (or takes the read Prefetch started), calls
+// changed, and then rereads it after every
 // change in it (and every resync period), calling changed whenever the
 // objects differ from the previous read. It returns nil when ctx is done,
 // or an error if the directory cannot be watched or first read. Call it
@@ -133,24 +144,55 @@ func (s *Source) Stream() (*desired.NodeInfo, iter.Seq2[*corev1.Service, []*disc
 // not withdraw every Service from the node. A directory that comes back is
 // watched and read again within the rewatch period.
 func (s *Source) Run(ctx context.Context, changed func()) error {
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch directory %s: %w", s.dir, err)
+	s.Prefetch()
+	var first firstRead
+	select {
+	case first = <-s.first:
+	case <-ctx.Done():
+		go func() { // the read ends on its own; its watcher is closed then
+			if first := <-s.first; first.watcher != nil {
+				first.watcher.Close()
+			}
+		}()
+		return nil
 	}
-	defer watcher.Close()
-	// Watch the directory, not the files: editors replace a file by
-	// renaming a new one over it, which ends a watch on the file itself.
-	// Watching before the first read means no change slips in between.
-	if err := watcher.Add(s.dir); err != nil {
-		return fmt.Errorf("watch directory %s: %w", s.dir, err)
+	if first.watcher != nil {
+		defer first.watcher.Close()
 	}
-	if _, err := s.read(nil, nil, true); err != nil {
-		return fmt.Errorf("read directory %s: %w", s.dir, err)
+	if first.err != nil {
+		return first.err
 	}
 	s.files.waitForWriters = true
 	s.synced.Store(true)
 	changed()
-	return s.watch(ctx, watcher, changed)
+	return s.watch(ctx, first.watcher, changed)
+}
+
+// Prefetch starts watching and reading the directory for the first time
+// (source.Prefetching); Run waits for that read.
+func (s *Source) Prefetch() {
+	s.prefetch.Do(func() {
+		s.first = make(chan firstRead, 1)
+		go func() { s.first <- s.watchAndRead() }()
+	})
+}
+
+// watchAndRead watches the directory, then reads all of it.
+func (s *Source) watchAndRead() firstRead {
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		return firstRead{err: fmt.Errorf("watch directory %s: %w", s.dir, err)}
+	}
+	// Watch the directory, not the files: editors replace a file by
+	// renaming a new one over it, which ends a watch on the file itself.
+	// Watching before the first read means no change slips in between.
+	if err := watcher.Add(s.dir); err != nil {
+		return firstRead{watcher, fmt.Errorf("watch directory %s: %w", s.dir, err)}
+	}
+	if _, err := s.read(nil, nil, true); err != nil {
+		return firstRead{watcher, fmt.Errorf("read directory %s: %w", s.dir, err)}
+	}
+	return firstRead{watcher: watcher}
 }
 
 // watchLoop is the state of Run after the first read.
@@ -316,8 +358,9 @@ func (s *Source) read(dirty, settling map[string]bool, all bool) (differs bool, 
 	s.fileChanges = nil
 	if stats.decodedBytes >= releaseAfter {
 		// Decoding makes several times its input in short-lived garbage,
-		// which would otherwise stay resident long after a cold start.
-		debug.FreeOSMemory()
+		// which would otherwise stay resident long after a cold start. The
+		// collection runs beside the sync that follows, not before it.
+		go debug.FreeOSMemory()
 	}
 	s.log.Info("read directory", zap.Int(logfield.Files, stats.files), zap.Int(logfield.Decoded, stats.decoded),
 		zap.Int(logfield.Services, len(a.services)), zap.Int(logfield.EndpointSlices, len(a.slices)),

@@ -188,3 +188,53 @@ func TestDirSourceRunEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestPrefetchReadsBeforeRun checks that Prefetch reads the directory
+// without Run (the agent loads the datapath meanwhile), that Run takes that
+// read instead of reading again, and that a file written between the two
+// is not missed: the watch starts before the first read.
+func TestPrefetchReadsBeforeRun(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.yaml"), service("a", "10.96.0.1"))
+	src := NewSource(dir, zaptest.NewLogger(t), Options{})
+	src.resync = time.Hour // only the event may bring b in
+	src.Prefetch()
+	src.Prefetch() // a second call starts nothing more
+
+	deadline := time.Now().Add(changeDeadline)
+	for !slices.Equal(describeSnapshot(src.Snapshot()), []string{"Service default/a"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Prefetch did not read the directory: %q", describeSnapshot(src.Snapshot()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if src.HasSynced() {
+		t.Fatal("HasSynced before Run: the agent must not prune on a prefetch")
+	}
+	writeFile(t, filepath.Join(dir, "b.yaml"), service("b", "10.96.0.2"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	changed := make(chan struct{}, 100)
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, func() { changed <- struct{}{} }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	want := []string{"Service default/a", "Service default/b"}
+	deadline = time.Now().Add(changeDeadline)
+	for !slices.Equal(describeSnapshot(src.Snapshot()), want) {
+		select {
+		case <-changed:
+		case err := <-done:
+			t.Fatalf("Run ended: %v", err)
+		case <-time.After(time.Until(deadline)):
+			t.Fatalf("the file written between Prefetch and Run was missed: %q", describeSnapshot(src.Snapshot()))
+		}
+	}
+	if !src.HasSynced() {
+		t.Fatal("not HasSynced after Run's first changed()")
+	}
+}

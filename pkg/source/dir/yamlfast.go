@@ -3,6 +3,7 @@ package dir
 import (
 	"bytes"
 	"slices"
+	"sync"
 )
 
 // fastYAMLToJSON converts the YAML that Service and EndpointSlice files are
@@ -18,7 +19,8 @@ import (
 // yamlToJSONStrict's go-yaml path gives, byte for byte: FuzzYAMLToJSON
 // compares both with sigs.k8s.io/yaml.
 func fastYAMLToJSON(doc []byte) ([]byte, bool) {
-	p := yamlParser{}
+	p := yamlParsers.Get().(*yamlParser)
+	defer p.release()
 	if !p.split(doc) {
 		return nil, false
 	}
@@ -29,7 +31,7 @@ func fastYAMLToJSON(doc []byte) ([]byte, bool) {
 	if !ok || p.next != len(p.lines) {
 		return nil, false
 	}
-	return root.appendJSON(make([]byte, 0, len(doc)+len(doc)/4))
+	return p.appendJSON(make([]byte, 0, len(doc)+len(doc)/4), root), true
 }
 
 // yamlLine is one line of content: its indentation and its text without
@@ -39,10 +41,64 @@ type yamlLine struct {
 	text   []byte
 }
 
+// yamlParser reads one document into a tree whose nodes and entries are
+// indexes into its own slices, and parsers are reused: a document of a
+// Service and its EndpointSlice has some 150 nodes, and allocating each,
+// with slices grown entry by entry, made the fast path allocate fourteen
+// times its input, garbage the collector paid for at every cold start.
 type yamlParser struct {
-	lines []yamlLine
-	next  int // the first line not read yet
-	depth int // of the collection being read
+	lines   []yamlLine
+	next    int         // the first line not read yet
+	depth   int         // of the collection being read
+	open    []yamlEntry // the entries of the collections being read, innermost last
+	values  []yamlValue // every node
+	entries []yamlEntry // the entries of every closed collection
+}
+
+var yamlParsers = sync.Pool{New: func() any { return new(yamlParser) }}
+
+// maxPooledLines bounds the documents whose parser is reused: one of a
+// large document would keep its large slices.
+const maxPooledLines = 4096
+
+// release empties p, which holds slices of the document, and returns it to
+// the pool.
+func (p *yamlParser) release() {
+	if cap(p.lines) > maxPooledLines {
+		return
+	}
+	clear(p.lines)
+	clear(p.open)
+	clear(p.values)
+	clear(p.entries)
+	*p = yamlParser{lines: p.lines[:0], open: p.open[:0], values: p.values[:0], entries: p.entries[:0]}
+	yamlParsers.Put(p)
+}
+
+// value adds a node and returns its index.
+func (p *yamlParser) value(kind yamlKind, text []byte) int32 {
+	p.values = append(p.values, yamlValue{kind: kind, text: text})
+	return int32(len(p.values) - 1)
+}
+
+// close ends the collection whose entries are p.open[mark:]: a mapping's
+// keys are sorted, as JSON is written, and a key given twice is left to
+// go-yaml (strict mode refuses it).
+func (p *yamlParser) close(kind yamlKind, mark int) (int32, bool) {
+	open := p.open[mark:]
+	if kind == yamlMapping {
+		slices.SortFunc(open, func(a, b yamlEntry) int { return bytes.Compare(a.key, b.key) })
+		for i := 1; i < len(open); i++ {
+			if bytes.Equal(open[i-1].key, open[i].key) {
+				return 0, false
+			}
+		}
+	}
+	v := p.value(kind, nil)
+	p.values[v].first, p.values[v].count = int32(len(p.entries)), int32(len(open))
+	p.entries = append(p.entries, open...)
+	p.open = p.open[:mark]
+	return v, true
 }
 
 // maxYAMLDepth is the deepest nesting the fast path reads, of block and
@@ -54,10 +110,16 @@ const maxYAMLDepth = 64
 // yamlValue is a parsed node: a scalar's text (JSON as it is for literals,
 // a string to quote otherwise), or a collection.
 type yamlValue struct {
-	kind  yamlKind
-	text  []byte
-	keys  [][]byte // of a mapping, parallel to items
-	items []*yamlValue
+	kind yamlKind
+	text []byte
+	// first and count are a collection's entries in the parser's: a
+	// mapping's sorted by key, a sequence's without keys.
+	first, count int32
+}
+
+type yamlEntry struct {
+	key   []byte
+	value int32
 }
 
 type yamlKind uint8
@@ -69,7 +131,7 @@ const (
 	yamlSequence
 )
 
-var yamlNull = &yamlValue{kind: yamlLiteral, text: []byte("null")}
+var yamlNullText = []byte("null")
 
 // split cuts doc into lines of content, leaving out blank lines and whole
 // comment lines; it refuses bytes whose meaning the fast path does not
@@ -105,7 +167,7 @@ func (p *yamlParser) split(doc []byte) bool {
 
 // block reads the mapping or sequence that starts at the next line, whose
 // indentation is indent.
-func (p *yamlParser) block(indent int) (*yamlValue, bool) {
+func (p *yamlParser) block(indent int) (int32, bool) {
 	if isSequenceItem(p.lines[p.next].text) {
 		return p.sequence(indent)
 	}
@@ -117,85 +179,85 @@ func isSequenceItem(text []byte) bool {
 }
 
 // mapping reads the entries of a block mapping at indent.
-func (p *yamlParser) mapping(indent int) (*yamlValue, bool) {
+func (p *yamlParser) mapping(indent int) (int32, bool) {
 	if p.depth++; p.depth > maxYAMLDepth {
-		return nil, false
+		return 0, false
 	}
 	defer func() { p.depth-- }()
-	m := &yamlValue{kind: yamlMapping}
+	mark := len(p.open)
 	for p.next < len(p.lines) {
 		line := p.lines[p.next]
 		if line.indent < indent || (line.indent == indent && isSequenceItem(line.text)) {
 			break // the parent's, or invalid: the caller sees lines left
 		}
 		if line.indent > indent {
-			return nil, false // a continuation line
+			return 0, false // a continuation line
 		}
 		key, rest, ok := splitEntry(line.text)
 		if !ok {
-			return nil, false
+			return 0, false
 		}
 		p.next++
-		var v *yamlValue
+		var v int32
 		switch {
 		case len(rest) > 0:
-			v, ok = parseInline(rest)
+			v, ok = p.parseInline(rest)
 		case p.next < len(p.lines) && p.lines[p.next].indent > indent:
 			v, ok = p.block(p.lines[p.next].indent)
 		case p.next < len(p.lines) && p.lines[p.next].indent == indent && isSequenceItem(p.lines[p.next].text):
 			v, ok = p.sequence(indent) // a sequence may sit at its key's indentation
 		default:
-			v = yamlNull
+			v = p.value(yamlLiteral, yamlNullText)
 		}
 		if !ok {
-			return nil, false
+			return 0, false
 		}
-		m.keys, m.items = append(m.keys, key), append(m.items, v)
+		p.open = append(p.open, yamlEntry{key, v})
 	}
-	return m, true
+	return p.close(yamlMapping, mark)
 }
 
 // sequence reads the items of a block sequence at indent.
-func (p *yamlParser) sequence(indent int) (*yamlValue, bool) {
+func (p *yamlParser) sequence(indent int) (int32, bool) {
 	if p.depth++; p.depth > maxYAMLDepth {
-		return nil, false
+		return 0, false
 	}
 	defer func() { p.depth-- }()
-	s := &yamlValue{kind: yamlSequence}
+	mark := len(p.open)
 	for p.next < len(p.lines) {
 		line := p.lines[p.next]
 		if line.indent < indent || (line.indent == indent && !isSequenceItem(line.text)) {
 			break
 		}
 		if line.indent > indent {
-			return nil, false
+			return 0, false
 		}
 		rest := bytes.TrimLeft(line.text[1:], " ")
-		var v *yamlValue
+		var v int32
 		ok := true
 		switch {
 		case len(rest) == 0:
 			p.next++
-			v = yamlNull
+			v = p.value(yamlLiteral, yamlNullText)
 			if p.next < len(p.lines) && p.lines[p.next].indent > indent {
 				v, ok = p.block(p.lines[p.next].indent)
 			}
 		case isSequenceItem(rest):
-			return nil, false // "- - a": left to go-yaml
+			return 0, false // "- - a": left to go-yaml
 		case startsEntry(rest):
 			// "- key: value": a mapping whose keys line up with this key.
 			p.lines[p.next] = yamlLine{indent + len(line.text) - len(rest), rest}
 			v, ok = p.mapping(indent + len(line.text) - len(rest))
 		default:
 			p.next++
-			v, ok = parseInline(rest)
+			v, ok = p.parseInline(rest)
 		}
 		if !ok {
-			return nil, false
+			return 0, false
 		}
-		s.items = append(s.items, v)
+		p.open = append(p.open, yamlEntry{value: v})
 	}
-	return s, true
+	return p.close(yamlSequence, mark)
 }
 
 // startsEntry says whether text begins with a mapping key: a plain key
@@ -224,37 +286,37 @@ func splitEntry(text []byte) (key, rest []byte, ok bool) {
 
 // parseInline reads text, the rest of a line, as one flow collection or
 // scalar.
-func parseInline(text []byte) (*yamlValue, bool) {
-	v, pos, ok := parseFlow(text, 0, 0)
+func (p *yamlParser) parseInline(text []byte) (int32, bool) {
+	v, pos, ok := p.parseFlow(text, 0, 0)
 	return v, ok && pos == len(text)
 }
 
 // parseFlow reads the value at text[pos:], inside depth flow collections,
 // and returns where it ends, spaces after it skipped.
-func parseFlow(text []byte, pos int, depth int) (*yamlValue, int, bool) {
+func (p *yamlParser) parseFlow(text []byte, pos int, depth int) (int32, int, bool) {
 	if pos >= len(text) || depth >= maxYAMLDepth {
-		return nil, pos, false
+		return 0, pos, false
 	}
 	inFlow := depth > 0
 	switch text[pos] {
 	case '{':
-		return parseFlowCollection(text, pos, depth+1, yamlMapping, '}')
+		return p.parseFlowCollection(text, pos, depth+1, yamlMapping, '}')
 	case '[':
-		return parseFlowCollection(text, pos, depth+1, yamlSequence, ']')
+		return p.parseFlowCollection(text, pos, depth+1, yamlSequence, ']')
 	case '"', '\'':
 		end := bytes.IndexByte(text[pos+1:], text[pos])
 		if end < 0 {
-			return nil, pos, false
+			return 0, pos, false
 		}
 		s := text[pos+1 : pos+1+end]
 		pos += end + 2
 		if text[pos-1] == '\'' && pos < len(text) && text[pos] == '\'' {
-			return nil, pos, false // '' is an escaped quote
+			return 0, pos, false // '' is an escaped quote
 		}
 		if text[pos-1] == '"' && bytes.IndexByte(s, '\\') >= 0 {
-			return nil, pos, false // escapes
+			return 0, pos, false // escapes
 		}
-		return &yamlValue{kind: yamlString, text: s}, skipSpaces(text, pos), true
+		return p.value(yamlString, s), skipSpaces(text, pos), true
 	}
 	start := pos
 	for pos < len(text) {
@@ -265,52 +327,55 @@ func parseFlow(text []byte, pos int, depth int) (*yamlValue, int, bool) {
 		if b == ':' && (inFlow || pos+1 == len(text) || text[pos+1] == ' ') {
 			// A mapping where a scalar belongs, or a colon in a flow
 			// scalar, where go-yaml's reading of it is subtle.
-			return nil, pos, false
+			return 0, pos, false
 		}
 		pos++
 	}
-	v, ok := plainScalar(bytes.TrimRight(text[start:pos], " "))
+	v, ok := p.plainScalar(bytes.TrimRight(text[start:pos], " "))
 	return v, pos, ok
 }
 
 // parseFlowCollection reads "{k: v, ...}" or "[v, ...]" from text[pos].
-func parseFlowCollection(text []byte, pos, depth int, kind yamlKind, closer byte) (*yamlValue, int, bool) {
-	c := &yamlValue{kind: kind}
+func (p *yamlParser) parseFlowCollection(text []byte, pos, depth int, kind yamlKind, closer byte) (int32, int, bool) {
+	mark := len(p.open)
 	pos = skipSpaces(text, pos+1)
 	if pos < len(text) && text[pos] == closer {
-		return c, skipSpaces(text, pos+1), true
+		c, ok := p.close(kind, mark)
+		return c, skipSpaces(text, pos+1), ok
 	}
 	for pos < len(text) {
+		var key []byte
 		if kind == yamlMapping {
 			end := pos
 			for end < len(text) && text[end] != ':' && text[end] != ',' && text[end] != '}' {
 				end++
 			}
 			if end+1 >= len(text) || text[end] != ':' || text[end+1] != ' ' || !isPlainKey(text[pos:end]) {
-				return nil, pos, false
+				return 0, pos, false
 			}
-			c.keys = append(c.keys, text[pos:end])
+			key = text[pos:end]
 			pos = skipSpaces(text, end+1)
 		}
-		v, next, ok := parseFlow(text, pos, depth)
+		v, next, ok := p.parseFlow(text, pos, depth)
 		if !ok {
-			return nil, pos, false
+			return 0, pos, false
 		}
-		c.items = append(c.items, v)
+		p.open = append(p.open, yamlEntry{key, v})
 		pos = next
 		switch {
 		case pos < len(text) && text[pos] == closer:
-			return c, skipSpaces(text, pos+1), true
+			c, ok := p.close(kind, mark)
+			return c, skipSpaces(text, pos+1), ok
 		case pos < len(text) && text[pos] == ',':
 			pos = skipSpaces(text, pos+1)
 			if pos < len(text) && text[pos] == closer {
-				return nil, pos, false // a trailing comma
+				return 0, pos, false // a trailing comma
 			}
 		default:
-			return nil, pos, false
+			return 0, pos, false
 		}
 	}
-	return nil, pos, false // not closed on this line
+	return 0, pos, false // not closed on this line
 }
 
 func skipSpaces(text []byte, pos int) int {
@@ -322,20 +387,20 @@ func skipSpaces(text []byte, pos int) int {
 
 // plainScalar types an unquoted scalar as go-yaml's resolver would, for the
 // forms whose type is certain; ok is false for the rest.
-func plainScalar(s []byte) (*yamlValue, bool) {
+func (p *yamlParser) plainScalar(s []byte) (int32, bool) {
 	switch {
 	case len(s) == 0:
-		return nil, false
+		return 0, false
 	case string(s) == "true" || string(s) == "false":
-		return &yamlValue{kind: yamlLiteral, text: s}, true
+		return p.value(yamlLiteral, s), true
 	case isPlainWord(s):
-		return &yamlValue{kind: yamlString, text: s}, true
+		return p.value(yamlString, s), true
 	case isDecimalInt(s):
-		return &yamlValue{kind: yamlLiteral, text: s}, true
+		return p.value(yamlLiteral, s), true
 	case isDottedNumbers(s), isUUID(s):
-		return &yamlValue{kind: yamlString, text: s}, true
+		return p.value(yamlString, s), true
 	}
-	return nil, false
+	return 0, false
 }
 
 // isUUID says whether s is a UUID (8-4-4-4-12 hexadecimal digits), as
@@ -421,47 +486,30 @@ func isDottedNumbers(s []byte) bool {
 func isLetter(b byte) bool { return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') }
 func isDigit(b byte) bool  { return b >= '0' && b <= '9' }
 
-// appendJSON writes v as appendJSON writes what go-yaml decodes: mapping
-// keys sorted; a key given twice is left to go-yaml (strict mode refuses
-// it).
-func (v *yamlValue) appendJSON(dst []byte) ([]byte, bool) {
-	switch v.kind {
+// appendJSON writes node v as appendJSON writes what go-yaml decodes (its
+// mapping keys are sorted already).
+func (p *yamlParser) appendJSON(dst []byte, v int32) []byte {
+	node := p.values[v]
+	switch node.kind {
 	case yamlLiteral:
-		return append(dst, v.text...), true
+		return append(dst, node.text...)
 	case yamlString:
-		return appendJSONString(dst, string(v.text)), true
-	case yamlSequence:
-		dst = append(dst, '[')
-		for i, item := range v.items {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var ok bool
-			if dst, ok = item.appendJSON(dst); !ok {
-				return dst, false
-			}
-		}
-		return append(dst, ']'), true
+		return appendJSONString(dst, string(node.text))
 	}
-	order := make([]int, len(v.keys))
-	for i := range order {
-		order[i] = i
+	open, closer := byte('{'), byte('}')
+	if node.kind == yamlSequence {
+		open, closer = '[', ']'
 	}
-	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(v.keys[a], v.keys[b]) })
-	dst = append(dst, '{')
-	for n, i := range order {
-		if n > 0 {
-			if bytes.Equal(v.keys[order[n-1]], v.keys[i]) {
-				return dst, false
-			}
+	dst = append(dst, open)
+	for i, e := range p.entries[node.first : node.first+node.count] {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, string(v.keys[i]))
-		dst = append(dst, ':')
-		var ok bool
-		if dst, ok = v.items[i].appendJSON(dst); !ok {
-			return dst, false
+		if node.kind == yamlMapping {
+			dst = appendJSONString(dst, string(e.key))
+			dst = append(dst, ':')
 		}
+		dst = p.appendJSON(dst, e.value)
 	}
-	return append(dst, '}'), true
+	return append(dst, closer)
 }

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -84,4 +88,63 @@ func frontendsOf(b *desired.Builder) string {
 		out += fmt.Sprintf("  %v: %+v\n", fe, *e)
 	}
 	return out
+}
+
+// TestStreamAcrossBatches checks the decoding ahead of the caller: more
+// Services than several batches come in Snapshot's order, and a caller
+// that stops early leaves no goroutine behind.
+func TestStreamAcrossBatches(t *testing.T) {
+	dir := t.TempDir()
+	services := 2*streamBatch + 7
+	var all strings.Builder
+	for i := range services {
+		all.WriteString(serviceWithSlice(fmt.Sprintf("svc-%04d", i), i) + "---\n")
+	}
+	writeFile(t, filepath.Join(dir, "all.yaml"), all.String())
+	src := NewSource(dir, zap.NewNop(), Options{})
+	if _, err := src.read(nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, svc := range src.Snapshot().Services {
+		want = append(want, svc.Name)
+	}
+	for _, tc := range []struct {
+		name      string
+		stopAfter int // 0: take every step
+	}{
+		{"every Service", 0},
+		{"stop inside the first batch", 3},
+		{"stop at a batch's end", streamBatch},
+		{"stop in the last batch", 2*streamBatch + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			_, objects := src.Stream()
+			var got []string
+			for svc, svcSlices := range objects {
+				got = append(got, svc.Name)
+				if len(svcSlices) != 1 || svcSlices[0].Name != svc.Name+"-1" {
+					t.Fatalf("Service %s came with slices %v", svc.Name, svcSlices)
+				}
+				if len(got) == tc.stopAfter {
+					break
+				}
+			}
+			wantNow := want
+			if tc.stopAfter > 0 {
+				wantNow = want[:tc.stopAfter]
+			}
+			if !slices.Equal(got, wantNow) {
+				t.Fatalf("Stream gave %d Services, want %d in Snapshot's order", len(got), len(wantNow))
+			}
+			deadline := time.Now().Add(time.Second)
+			for runtime.NumGoroutine() > before {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d goroutines after the stream, %d before", runtime.NumGoroutine(), before)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
 }

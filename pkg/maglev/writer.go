@@ -63,7 +63,12 @@ func (w *Writer) AfterSync(state *desired.State, res syncer.Result) {
 func (w *Writer) candidates(state *desired.State, res syncer.Result) []desired.Frontend {
 	set := map[desired.Frontend]bool{}
 	for _, fc := range res.Frontends {
-		set[fc.Frontend] = true
+		// A frontend without a table that needs none is left alone: a
+		// first sync of 30,000 ClusterIPs read 30,000 master entries back
+		// from the kernel for nothing.
+		if _, had := w.frontends[fc.Frontend]; had || usesMaglev(state.Frontends[fc.Frontend]) {
+			set[fc.Frontend] = true
+		}
 	}
 	for fe, e := range state.Frontends {
 		if _, had := w.frontends[fe]; usesMaglev(e) != had || (!w.started && usesMaglev(e)) {

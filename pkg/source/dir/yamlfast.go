@@ -427,9 +427,15 @@ func isUUID(s []byte) bool {
 
 // isPlainKey says whether s is a key go-yaml reads as this very string
 // (a colon, fine in a value, is left out: "a:b: c" is for go-yaml to cut).
+// A key longer than maxPlainKey is left to go-yaml too, which refuses
+// implicit keys of more than 1,024 characters, as YAML has it.
 func isPlainKey(s []byte) bool {
-	return isPlainWord(s) && string(s) != "true" && string(s) != "false" && bytes.IndexByte(s, ':') < 0
+	return len(s) <= maxPlainKey && isPlainWord(s) && string(s) != "true" && string(s) != "false" && bytes.IndexByte(s, ':') < 0
 }
+
+// maxPlainKey is the longest key the fast path reads; Kubernetes keys are
+// at most 317 bytes (a 253-byte prefix, a slash and a 63-byte name).
+const maxPlainKey = 1000
 
 // isPlainWord says whether s starts with a letter, '_' or '/', holds only
 // letters, digits and ./_-: and is none of the words YAML 1.1 reads as

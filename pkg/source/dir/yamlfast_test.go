@@ -91,6 +91,8 @@ func TestFastYAMLToJSONReadsTheUsualDocuments(t *testing.T) {
 func TestFastYAMLToJSONLeavesTheRestToGoYAML(t *testing.T) {
 	testCases := []struct{ name, doc string }{
 		{"YAML 1.1 booleans", "a: yes\n"},
+		{"a key longer than go-yaml's 1,024 characters", strings.Repeat("k", 1025) + ":\n"},
+		{"a flow key longer than that", "a: {" + strings.Repeat("k", 1025) + ": 1}\n"},
 		{"null words", "a: ~\n"},
 		{"floats", "a: 1.5\n"},
 		{"a leading zero (octal)", "a: 0755\n"},

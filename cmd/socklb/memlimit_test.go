@@ -5,8 +5,10 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestCgroupMemoryMax(t *testing.T) {
@@ -66,15 +68,17 @@ func TestCollectorTargets(t *testing.T) {
 		beforeFirst int // the collector's target during the first sync
 		afterFirst  int // after it
 		afterSecond int // after a second, the target having been put back to 100
+		returned    int // lines saying the first sync's garbage went back to the OS
 	}{
-		{"lower for the first sync, lowest after it, once", "", coldGCPercent, steadyGCPercent, 100},
-		{"GOGC set by the operator wins", "200", 100, 100, 100},
+		{"lower for the first sync, lowest after it, once", "", coldGCPercent, steadyGCPercent, 100, 1},
+		{"GOGC set by the operator wins", "200", 100, 100, 100, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOGC", tc.gogc)
 			previous := debug.SetGCPercent(100)
 			defer debug.SetGCPercent(previous)
-			synced := collectorTargets(zap.NewNop())
+			core, logs := observer.New(zap.InfoLevel)
+			synced := collectorTargets(zap.New(core))
 			if got := debug.SetGCPercent(100); got != tc.beforeFirst {
 				t.Errorf("GC percent before the first sync = %d, want %d", got, tc.beforeFirst)
 			}
@@ -85,6 +89,15 @@ func TestCollectorTargets(t *testing.T) {
 			synced()
 			if got := debug.SetGCPercent(100); got != tc.afterSecond {
 				t.Errorf("GC percent after a second sync = %d, want %d", got, tc.afterSecond)
+			}
+			// The memory goes back beside the agent: wait for its line.
+			deadline := time.Now().Add(5 * time.Second)
+			for logs.FilterMessage(firstSyncMemoryReturned).Len() < tc.returned && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond) // room for a second line, which must not come
+			if got := logs.FilterMessage(firstSyncMemoryReturned).Len(); got != tc.returned {
+				t.Errorf("%d lines %q, want %d", got, firstSyncMemoryReturned, tc.returned)
 			}
 		})
 	}

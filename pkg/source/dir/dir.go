@@ -133,11 +133,10 @@ func (s *Source) Stream() (*desired.NodeInfo, iter.Seq2[*corev1.Service, []*disc
 }
 
 // Run reads the directory (or takes the read Prefetch started), calls
-// changed, and then rereads it after every
-// change in it (and every resync period), calling changed whenever the
-// objects differ from the previous read. It returns nil when ctx is done,
-// or an error if the directory cannot be watched or first read. Call it
-// once.
+// changed, and then rereads it after every change in it (and every resync
+// period), calling changed whenever the objects differ from the previous
+// read. It returns nil when ctx is done, or an error if the directory
+// cannot be watched or first read. Call it once.
 //
 // A later read that fails as a whole (the directory vanished or became
 // unreadable) is logged and keeps the previous objects: a missing mount must

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,25 +30,39 @@ func (h *harness) session(t *testing.T, name string, scale, round, changes int) 
 		return s
 	}
 	proxy := h.startProxy(t, name, scale, &s)
+	if s.NotProgrammedAfter > 0 {
+		// What it costs to get nowhere is still a figure; the rest of
+		// the run goes on without this contender's traffic figures.
+		h.recordCost(t, &s, proxy)
+		h.stopProxy(t, name, proxy)
+		keepLog(t, s, proxy)
+		return s
+	}
 	h.measureTraffic(t, &s, true)
 	if name == socklbName {
 		h.measureBPFStats(t, &s)
 	}
 	s.Propagation = h.measurePropagation(t, name, changes)
-	rss, cpu, err := processCost(proxy.Pid())
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	s.Values[rssMiB], s.Values[cpuSeconds] = rss, cpu
-	if proxy.Exited() {
-		t.Fatalf("%s exited during the session: %v\n%s", name, proxy.Wait(), tail(proxy.Stderr(), 3000))
-	}
+	h.recordCost(t, &s, proxy)
 	h.stopProxy(t, name, proxy)
 	keepLog(t, s, proxy)
 	if name == socklbName {
 		agentProgramming(proxy.Stdout()+proxy.Stderr(), &s)
 	}
 	return s
+}
+
+// recordCost records the proxy's RSS and CPU seconds so far, and fails
+// the run if it died: its figures would be of a proxy no longer running.
+func (h *harness) recordCost(t *testing.T, s *Session, proxy *sandbox.Process) {
+	rss, cpu, err := processCost(proxy.Pid())
+	if err != nil {
+		t.Fatalf("%s: %v", s.Contender, err)
+	}
+	s.Values[rssMiB], s.Values[cpuSeconds] = rss, cpu
+	if proxy.Exited() {
+		t.Fatalf("%s exited during the session: %v\n%s", s.Contender, proxy.Wait(), tail(proxy.Stderr(), 3000))
+	}
 }
 
 // agentProgramming reads socklb's own programming latency of every
@@ -90,7 +105,8 @@ func keepLog(t *testing.T, s Session, proxy *sandbox.Process) {
 }
 
 // startProxy starts the contender inside the node namespace and returns
-// once the last Service answers, recording the cold start.
+// once the last Service answers, recording the cold start, or after
+// coldStartTimeout with s.NotProgrammedAfter set.
 func (h *harness) startProxy(t *testing.T, name string, scale int, s *Session) *sandbox.Process {
 	last := h.vips[scale-1] + ":80"
 	// Before the proxy: a connect to an unprogrammed ClusterIP dies at
@@ -105,6 +121,11 @@ func (h *harness) startProxy(t *testing.T, name string, scale int, s *Session) *
 	answered, err := changes.waitFor("", started.UnixNano(), coldStartTimeout, func(waited time.Duration) {
 		progress("%s: waiting for %d Services to be programmed (%s)", name, scale, waited.Round(time.Second))
 	})
+	if errors.Is(err, errNotAnswered) {
+		s.NotProgrammedAfter = coldStartTimeout
+		progress("%s: svc-%d still not programmed after %s: stopping it", name, scale-1, coldStartTimeout)
+		return proxy
+	}
 	if err != nil {
 		t.Fatalf("%s never programmed svc-%d: %v\n%s", name, scale-1, err, tail(proxy.Stderr(), 3000))
 	}

@@ -74,6 +74,10 @@ type Session struct {
 	Propagation []time.Duration
 	// Failures counts connects that failed during the measurements.
 	Failures int
+	// NotProgrammedAfter is set when the proxy had not programmed the last
+	// Service by then: the session has no cold start and no traffic
+	// figures, only the proxy's cost until it was stopped.
+	NotProgrammedAfter time.Duration `json:",omitempty"`
 }
 
 // Spread is the median of a figure over the rounds and its range.
@@ -133,6 +137,21 @@ func (r *Results) Figure(scale int, contender, key string) (Spread, bool) {
 		}
 	}
 	return spreadOf(values)
+}
+
+// NotProgrammed is how many of the contender's sessions at scale ended
+// before it programmed every Service, and after how long the first did.
+func (r *Results) NotProgrammed(scale int, contender string) (int, time.Duration) {
+	n, after := 0, time.Duration(0)
+	for _, s := range r.sessions(scale, contender) {
+		if s.NotProgrammedAfter > 0 {
+			if n == 0 {
+				after = s.NotProgrammedAfter
+			}
+			n++
+		}
+	}
+	return n, after
 }
 
 // Ratio is the spread of a figure divided, session by session, by the

@@ -206,6 +206,31 @@ func TestMarkdownSaysWhatIsMissingAndMissed(t *testing.T) {
 	}
 }
 
+func TestColdStartCellSaysWhichRoundsRanOut(t *testing.T) {
+	done := func(round int, cold float64) Session {
+		return Session{Scale: 30000, Round: round, Contender: iptablesName, Values: map[string]float64{coldStart: cold}}
+	}
+	ranOut := func(round int) Session {
+		return Session{Scale: 30000, Round: round, Contender: iptablesName, Values: map[string]float64{}, NotProgrammedAfter: 45 * time.Minute}
+	}
+	for _, tc := range []struct {
+		name     string
+		sessions []Session
+		want     string
+	}{
+		{"every round programmed", []Session{done(1, 10), done(2, 12)}, "11.00 (10.00–12.00)"},
+		{"the only round ran out", []Session{ranOut(1)}, "not done after 45m0s in 1 of 1 rounds"},
+		{"one of two rounds ran out", []Session{done(1, 2400), ranOut(2)}, "2,400.00; not done after 45m0s in 1 of 2 rounds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Results{Sessions: tc.sessions}
+			if got := r.coldStartCell(30000, iptablesName); got != tc.want {
+				t.Errorf("coldStartCell = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestAgentProgramming(t *testing.T) {
 	full := `{"msg":"synced","full":true,"programming_latency":0.9}`
 	inc := func(seconds string) string {

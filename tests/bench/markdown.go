@@ -79,6 +79,21 @@ func (r *Results) cell(scale int, contender, key string, digits int) string {
 	return out
 }
 
+// coldStartCell is the cold start's cell, saying how many sessions ran out
+// of time before the proxy programmed every Service: those have no figure.
+func (r *Results) coldStartCell(scale int, contender string) string {
+	out := r.cell(scale, contender, coldStart, 2)
+	n, after := r.NotProgrammed(scale, contender)
+	if n == 0 {
+		return out
+	}
+	missed := fmt.Sprintf("not done after %s in %d of %d rounds", after.Round(time.Minute), n, len(r.sessions(scale, contender)))
+	if out == "–" {
+		return missed
+	}
+	return out + "; " + missed
+}
+
 // WriteMarkdown writes docs/benchmarks.md.
 func WriteMarkdown(w io.Writer, r *Results, info RunInfo) error {
 	var b strings.Builder
@@ -140,7 +155,7 @@ func writeScale(b *strings.Builder, r *Results, scale int) {
 			prop99 = fmt.Sprintf("%.1f", ms(p99))
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %d | %s | %s | %s | %d |\n", c, prop50, prop99, n,
-			r.cell(scale, c, coldStart, 2), r.cell(scale, c, rssMiB, 0), r.cell(scale, c, cpuSeconds, 1), r.Failures(scale, c))
+			r.coldStartCell(scale, c), r.cell(scale, c, rssMiB, 0), r.cell(scale, c, cpuSeconds, 1), r.Failures(scale, c))
 	}
 	b.WriteString("\n")
 }

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -361,5 +362,9 @@ func (c *changeReader) waitFor(backend string, since int64, timeout time.Duratio
 		}
 		time.Sleep(500 * time.Microsecond)
 	}
-	return 0, fmt.Errorf("backend %q did not answer within %s (last: %q)", backend, timeout, c.last.Backend)
+	return 0, fmt.Errorf("backend %q did not answer within %s (last: %q): %w", backend, timeout, c.last.Backend, errNotAnswered)
 }
+
+// errNotAnswered is waitFor running out of time, as against the watch
+// failing.
+var errNotAnswered = errors.New("no answer in time")

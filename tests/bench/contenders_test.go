@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +36,15 @@ func (h *harness) session(t *testing.T, name string, scale, round, changes int) 
 		// What it costs to get nowhere is still a figure; the rest of
 		// the run goes on without this contender's traffic figures.
 		h.recordCost(t, &s, proxy)
+		// Its iptables-restore or nft is still at work, and would
+		// outlive it and commit rules after the flush below.
+		children, err := childPIDs(proxy.Pid())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, pid := range children {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 		h.stopProxy(t, name, proxy)
 		keepLog(t, s, proxy)
 		return s
@@ -63,6 +74,28 @@ func (h *harness) recordCost(t *testing.T, s *Session, proxy *sandbox.Process) {
 	if proxy.Exited() {
 		t.Fatalf("%s exited during the session: %v\n%s", s.Contender, proxy.Wait(), tail(proxy.Stderr(), 3000))
 	}
+}
+
+// childPIDs is the processes pid started that still run, from every
+// thread's children list.
+func childPIDs(pid int) ([]int, error) {
+	lists, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	if err != nil || len(lists) == 0 {
+		return nil, fmt.Errorf("listing the children of process %d: no /proc/%d/task/*/children", pid, pid)
+	}
+	var out []int
+	for _, list := range lists {
+		data, err := os.ReadFile(list)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if child, err := strconv.Atoi(f); err == nil {
+				out = append(out, child)
+			}
+		}
+	}
+	return out, nil
 }
 
 // agentProgramming reads socklb's own programming latency of every

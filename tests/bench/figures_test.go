@@ -4,8 +4,10 @@ package bench
 
 import (
 	"bytes"
+	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -254,5 +256,30 @@ func TestAgentProgramming(t *testing.T) {
 				t.Errorf("agentProgramming = p50 %v, p99 %v (found %t); want %v, %v (%t)", p50, s.Values[agentProgP99], ok, tc.p50, tc.p99, tc.found)
 			}
 		})
+	}
+}
+
+func TestChildPIDsFindsWhatAProcessStarted(t *testing.T) {
+	sh := exec.Command("sh", "-c", "sleep 30 & sleep 30 & wait")
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	var children []int
+	for range 100 {
+		var err error
+		if children, err = childPIDs(sh.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		if len(children) == 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(children) != 2 {
+		t.Fatalf("childPIDs(sh) = %v, want its two sleeps", children)
+	}
+	for _, pid := range children {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }

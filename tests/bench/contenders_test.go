@@ -32,12 +32,27 @@ func (h *harness) session(t *testing.T, name string, scale, round, changes int) 
 		return s
 	}
 	proxy := h.startProxy(t, name, scale, &s)
+	// A proxy that has not programmed every Service has no traffic
+	// figures; what it cost to get nowhere is still one, and the run goes
+	// on with the next contender.
+	if s.NotProgrammedAfter == 0 {
+		h.measureTraffic(t, &s, true)
+		if name == socklbName {
+			h.measureBPFStats(t, &s)
+		}
+		s.Propagation = h.measurePropagation(t, name, changes)
+	}
+	rss, cpu, err := processCost(proxy.Pid())
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	s.Values[rssMiB], s.Values[cpuSeconds] = rss, cpu
+	if proxy.Exited() {
+		t.Fatalf("%s exited during the session: %v\n%s", name, proxy.Wait(), tail(proxy.Stderr(), 3000))
+	}
 	if s.NotProgrammedAfter > 0 {
-		// What it costs to get nowhere is still a figure; the rest of
-		// the run goes on without this contender's traffic figures.
-		h.recordCost(t, &s, proxy)
 		// Its iptables-restore or nft is still at work, and would
-		// outlive it and commit rules after the flush below.
+		// outlive it and commit rules after stopProxy's flush.
 		children, err := childPIDs(proxy.Pid())
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -45,35 +60,13 @@ func (h *harness) session(t *testing.T, name string, scale, round, changes int) 
 		for _, pid := range children {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		h.stopProxy(t, name, proxy)
-		keepLog(t, s, proxy)
-		return s
 	}
-	h.measureTraffic(t, &s, true)
-	if name == socklbName {
-		h.measureBPFStats(t, &s)
-	}
-	s.Propagation = h.measurePropagation(t, name, changes)
-	h.recordCost(t, &s, proxy)
 	h.stopProxy(t, name, proxy)
 	keepLog(t, s, proxy)
 	if name == socklbName {
 		agentProgramming(proxy.Stdout()+proxy.Stderr(), &s)
 	}
 	return s
-}
-
-// recordCost records the proxy's RSS and CPU seconds so far, and fails
-// the run if it died: its figures would be of a proxy no longer running.
-func (h *harness) recordCost(t *testing.T, s *Session, proxy *sandbox.Process) {
-	rss, cpu, err := processCost(proxy.Pid())
-	if err != nil {
-		t.Fatalf("%s: %v", s.Contender, err)
-	}
-	s.Values[rssMiB], s.Values[cpuSeconds] = rss, cpu
-	if proxy.Exited() {
-		t.Fatalf("%s exited during the session: %v\n%s", s.Contender, proxy.Wait(), tail(proxy.Stderr(), 3000))
-	}
 }
 
 // childPIDs is the processes pid started that still run, from every

@@ -100,6 +100,7 @@ run:
 			break
 		}
 		h.growServices(t, scale)
+		info.Notes = append(info.Notes, h.settle(t, scale))
 		for round := 1; round <= *roundsFlag; round++ {
 			for _, name := range rotated(round) {
 				if stop() {

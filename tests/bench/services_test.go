@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socklb/socklb/tests/sandbox"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -151,4 +152,66 @@ func (h *harness) growServices(t *testing.T, n int) {
 		t.Fatalf("creating Services: %v", err)
 	}
 	progress("created %d Services (now %d) in %s", n-from, n, time.Since(started).Round(100*time.Millisecond))
+}
+
+// The control plane goes on working for a while after the last Service is
+// written (the controller-manager's informers and garbage collector catching
+// up, etcd compacting). Without a wait, the first contender of a scale
+// measures on a busier machine than the others: in the first 30,000-Service
+// run, the no-proxy session that came straight after the creation saw
+// direct latency twice that of the day before.
+const (
+	settleWindow = 5 * time.Second
+	// settleIdleShare is the control plane's CPU, summed over its
+	// processes, as a share of one core, below which it counts as idle.
+	settleIdleShare = 0.05
+	settleLimit     = 5 * time.Minute
+)
+
+// settle waits until the control plane is idle over one settleWindow, or
+// settleLimit has passed, and says which for the report.
+func (h *harness) settle(t *testing.T, scale int) string {
+	started := time.Now()
+	pids := h.cp.PIDs()
+	last, err := controlPlaneCPU(pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("waiting for the control plane to go idle: %v", t.Context().Err())
+		case <-time.After(settleWindow):
+		}
+		cpu, err := controlPlaneCPU(pids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		share := (cpu - last) / settleWindow.Seconds()
+		last = cpu
+		waited := time.Since(started).Round(time.Second)
+		if share < settleIdleShare {
+			progress("control plane idle (%.0f%% of a core) %s after creating the Services", share*100, waited)
+			return fmt.Sprintf("At %s Services the control plane went idle (below %.0f%% of a core) %s after the last Service was written; measuring started then.",
+				formatNumber(float64(scale), 0), settleIdleShare*100, waited)
+		}
+		if waited >= settleLimit {
+			progress("control plane still at %.0f%% of a core after %s: measuring anyway", share*100, waited)
+			return fmt.Sprintf("At %s Services the control plane was still at %.0f%% of a core %s after the last Service was written; measuring started anyway.",
+				formatNumber(float64(scale), 0), share*100, waited)
+		}
+		progress("waiting for the control plane to go idle: %.0f%% of a core (%s)", share*100, waited)
+	}
+}
+
+func controlPlaneCPU(pids []int) (float64, error) {
+	var sum float64
+	for _, pid := range pids {
+		cpu, err := sandbox.ProcCPUSeconds(pid)
+		if err != nil {
+			return 0, fmt.Errorf("reading the control plane's CPU time: %w", err)
+		}
+		sum += cpu
+	}
+	return sum, nil
 }

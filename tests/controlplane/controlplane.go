@@ -117,6 +117,20 @@ type ControlPlane struct {
 	stopped           bool
 }
 
+// PIDs are the process IDs of etcd, kube-apiserver and
+// kube-controller-manager, for a caller that watches what they cost.
+func (cp *ControlPlane) PIDs() []int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	var pids []int
+	for _, p := range []*process{cp.etcd, cp.apiServer, cp.controllerManager} {
+		if p != nil {
+			pids = append(pids, p.pid())
+		}
+	}
+	return pids
+}
+
 // Start brings up etcd, kube-apiserver and kube-controller-manager and
 // returns once /readyz answers ok and the controller-manager is healthy.
 // ctx bounds only the startup; the processes run until Stop. On error

@@ -99,13 +99,20 @@ run:
 		if stop() {
 			break
 		}
-		h.growServices(t, scale)
-		info.Notes = append(info.Notes, h.settle(t, scale))
+		from := len(h.vips)
+		took := h.growServices(t, scale)
+		info.Notes = append(info.Notes, fmt.Sprintf("%s Services: writing %s more and their EndpointSlices (%d client-go writers at once) took %s; %s",
+			formatNumber(float64(scale), 0), formatNumber(float64(scale-from), 0), serviceWriters, took.Round(time.Second), h.settle(t)))
 		for round := 1; round <= *roundsFlag; round++ {
 			for _, name := range rotated(round) {
 				if stop() {
 					info.Notes = append(info.Notes, fmt.Sprintf("Stopped by a signal before %s, round %d, at %d Services: the tables hold what was measured until then.", name, round, scale))
 					break run
+				}
+				if n, after := results.NotProgrammed(scale, name); n > 0 {
+					progress("scale %d, round %d/%d: %s not run: it had not programmed %d Services after %s in an earlier round", scale, round, *roundsFlag, name, scale, after)
+					results.Sessions = append(results.Sessions, Session{Scale: scale, Round: round, Contender: name, Values: map[string]float64{}, NotRun: true})
+					continue
 				}
 				progress("scale %d, round %d/%d: %s", scale, round, *roundsFlag, name)
 				s := h.session(t, name, scale, round, changesPerSession)

@@ -78,6 +78,10 @@ type Session struct {
 	// Service by then: the session has no cold start and no traffic
 	// figures, only the proxy's cost until it was stopped.
 	NotProgrammedAfter time.Duration `json:",omitempty"`
+	// NotRun is set for a round the contender was not run in because it
+	// had not programmed this scale in an earlier round: another try would
+	// spend the cold-start limit again to learn the same.
+	NotRun bool `json:",omitempty"`
 }
 
 // Spread is the median of a figure over the rounds and its range.
@@ -152,6 +156,17 @@ func (r *Results) NotProgrammed(scale int, contender string) (int, time.Duration
 		}
 	}
 	return n, after
+}
+
+// NotRun is how many of the contender's rounds at scale it was not run in.
+func (r *Results) NotRun(scale int, contender string) int {
+	n := 0
+	for _, s := range r.sessions(scale, contender) {
+		if s.NotRun {
+			n++
+		}
+	}
+	return n
 }
 
 // Ratio is the spread of a figure divided, session by session, by the

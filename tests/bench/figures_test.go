@@ -215,6 +215,9 @@ func TestColdStartCellSaysWhichRoundsRanOut(t *testing.T) {
 	ranOut := func(round int) Session {
 		return Session{Scale: 30000, Round: round, Contender: iptablesName, Values: map[string]float64{}, NotProgrammedAfter: 45 * time.Minute}
 	}
+	notRun := func(round int) Session {
+		return Session{Scale: 30000, Round: round, Contender: iptablesName, Values: map[string]float64{}, NotRun: true}
+	}
 	for _, tc := range []struct {
 		name     string
 		sessions []Session
@@ -223,6 +226,7 @@ func TestColdStartCellSaysWhichRoundsRanOut(t *testing.T) {
 		{"every round programmed", []Session{done(1, 10), done(2, 12)}, "11.00 (10.00–12.00)"},
 		{"the only round ran out", []Session{ranOut(1)}, "not done after 45m0s in 1 of 1 rounds"},
 		{"one of two rounds ran out", []Session{done(1, 2400), ranOut(2)}, "2,400.00; not done after 45m0s in 1 of 2 rounds"},
+		{"the first round ran out and the second was not run", []Session{ranOut(1), notRun(2)}, "not done after 45m0s in 1 of 2 rounds; not run again in the other 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &Results{Sessions: tc.sessions}

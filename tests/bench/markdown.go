@@ -88,6 +88,9 @@ func (r *Results) coldStartCell(scale int, contender string) string {
 		return out
 	}
 	missed := fmt.Sprintf("not done after %s in %d of %d rounds", after.Round(time.Minute), n, len(r.sessions(scale, contender)))
+	if k := r.NotRun(scale, contender); k > 0 {
+		missed += fmt.Sprintf("; not run again in the other %d", k)
+	}
 	if out == "–" {
 		return missed
 	}

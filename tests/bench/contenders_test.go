@@ -280,14 +280,29 @@ func attachedNetPrograms(out string) []string {
 	return entries
 }
 
-// processCost is a process's resident memory (MiB) and CPU seconds, its
-// own and its waited-for children's (kube-proxy's iptables-restore, nft).
+// processCost is a process's resident memory (MiB) and CPU seconds: its
+// own, its waited-for children's (kube-proxy's iptables-restore, nft) and
+// those of the children still running. A kube-proxy stopped for not
+// programming in time has not reaped its iptables-restore, whose CPU is
+// then in no figure of the parent: at 30,000 Services, 45 minutes of it
+// against kube-proxy's own 4 s. The memory is the process's own.
 func processCost(pid int) (rss, cpu float64, err error) {
 	if rss, err = sandbox.ProcStatusMiB(pid, "VmRSS"); err != nil {
 		return 0, 0, fmt.Errorf("reading the proxy's RSS: %w", err)
 	}
 	if cpu, err = sandbox.ProcCPUSeconds(pid); err != nil {
 		return 0, 0, fmt.Errorf("reading the proxy's CPU time: %w", err)
+	}
+	children, err := childPIDs(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, child := range children {
+		// One that ended since the list was read is in neither figure:
+		// a few milliseconds lost, not the run.
+		if c, err := sandbox.ProcCPUSeconds(child); err == nil {
+			cpu += c
+		}
 	}
 	return rss, cpu, nil
 }

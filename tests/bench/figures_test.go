@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/socklb/socklb/tests/sandbox"
 )
 
 func TestPercentile(t *testing.T) {
@@ -285,5 +287,42 @@ func TestChildPIDsFindsWhatAProcessStarted(t *testing.T) {
 	}
 	for _, pid := range children {
 		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func TestProcessCostCountsTheChildrenStillRunning(t *testing.T) {
+	// A child that spins while its parent only waits, as iptables-restore
+	// does under kube-proxy; bounded by its loop count and by the kill.
+	sh := exec.Command("sh", "-c", `sh -c 'i=0; while [ $i -lt 5000000 ]; do i=$((i+1)); done' & wait`)
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	var childCPU float64
+	for range 500 {
+		children, err := childPIDs(sh.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(children) == 1 {
+			if childCPU, err = sandbox.ProcCPUSeconds(children[0]); err != nil {
+				t.Fatal(err)
+			}
+			if childCPU >= 0.2 {
+				t.Cleanup(func() { syscall.Kill(children[0], syscall.SIGKILL) })
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if childCPU < 0.2 {
+		t.Fatalf("the spinning child used %.2f s of CPU in 5 s, want 0.2", childCPU)
+	}
+	_, cpu, err := processCost(sh.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu < childCPU {
+		t.Errorf("processCost(parent) CPU = %.2f s, want at least the running child's %.2f s", cpu, childCPU)
 	}
 }

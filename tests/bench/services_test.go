@@ -97,9 +97,7 @@ func (h *harness) createFixedServices(t *testing.T) {
 }
 
 // growServices creates svc-len(vips) .. svc-(n-1) with serviceWriters at
-// once, printing the rate while it goes.
-// growServices creates Services until there are n, and says how long that
-// took.
+// once, printing the rate while it goes, and says how long that took.
 func (h *harness) growServices(t *testing.T, n int) time.Duration {
 	from := len(h.vips)
 	if n <= from {
